@@ -1,0 +1,40 @@
+# The two commands a user needs: `make demo` and `make test`. Both install missing
+# Debian packages first, then configure and build.
+BUILD_DIR ?= build
+BUILD_TYPE ?= Release
+JOBS ?= $(shell nproc)
+
+# OpenBLAS 0.3.21 does not recognise recent AVX-512 CPUs and falls back to slower
+# kernels; one BLAS thread per process keeps several workers from oversubscribing cores.
+export OPENBLAS_NUM_THREADS ?= 1
+ifneq ($(shell grep -m1 -o avx512f /proc/cpuinfo 2>/dev/null),)
+export OPENBLAS_CORETYPE ?= SkylakeX
+endif
+
+.PHONY: all deps configure build test demo bench clean format
+
+all: build
+
+deps:
+	@bash deploy/install-deps.sh
+
+configure: deps
+	@cmake -S . -B $(BUILD_DIR) -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) >/dev/null
+
+build: configure
+	@cmake --build $(BUILD_DIR) -j $(JOBS)
+
+test: build
+	cd $(BUILD_DIR) && ctest --output-on-failure -j $(JOBS) --timeout 900
+
+demo: build
+	@bash deploy/demo.sh $(BUILD_DIR)
+
+bench: build
+	@bash bench/run_all.sh $(BUILD_DIR)
+
+clean:
+	rm -rf $(BUILD_DIR)
+
+format:
+	@git ls-files '*.h' '*.cc' | xargs clang-format -i

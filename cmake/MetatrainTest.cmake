@@ -1,0 +1,15 @@
+# metatrain_add_test(NAME name SOURCES a.cc b.cc DEPS lib1 lib2 [LABELS l] [TIMEOUT s])
+# One helper declares every test: a GoogleTest binary, registered with ctest per test case.
+include(GoogleTest)
+function(metatrain_add_test)
+  cmake_parse_arguments(ARG "" "NAME;TIMEOUT" "SOURCES;DEPS;LABELS" ${ARGN})
+  add_executable(${ARG_NAME} ${ARG_SOURCES})
+  target_link_libraries(${ARG_NAME} PRIVATE ${ARG_DEPS} metatrain_testing GTest::gmock GTest::gtest_main)
+  if(NOT ARG_TIMEOUT)
+    set(ARG_TIMEOUT 600)
+  endif()
+  gtest_discover_tests(${ARG_NAME}
+    DISCOVERY_TIMEOUT 60
+    PROPERTIES TIMEOUT ${ARG_TIMEOUT} LABELS "${ARG_LABELS}"
+               ENVIRONMENT "OPENBLAS_NUM_THREADS=1;METATRAIN_SOURCE_DIR=${PROJECT_SOURCE_DIR};METATRAIN_BINARY_DIR=${PROJECT_BINARY_DIR}")
+endfunction()

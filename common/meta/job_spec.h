@@ -1,0 +1,28 @@
+#ifndef METATRAIN_COMMON_META_JOB_SPEC_H_
+#define METATRAIN_COMMON_META_JOB_SPEC_H_
+
+// Reading, defaulting and validating JobSpecs. Every entry point (the CLI, the demo, the
+// coordinator's SubmitJob) runs a spec through NormalizeJobSpec before using it, so the
+// rest of the code sees explicit values only.
+
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "metatrain/v1/job.pb.h"
+
+namespace metatrain::meta {
+
+// Parses JSON (proto3 mapping) or, if the text does not start with '{', text format.
+absl::StatusOr<v1::JobSpec> ParseJobSpec(const std::string& text);
+absl::StatusOr<v1::JobSpec> ReadJobSpecFile(const std::string& path);
+std::string JobSpecToJson(const v1::JobSpec& spec);
+
+// Fills defaults (documented in job.proto) and validates. INVALID_ARGUMENT with the
+// field's path in the message, e.g. "tasks.shots must be > 0 (got -1)".
+absl::StatusOr<v1::JobSpec> NormalizeJobSpec(v1::JobSpec spec);
+
+bool IsClassificationFamily(const std::string& family);
+
+}  // namespace metatrain::meta
+
+#endif  // METATRAIN_COMMON_META_JOB_SPEC_H_

@@ -1,0 +1,28 @@
+#ifndef METATRAIN_COMMON_META_PARAMS_H_
+#define METATRAIN_COMMON_META_PARAMS_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <ATen/ATen.h>
+
+namespace metatrain::meta {
+
+// Parameters travel as an ordered list of tensors; the order is fixed by a list of specs.
+using TensorList = std::vector<at::Tensor>;
+
+struct ParamSpec {
+  // state_dict key, named like the PyTorch module we mirror ("net.0.weight").
+  std::string name;
+  std::vector<int64_t> shape;
+  // Part of the classifier/regressor head (the only part ANIL adapts).
+  bool head = false;
+};
+
+int64_t NumElements(const ParamSpec& spec);
+int64_t TotalNumElements(const std::vector<ParamSpec>& specs);
+
+}  // namespace metatrain::meta
+
+#endif  // METATRAIN_COMMON_META_PARAMS_H_

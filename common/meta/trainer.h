@@ -1,0 +1,62 @@
+#ifndef METATRAIN_COMMON_META_TRAINER_H_
+#define METATRAIN_COMMON_META_TRAINER_H_
+
+// The single-process outer loop: sample a meta-batch, compute per-task meta-gradients,
+// aggregate in task order, clip, step the outer optimizer, validate, schedule, stop early,
+// keep the best parameters, and finish with a meta-test. The distributed coordinator
+// performs the same steps with the same building blocks and so reaches the same bits.
+
+#include <functional>
+#include <memory>
+#include <optional>
+
+#include "absl/status/statusor.h"
+#include "common/meta/evaluation.h"
+#include "common/meta/learner.h"
+#include "common/meta/optimizer.h"
+#include "metatrain/v1/job.pb.h"
+
+namespace metatrain::meta {
+
+struct StepReport {
+  int64_t step = 0;         // 1-based, after the update
+  double train_loss = 0;    // mean query loss after adaptation over the meta-batch
+  double train_accuracy = -1;  // classification only
+  double lr = 0;
+  double tasks_per_second = 0;
+  std::optional<EvaluationSummary> validation;  // set on validation steps
+};
+
+struct TrainingResult {
+  TensorList final_params;  // after the last step
+  TensorList best_params;   // best by meta-validation loss (final_params if no validation)
+  int64_t steps_run = 0;
+  bool stopped_early = false;
+  EvaluationSummary test;  // meta-test of best_params
+};
+
+// Everything a job needs, built once from a normalised spec.
+struct JobContext {
+  v1::JobSpec spec;
+  at::ScalarType dtype;
+  std::shared_ptr<const Model> model;
+  std::unique_ptr<TaskFamily> family;
+  std::unique_ptr<MetaLearner> learner;
+};
+absl::StatusOr<JobContext> MakeJobContext(const v1::JobSpec& normalized_spec);
+
+// The keys of the meta-batch of training step `step` (0-based).
+std::vector<TaskKey> TrainingKeys(const v1::JobSpec& spec, int64_t step);
+
+// Initial meta-parameters: from spec.initial_weights if set, else the learner's init
+// drawn from the job seed.
+absl::StatusOr<TensorList> InitialMetaParams(const JobContext& job);
+
+// Runs the whole job in this process. `on_step` (optional) sees every step's report and
+// may return false to cancel.
+absl::StatusOr<TrainingResult> Train(const JobContext& job,
+                                     const std::function<bool(const StepReport&)>& on_step = {});
+
+}  // namespace metatrain::meta
+
+#endif  // METATRAIN_COMMON_META_TRAINER_H_
