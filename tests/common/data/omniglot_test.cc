@@ -264,6 +264,7 @@ TEST_F(OmniglotTest, MamlSplit) {
   EXPECT_LT(test_background, 323);
   EXPECT_THAT(d->split_description, HasSubstr("maml"));
   EXPECT_THAT(d->split_description, HasSubstr("423"));
+  RecordProperty("split_description", d->split_description);
 
   // Fixed: another load, even with another job seed, splits identically.
   absl::StatusOr<FewShotDataset> again = LoadFewShotDataset(OmniglotSpec("maml", false), 99);
@@ -302,6 +303,7 @@ TEST_F(OmniglotTest, BackgroundEvaluationSplit) {
   EXPECT_EQ(d->train_classes.size(), 4 * Bases(d->train_classes).size());
   ExpectDisjoint(*d);
   EXPECT_THAT(d->split_description, HasSubstr("background_evaluation"));
+  RecordProperty("split_description", d->split_description);
 }
 
 TEST_F(OmniglotTest, BadSpecsAreInvalidArgument) {
