@@ -1,6 +1,8 @@
 // PNG decoding/encoding, the Pillow-exact Lanczos resampler, the zip reader and the cache
 // file format, on known inputs.
 
+#include <zlib.h>
+
 #include <fstream>
 #include <string>
 #include <vector>
@@ -54,6 +56,23 @@ TEST(PngTest, TruncatedOrGarbageBytesAreDataLossNamingTheFile) {
     EXPECT_THAT(decoded.status().message(), HasSubstr("some/dir/x.png"));
   }
   EXPECT_EQ(ReadPngFile(dir + "/missing.png").status().code(), absl::StatusCode::kNotFound);
+}
+
+// A valid PNG header claiming 100000 x 100000 pixels (its IHDR CRC is correct).
+TEST(PngTest, AbsurdDimensionsAreDataLossNotACrash) {
+  std::string chunk = "IHDR";
+  for (uint32_t v : {100000u, 100000u}) {
+    for (int shift : {24, 16, 8, 0}) chunk.push_back(static_cast<char>(v >> shift));
+  }
+  chunk += std::string("\x08\x00\x00\x00\x00", 5);  // 8-bit gray, no interlace
+  const uint32_t crc = crc32(0, reinterpret_cast<const Bytef*>(chunk.data()), chunk.size());
+  std::string png = "\x89PNG\r\n\x1a\n";
+  png += std::string("\0\0\0\x0d", 4) + chunk;
+  for (int shift : {24, 16, 8, 0}) png.push_back(static_cast<char>(crc >> shift));
+  absl::StatusOr<DecodedImage> decoded = DecodePng(png, "huge.png");
+  ASSERT_FALSE(decoded.ok());
+  EXPECT_EQ(decoded.status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_THAT(decoded.status().message(), HasSubstr("huge.png"));
 }
 
 TEST(PngTest, DecodesOneBitOmniglotDrawingToZeroAnd255) {
