@@ -214,5 +214,38 @@ TEST(DatasetCacheTest, RoundTripStaleAndCorrupt) {
   }
 }
 
+TEST(DatasetCacheTest, DefaultCacheDirPrefersExplicitThenUserCache) {
+  // Restores the variables this test changes.
+  struct SavedEnv {
+    const char* name;
+    std::string value;
+    bool set;
+  };
+  std::vector<SavedEnv> saved;
+  for (const char* name : {"METATRAIN_CACHE_DIR", "XDG_CACHE_HOME", "HOME"}) {
+    const char* v = std::getenv(name);
+    saved.push_back({name, v != nullptr ? v : "", v != nullptr});
+  }
+  const std::string data = ScratchDir("cache_dir_data");
+  setenv("METATRAIN_CACHE_DIR", "/explicit", 1);
+  setenv("XDG_CACHE_HOME", "/xdg", 1);
+  setenv("HOME", "/home/someone", 1);
+  EXPECT_EQ(DefaultCacheDir(data), "/explicit");
+  unsetenv("METATRAIN_CACHE_DIR");
+  EXPECT_EQ(DefaultCacheDir(data), "/xdg/metatrain");
+  unsetenv("XDG_CACHE_HOME");
+  EXPECT_EQ(DefaultCacheDir(data), "/home/someone/.cache/metatrain");
+  unsetenv("HOME");
+  EXPECT_EQ(DefaultCacheDir(data), data);
+  EXPECT_NE(DefaultCacheDir("/proc/definitely/not/here"), "/proc/definitely/not/here");
+  for (const SavedEnv& e : saved) {
+    if (e.set) {
+      setenv(e.name, e.value.c_str(), 1);
+    } else {
+      unsetenv(e.name);
+    }
+  }
+}
+
 }  // namespace
 }  // namespace metatrain::data
