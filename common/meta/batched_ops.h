@@ -36,6 +36,11 @@
 //    `phi - (lr * g)`, two separately rounded ops.
 // tests/common/meta/batch_independence_test.cc checks the property for every model and
 // algorithm with at::equal.
+//
+// Scope: the bits are independent of T, not of the intra-op thread count. The MLPs'
+// results are the same with 1 or 4 threads (tested); the conv net's are not (oneDNN
+// splits convolution reductions by thread), so every process of one job must use the
+// same at::set_num_threads (metatrain's default is 1).
 
 #include <cstdint>
 #include <vector>
