@@ -59,7 +59,7 @@ at::Tensor ConvNet::Forward(const TensorList& params, const at::Tensor& x) const
   for (int64_t task = 0; task < t; ++task) {
     at::Tensor h = inputs[task];  // [B, C, H, W]
     for (int block = 0; block < kBlocks; ++block) {
-      const auto& p = [&](int i) -> const at::Tensor& { return body[4 * block + i][task]; };
+      auto p = [&](int i) -> const at::Tensor& { return body[4 * block + i][task]; };
       h = at::conv2d(h, p(0), p(1), /*stride=*/{1, 1}, /*padding=*/{1, 1});
       h = at::batch_norm(h, p(2), p(3), /*running_mean=*/{}, /*running_var=*/{},
                          /*training=*/true, /*momentum=*/0.1, internal::kBatchNormEps,
