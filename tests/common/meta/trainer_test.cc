@@ -62,6 +62,26 @@ TEST(TrainerTest, SinusoidMamlLearnsToAdapt) {
   EXPECT_LT(last, 0.7 * first);
 }
 
+TEST(TrainerTest, SyntheticImagesMetaTrainingBeatsFreshInit) {
+  JobContext job = Context(R"({"algorithm": "fomaml", "model": {"kind": "conv", "filters": 8},
+      "tasks": {"family": "synthetic_images", "ways": 5, "shots": 1, "query_size": 5,
+                "image_size": 16},
+      "meta_batch_size": 4, "inner": {"steps": 2, "lr": 0.4, "test_steps": 3},
+      "outer": {"lr": 0.003}, "steps": 60, "test_tasks": 50, "seed": 3})");
+  auto init = InitialMetaParams(job);
+  ASSERT_TRUE(init.ok());
+  auto fresh = MetaTest(job, *init);
+  ASSERT_TRUE(fresh.ok()) << fresh.status();
+  auto result = Train(job);
+  ASSERT_TRUE(result.ok()) << result.status();
+  std::printf("fresh init: %s\nmeta-trained: %s\n", fresh->ToString().c_str(),
+              result->test.ToString().c_str());
+  EXPECT_EQ(result->test.accuracy_after.n, 50);
+  EXPECT_NEAR(result->test.accuracy_before.mean, 0.2, 0.1);  // chance before adapting
+  EXPECT_GT(result->test.accuracy_after.mean, 0.38);
+  EXPECT_GT(result->test.accuracy_after.mean, fresh->accuracy_after.mean + 0.05);
+}
+
 TEST(TrainerTest, SameSeedSameBits) {
   const std::string json = R"({"algorithm": "maml", "tasks": {"family": "sinusoid"},
       "steps": 15, "test_tasks": 10, "seed": 77})";
