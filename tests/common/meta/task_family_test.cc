@@ -6,6 +6,7 @@
 
 #include "common/meta/job_spec.h"
 #include "common/meta/task_family.h"
+#include "common/meta/task_family_impl.h"
 #include "tests/common/meta/python_util.h"
 
 namespace metatrain::meta {
@@ -137,6 +138,56 @@ TEST(ImageTasksTest, RejectsTooFewExamples) {
   auto f2 = MakeTaskFamily(many);
   ASSERT_FALSE(f2.ok());
   EXPECT_THAT(std::string(f2.status().message()), HasSubstr("tasks.ways is 30"));
+}
+
+// A tiny hand-made dataset: class 0 has a single bright pixel at (row 0, col 1) in every
+// example, class 1 at (row 2, col 2). The train split has class 0 rotated a quarter turn.
+TEST(ImageTasksTest, AppliesQuarterTurnsCounterClockwise) {
+  data::FewShotDataset d;
+  d.images.channels = 1;
+  d.images.height = 3;
+  d.images.width = 3;
+  d.images.class_names = {"a", "b"};
+  for (int c = 0; c < 2; ++c) {
+    for (int e = 0; e < 4; ++e) {
+      std::vector<uint8_t> img(9, 0);
+      img[c == 0 ? 1 : 8] = 255;
+      img[4] = static_cast<uint8_t>(e);  // makes examples distinct
+      d.images.pixels.insert(d.images.pixels.end(), img.begin(), img.end());
+      d.images.labels.push_back(c);
+    }
+  }
+  d.examples_by_class = data::GroupByClass(d.images);
+  d.train_classes = {{0, 1}, {1, 0}};
+  d.validation_classes = d.test_classes = {{0, 0}, {1, 0}};
+  v1::TaskSpec spec;
+  spec.set_ways(2);
+  spec.set_shots(1);
+  spec.set_query_size(3);
+  spec.set_image_size(3);
+  auto family = MakeImageClassificationTasks(d, spec, 1);
+  ASSERT_TRUE(family.ok()) << family.status();
+  auto batch = (*family)->Sample({{Split::kTrain, 0, 0}, {Split::kTest, 0, 0}}, at::kFloat);
+  ASSERT_TRUE(batch.ok()) << batch.status();
+  for (int64_t t = 0; t < 2; ++t) {
+    for (int64_t i = 0; i < 2; ++i) {
+      const at::Tensor img = batch->support_x[t][i][0];
+      // Which class got this label: class 1's pixel (2, 2) is never rotated.
+      if (img[2][2].item<float>() == 1.0f) continue;
+      // Class 0: (0, 1) unrotated; rot90 counter-clockwise moves it to (1, 0).
+      if (t == 0) {
+        EXPECT_EQ(img[1][0].item<float>(), 1.0f);
+        EXPECT_EQ(img[0][1].item<float>(), 0.0f);
+      } else {
+        EXPECT_EQ(img[0][1].item<float>(), 1.0f);
+      }
+    }
+  }
+  // Every class has 4 examples: asking for 1 + 4 is refused, naming the class.
+  spec.set_query_size(4);
+  auto refused = MakeImageClassificationTasks(d, spec, 1);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_THAT(std::string(refused.status().message()), HasSubstr("class 'a'"));
 }
 
 TEST(ConcatTest, ConcatenatesAlongTasks) {
