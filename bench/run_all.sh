@@ -14,6 +14,8 @@ run() {  # workload order threads steps repeats
   [[ $order == 1 ]] && algorithm=fomaml
   "$build/bench/metatrain-core-bench" --workload "$workload" --algorithm "$algorithm" \
       --threads "$threads" --steps "$steps" --repeats "$repeats" >>"$results"
+  # Python gets the same allocator settings metatrain sets for itself (common/meta/runtime.h).
+  MALLOC_MMAP_THRESHOLD_=1073741824 MALLOC_TRIM_THRESHOLD_=1073741824 MALLOC_TOP_PAD_=67108864 \
   /usr/bin/python3 bench/reference_maml.py --workload "$workload" --order "$order" \
       --threads "$threads" --steps "$steps" --repeats "$repeats" >>"$results"
 }

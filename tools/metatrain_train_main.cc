@@ -22,6 +22,7 @@
 #include "absl/strings/str_format.h"
 #include "common/meta/checkpoint.h"
 #include "common/meta/job_spec.h"
+#include "common/meta/runtime.h"
 #include "common/meta/trainer.h"
 #include "common/status/status_macros.h"
 
@@ -95,7 +96,7 @@ std::string FormatDuration(double seconds) {
 
 absl::Status Run(int argc, char** argv) {
   ASSIGN_OR_RETURN(Options options, ParseArgs(argc, argv));
-  at::set_num_threads(options.threads);
+  metatrain::meta::ConfigureRuntime(options.threads);
   ASSIGN_OR_RETURN(v1::JobSpec spec, meta::ReadJobSpecFile(options.job));
   if (options.steps > 0) spec.set_steps(options.steps);
   if (options.has_seed) spec.set_seed(options.seed);
