@@ -352,5 +352,33 @@ TEST(ResumeTest, InterruptedRunResumesBitIdentically) {
   EXPECT_EQ(*fetched, *final_bytes);
 }
 
+TEST(ResumeTest, QueuedJobSurvivesARestart) {
+  const std::string dir = TempDir("queued");
+  std::string job_id, blocker_id;
+  {
+    auto h = CoordinatorHarness::Start(FastOptions(dir));
+    ASSERT_TRUE(h.ok()) << h.status();
+    auto blocker = (*h)->Submit(SmallSinusoidSpec("maml", 1'000'000));
+    auto queued = (*h)->Submit(SmallSinusoidSpec("maml", 2));
+    ASSERT_TRUE(blocker.ok() && queued.ok());
+    job_id = *queued;
+    blocker_id = *blocker;
+    EXPECT_EQ((*h)->Get(job_id)->state(), v1::QUEUED);
+    (*h)->Shutdown();
+  }
+  auto h = CoordinatorHarness::Start(FastOptions(dir));
+  ASSERT_TRUE(h.ok()) << h.status();
+  EXPECT_EQ((*h)->Get(blocker_id)->state(), v1::RUNNING);
+  EXPECT_EQ((*h)->Get(job_id)->state(), v1::QUEUED);
+  EXPECT_EQ((*h)->Cancel(blocker_id)->state(), v1::CANCELLED);
+  InProcessWorker worker((*h)->address());
+  const v1::JobStatus done = Terminal(**h, job_id);
+  EXPECT_EQ(done.state(), v1::SUCCEEDED) << done.error();
+  // New ids continue after the ones on disk.
+  auto next = (*h)->Submit(SmallSinusoidSpec("maml", 1));
+  ASSERT_TRUE(next.ok());
+  EXPECT_GT(*next, job_id);
+}
+
 }  // namespace
 }  // namespace metatrain::testing
