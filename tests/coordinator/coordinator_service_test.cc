@@ -137,7 +137,12 @@ TEST_P(MatchesTrainerTest, BitIdenticalToSingleProcessTrainer) {
 INSTANTIATE_TEST_SUITE_P(Sharding, MatchesTrainerTest,
                          ::testing::Values(std::make_tuple("maml", 1, 1000),
                                            std::make_tuple("maml", 3, 1),
-                                           std::make_tuple("reptile", 2, 3)));
+                                           std::make_tuple("reptile", 2, 3)),
+                         [](const auto& info) {
+                           return std::get<0>(info.param) + "_" +
+                                  std::to_string(std::get<1>(info.param)) + "workers_capacity" +
+                                  std::to_string(std::get<2>(info.param));
+                         });
 
 TEST(MatchesTrainerClassificationTest, SyntheticImagesOnTwoWorkers) {
   v1::JobSpec spec;
