@@ -4,6 +4,11 @@
 // Functional models: a model owns no tensors. It describes its parameters and computes
 // a forward pass from any list of parameters of the right shapes, so inner-loop updates
 // stay differentiable and many tasks run as one batched computation.
+//
+// Models are immutable after construction and thread-safe. Forward throws (c10::Error) on
+// malformed input; callers inside the core validate shapes first (the learners do) and
+// wrap LibTorch calls in CatchTorch. The batched design, the batch-norm behaviour and the
+// equivalent PyTorch modules are described in docs/core-models.md.
 
 #include <memory>
 #include <vector>
@@ -21,6 +26,11 @@ class Model {
 
   // Parameter layout, in state_dict order.
   virtual const std::vector<ParamSpec>& param_specs() const = 0;
+
+  // Shape of one input example (as given to MakeModel) and the number of outputs; the
+  // learners check task batches against them.
+  virtual const std::vector<int64_t>& input_shape() const = 0;
+  virtual int64_t output_size() const = 0;
 
   // PyTorch's default initialisation for the same layers (kaiming-uniform weights,
   // uniform(±1/sqrt(fan_in)) biases, batch-norm weight 1 / bias 0), drawn from `rng`.

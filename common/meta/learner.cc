@@ -1,0 +1,50 @@
+#include "common/meta/learner.h"
+
+#include <cmath>
+#include <memory>
+#include <utility>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "common/meta/maml_learner.h"
+#include "common/meta/reptile_learner.h"
+
+namespace metatrain::meta {
+
+absl::StatusOr<std::unique_ptr<MetaLearner>> MakeMetaLearner(const v1::JobSpec& spec,
+                                                             std::shared_ptr<const Model> model,
+                                                             LossKind loss) {
+  if (model == nullptr) return absl::InvalidArgumentError("MakeMetaLearner: no model");
+  const int steps = spec.inner().steps();
+  const double lr = spec.inner().lr();
+  if (steps < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("inner.steps must be >= 0 (got ", steps, ")"));
+  }
+  if (!std::isfinite(lr) || lr <= 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("inner.lr must be a finite number > 0 (got ", lr, ")"));
+  }
+  const std::string& algorithm = spec.algorithm();
+  if (algorithm == "reptile") {
+    return std::make_unique<ReptileLearner>(std::move(model), loss, steps, lr);
+  }
+  MamlLearner::Options options;
+  options.inner_steps = steps;
+  options.inner_lr = lr;
+  if (algorithm == "maml") {
+  } else if (algorithm == "fomaml") {
+    options.second_order = false;
+  } else if (algorithm == "meta_sgd") {
+    options.learn_inner_lr = true;
+  } else if (algorithm == "anil") {
+    options.head_only = true;
+  } else {
+    return absl::InvalidArgumentError(
+        absl::StrCat("algorithm: unknown '", algorithm,
+                     "' (expected one of maml, fomaml, reptile, meta_sgd, anil)"));
+  }
+  return std::make_unique<MamlLearner>(std::move(model), loss, options);
+}
+
+}  // namespace metatrain::meta
