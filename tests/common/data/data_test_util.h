@@ -1,0 +1,82 @@
+#ifndef METATRAIN_TESTS_COMMON_DATA_DATA_TEST_UTIL_H_
+#define METATRAIN_TESTS_COMMON_DATA_DATA_TEST_UTIL_H_
+
+// Shared by the dataset tests: where the shared data and a persistent decode cache live,
+// scratch folders, and PNG folders written with libpng.
+
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "common/data/png_encoder.h"
+#include "gtest/gtest.h"
+
+#ifndef ASSERT_OK
+#define ASSERT_OK(expr)                                  \
+  do {                                                   \
+    const auto& metatrain_s_ = (expr);                   \
+    ASSERT_TRUE(metatrain_s_.ok()) << metatrain_s_;      \
+  } while (0)
+#endif
+
+namespace metatrain::data::testing {
+
+inline std::string EnvOr(const char* name, const std::string& fallback) {
+  const char* v = std::getenv(name);
+  return v != nullptr && *v != '\0' ? v : fallback;
+}
+
+// The shared Omniglot copy: $METATRAIN_SOURCE_DIR/../shared/data/omniglot. The caller
+// must ASSERT (not skip) that it exists: a missing data set is a broken checkout.
+inline std::string SourceDir() { return EnvOr("METATRAIN_SOURCE_DIR", METATRAIN_TEST_SOURCE_DIR); }
+inline std::string BinaryDir() { return EnvOr("METATRAIN_BINARY_DIR", METATRAIN_TEST_BINARY_DIR); }
+
+inline std::string OmniglotDir() { return SourceDir() + "/../shared/data/omniglot"; }
+
+inline ::testing::AssertionResult HaveOmniglot() {
+  std::error_code ec;
+  const std::string dir = OmniglotDir();
+  if (std::filesystem::exists(dir + "/images_background.zip", ec) &&
+      std::filesystem::exists(dir + "/images_evaluation.zip", ec)) {
+    return ::testing::AssertionSuccess();
+  }
+  return ::testing::AssertionFailure()
+         << "shared Omniglot data missing: expected images_background.zip and "
+            "images_evaluation.zip in "
+         << dir << " (see docs/data.md; METATRAIN_SOURCE_DIR must point at the checkout)";
+}
+
+// A decode cache that outlives one test process (ctest runs each case in its own
+// process): decoding 32,460 PNGs happens once per build tree.
+inline std::string TestCacheDir() {
+  return BinaryDir() + "/test_data_cache";
+}
+
+// A fresh, empty folder for one test.
+inline std::string ScratchDir(const std::string& name) {
+  const std::string dir = absl::StrCat(BinaryDir(),
+                                       "/test_scratch/", name, "-", getpid());
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  return dir;
+}
+
+// A gray image whose pixels depend on (seed, position), distinct per seed.
+inline DecodedImage PatternImage(int channels, int height, int width, int seed) {
+  DecodedImage image;
+  image.channels = channels;
+  image.height = height;
+  image.width = width;
+  image.pixels.resize(channels * height * width);
+  for (size_t i = 0; i < image.pixels.size(); ++i) {
+    image.pixels[i] = static_cast<uint8_t>((i * 37 + seed * 101 + (i / width) * 13) % 256);
+  }
+  return image;
+}
+
+}  // namespace metatrain::data::testing
+
+#endif  // METATRAIN_TESTS_COMMON_DATA_DATA_TEST_UTIL_H_
