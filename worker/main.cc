@@ -7,7 +7,6 @@
 // Runs until the coordinator sends Shutdown or the process gets SIGINT/SIGTERM (a second
 // signal exits at once).
 
-#include <pthread.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -106,26 +105,39 @@ int main(int argc, char** argv) {
     session.name = absl::StrCat(host, ":", getpid());
   }
 
-  // Signals are taken by one thread with sigwait; every other thread (gRPC's, LibTorch's)
-  // inherits the blocked mask, so they must be blocked before any thread starts.
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGINT);
-  sigaddset(&signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  // Signals land in a handler that only writes to a pipe (async-signal-safe); a thread
+  // reads the pipe and stops the client. Masking signals and sigwait-ing would not do:
+  // LibTorch and gRPC may start threads before main, and those would take the signal.
+  static int signal_pipe[2] = {-1, -1};
+  if (pipe(signal_pipe) != 0) {
+    std::perror("metatrain-worker: pipe");
+    return 1;
+  }
+  struct sigaction action = {};
+  action.sa_handler = [](int sig) {
+    const char byte = static_cast<char>(sig);
+    ssize_t ignored = write(signal_pipe[1], &byte, 1);
+    (void)ignored;
+  };
+  sigemptyset(&action.sa_mask);
+  action.sa_flags = SA_RESTART;
+  sigaction(SIGINT, &action, nullptr);
+  sigaction(SIGTERM, &action, nullptr);
 
   at::set_num_threads(session.threads);
   InnerLoopRunner runner(runner_options);
   SessionClient client(session, &runner);
 
   std::thread signal_thread([&] {
-    int sig = 0;
-    sigwait(&signals, &sig);
+    char sig = 0;
+    while (read(signal_pipe[0], &sig, 1) != 1) {
+    }
     std::fprintf(stderr, "metatrain-worker %s: %s received, leaving\n", session.name.c_str(),
                  sig == SIGINT ? "SIGINT" : "SIGTERM");
     client.Stop();
-    sigwait(&signals, &sig);  // a second signal: do not wait for the current assignment
-    std::_Exit(128 + sig);
+    while (read(signal_pipe[0], &sig, 1) != 1) {
+    }
+    std::_Exit(128 + sig);  // a second signal: do not wait for the current assignment
   });
   signal_thread.detach();
 
