@@ -52,8 +52,28 @@ std::vector<TaskKey> TrainingKeys(const v1::JobSpec& spec, int64_t step);
 // drawn from the job seed.
 absl::StatusOr<TensorList> InitialMetaParams(const JobContext& job);
 
+// The outer learning rate of 0-based step `step` under the "linear" schedule: anneals from
+// outer.lr towards 0 over spec.steps() (Reptile).
+double LinearScheduleLr(const v1::JobSpec& spec, int64_t step);
+
+// One outer update from a meta-batch's per-task gradients (MetaGradients::per_task layout
+// split with SplitPerTask, or gathered from workers): aggregates in task order, clips to
+// outer.clip_grad_norm, steps the optimizer. Returns the pre-clipping gradient norm.
+absl::StatusOr<double> ApplyMetaUpdate(const v1::JobSpec& spec,
+                                       const std::vector<ParamSpec>& specs,
+                                       std::vector<TensorList> task_gradients,
+                                       OuterOptimizer& optimizer, TensorList& meta_params);
+
+// Meta-validation after 1-based step `step`: spec.validation_tasks() tasks of the
+// validation split, round `step`, adapted with inner.test_steps.
+absl::StatusOr<EvaluationSummary> MetaValidate(const JobContext& job,
+                                               const TensorList& meta_params, int64_t step);
+
+// Final meta-test: spec.test_tasks() tasks of the test split, adapted with inner.test_steps.
+absl::StatusOr<EvaluationSummary> MetaTest(const JobContext& job, const TensorList& meta_params);
+
 // Runs the whole job in this process. `on_step` (optional) sees every step's report and
-// may return false to cancel.
+// may return false to cancel (CANCELLED).
 absl::StatusOr<TrainingResult> Train(const JobContext& job,
                                      const std::function<bool(const StepReport&)>& on_step = {});
 

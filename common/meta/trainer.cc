@@ -1,0 +1,170 @@
+#include "common/meta/trainer.h"
+
+#include <chrono>
+#include <cmath>
+#include <limits>
+
+#include "absl/strings/str_cat.h"
+#include "common/meta/aggregation.h"
+#include "common/meta/checkpoint.h"
+#include "common/meta/rng.h"
+#include "common/status/status_macros.h"
+#include "common/status/torch_status.h"
+
+namespace metatrain::meta {
+namespace {
+
+TensorList CloneParams(const TensorList& params) {
+  TensorList out;
+  out.reserve(params.size());
+  for (const auto& p : params) out.push_back(p.detach().clone());
+  return out;
+}
+
+}  // namespace
+
+absl::StatusOr<JobContext> MakeJobContext(const v1::JobSpec& normalized_spec) {
+  JobContext job;
+  job.spec = normalized_spec;
+  job.dtype = normalized_spec.dtype() == "float64" ? at::kDouble : at::kFloat;
+  ASSIGN_OR_RETURN(job.family, MakeTaskFamily(normalized_spec));
+  ASSIGN_OR_RETURN(std::unique_ptr<Model> model,
+                   MakeModel(normalized_spec.model(), job.family->input_shape(),
+                             job.family->output_size()));
+  job.model = std::move(model);
+  ASSIGN_OR_RETURN(job.learner, MakeMetaLearner(normalized_spec, job.model, job.family->loss()));
+  return job;
+}
+
+std::vector<TaskKey> TrainingKeys(const v1::JobSpec& spec, int64_t step) {
+  std::vector<TaskKey> keys;
+  keys.reserve(spec.meta_batch_size());
+  for (int64_t i = 0; i < spec.meta_batch_size(); ++i) keys.push_back({Split::kTrain, step, i});
+  return keys;
+}
+
+absl::StatusOr<TensorList> InitialMetaParams(const JobContext& job) {
+  Rng rng(MixSeed({job.spec.seed(), 0x696e6974ull /* "init" */}));
+  TensorList params = job.learner->InitialMetaParams(rng, job.dtype);
+  if (job.spec.initial_weights().empty()) return params;
+  const std::string& path = job.spec.initial_weights();
+  auto state = LoadStateDict(path);
+  if (!state.ok()) {
+    return absl::Status(state.status().code(),
+                        absl::StrCat("initial_weights: ", state.status().message()));
+  }
+  // Algorithm-specific extras (Meta-SGD's "lr.*" rates) may be absent from a plain model's
+  // state_dict: they keep their initial values. Everything else must be there.
+  const auto& specs = job.learner->meta_param_specs();
+  std::vector<ParamSpec> present;
+  std::vector<size_t> where;
+  for (size_t i = 0; i < specs.size(); ++i) {
+    const bool extra = specs[i].name.rfind("lr.", 0) == 0;
+    if (!extra || state->count(specs[i].name)) {
+      present.push_back(specs[i]);
+      where.push_back(i);
+    }
+  }
+  auto loaded = FromStateDict(present, *state, job.dtype, /*allow_extra=*/true);
+  if (!loaded.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("initial_weights '", path, "': ", loaded.status().message()));
+  }
+  for (size_t j = 0; j < where.size(); ++j) params[where[j]] = (*loaded)[j];
+  return params;
+}
+
+double LinearScheduleLr(const v1::JobSpec& spec, int64_t step) {
+  const double frac = static_cast<double>(step) / static_cast<double>(spec.steps());
+  return spec.outer().lr() * (1.0 - frac);
+}
+
+absl::StatusOr<double> ApplyMetaUpdate(const v1::JobSpec& spec,
+                                       const std::vector<ParamSpec>& specs,
+                                       std::vector<TensorList> task_gradients,
+                                       OuterOptimizer& optimizer, TensorList& meta_params) {
+  TaskOrderAggregator aggregator(specs, static_cast<int64_t>(task_gradients.size()));
+  for (size_t t = 0; t < task_gradients.size(); ++t) {
+    RETURN_IF_ERROR(aggregator.Add(static_cast<int64_t>(t), std::move(task_gradients[t])));
+  }
+  ASSIGN_OR_RETURN(TensorList mean, aggregator.Mean());
+  return CatchTorch("outer update", [&] {
+    const double norm = ClipGradNorm(mean, spec.outer().clip_grad_norm());
+    optimizer.Step(meta_params, mean);
+    return norm;
+  });
+}
+
+absl::StatusOr<EvaluationSummary> MetaValidate(const JobContext& job,
+                                               const TensorList& meta_params, int64_t step) {
+  return EvaluateTasks(*job.learner, *job.family, meta_params, job.spec.seed(),
+                       Split::kValidation, step, job.spec.validation_tasks(),
+                       job.spec.inner().test_steps(), job.spec.meta_batch_size(), job.dtype);
+}
+
+absl::StatusOr<EvaluationSummary> MetaTest(const JobContext& job, const TensorList& meta_params) {
+  return EvaluateTasks(*job.learner, *job.family, meta_params, job.spec.seed(), Split::kTest,
+                       /*round=*/0, job.spec.test_tasks(), job.spec.inner().test_steps(),
+                       job.spec.meta_batch_size(), job.dtype);
+}
+
+absl::StatusOr<TrainingResult> Train(const JobContext& job,
+                                     const std::function<bool(const StepReport&)>& on_step) {
+  const v1::JobSpec& spec = job.spec;
+  const auto& specs = job.learner->meta_param_specs();
+  ASSIGN_OR_RETURN(TensorList params, InitialMetaParams(job));
+  ASSIGN_OR_RETURN(std::unique_ptr<OuterOptimizer> optimizer,
+                   MakeOuterOptimizer(spec.outer(), specs));
+  PlateauSchedule plateau(spec.outer().plateau_factor(), spec.outer().plateau_patience(),
+                          spec.outer().min_lr());
+  EarlyStopping early(spec.early_stopping_patience());
+  const bool linear = spec.outer().schedule() == "linear";
+  const bool use_plateau = spec.outer().schedule() == "plateau";
+
+  TrainingResult result;
+  bool validated = false;
+  for (int64_t step = 0; step < spec.steps(); ++step) {
+    const auto start = std::chrono::steady_clock::now();
+    if (linear) optimizer->set_lr(LinearScheduleLr(spec, step));
+    StepReport report;
+    report.step = step + 1;
+    report.lr = optimizer->lr();
+    ASSIGN_OR_RETURN(TaskBatch tasks, job.family->Sample(TrainingKeys(spec, step), job.dtype));
+    ASSIGN_OR_RETURN(MetaGradients grads, job.learner->ComputeMetaGradients(params, tasks));
+    auto update = ApplyMetaUpdate(spec, specs, SplitPerTask(grads.per_task), *optimizer, params);
+    if (!update.ok()) {
+      return absl::Status(update.status().code(),
+                          absl::StrCat("step ", step + 1, ": ", update.status().message()));
+    }
+    report.train_loss = grads.query_loss.mean().item<double>();
+    if (grads.query_accuracy.defined()) {
+      report.train_accuracy = grads.query_accuracy.mean().item<double>();
+    }
+    const double seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    report.tasks_per_second = seconds > 0 ? spec.meta_batch_size() / seconds : 0;
+
+    if (spec.validation_interval() > 0 && (step + 1) % spec.validation_interval() == 0) {
+      ASSIGN_OR_RETURN(EvaluationSummary summary, MetaValidate(job, params, step + 1));
+      const double loss = summary.loss_after.mean;
+      if (use_plateau) optimizer->set_lr(plateau.Observe(loss, optimizer->lr()));
+      if (early.Observe(loss)) result.best_params = CloneParams(params);
+      validated = true;
+      report.validation = summary;
+    }
+    result.steps_run = step + 1;
+    if (on_step && !on_step(report)) {
+      return absl::CancelledError(absl::StrCat("training cancelled after step ", step + 1));
+    }
+    if (early.should_stop()) {
+      result.stopped_early = true;
+      break;
+    }
+  }
+  result.final_params = params;
+  if (!validated) result.best_params = CloneParams(params);
+  ASSIGN_OR_RETURN(result.test, MetaTest(job, result.best_params));
+  return result;
+}
+
+}  // namespace metatrain::meta

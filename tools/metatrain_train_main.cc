@@ -1,0 +1,180 @@
+// metatrain-train: runs one meta-training job in this process.
+//
+//   metatrain-train --job examples/sinusoid_maml.json [--steps N] [--out ckpt.pt]
+//                   [--threads N] [--seed S]
+//
+// Prints progress (in place on a terminal), validation results and the final meta-test.
+// Any error: one line on stderr, exit status 2.
+
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <iostream>
+#include <string>
+
+#include <ATen/Parallel.h>
+
+#include "absl/status/status.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "common/meta/checkpoint.h"
+#include "common/meta/job_spec.h"
+#include "common/meta/trainer.h"
+#include "common/status/status_macros.h"
+
+namespace metatrain {
+namespace {
+
+struct Options {
+  std::string job, out;
+  int64_t steps = 0;
+  int threads = 1;
+  bool has_seed = false;
+  uint64_t seed = 0;
+};
+
+constexpr char kUsage[] =
+    "usage: metatrain-train --job SPEC.json [--steps N] [--out CHECKPOINT.pt] [--threads N] "
+    "[--seed S]";
+
+absl::StatusOr<Options> ParseArgs(int argc, char** argv) {
+  Options o;
+  for (int i = 1; i < argc; ++i) {
+    std::string arg = argv[i];
+    std::string value;
+    const auto eq = arg.find('=');
+    bool inline_value = false;
+    if (arg.rfind("--", 0) == 0 && eq != std::string::npos) {
+      value = arg.substr(eq + 1);
+      arg = arg.substr(0, eq);
+      inline_value = true;
+    }
+    if (arg == "--help" || arg == "-h") {
+      std::cout << kUsage << "\n";
+      std::exit(0);
+    }
+    const bool known = arg == "--job" || arg == "--steps" || arg == "--out" ||
+                       arg == "--threads" || arg == "--seed";
+    if (!known) return absl::InvalidArgumentError(absl::StrCat("unknown argument '", arg, "'; ", kUsage));
+    if (!inline_value) {
+      if (i + 1 >= argc) return absl::InvalidArgumentError(absl::StrCat(arg, " needs a value"));
+      value = argv[++i];
+    }
+    if (arg == "--job") {
+      o.job = value;
+    } else if (arg == "--out") {
+      o.out = value;
+    } else if (arg == "--steps") {
+      if (!absl::SimpleAtoi(value, &o.steps) || o.steps <= 0) {
+        return absl::InvalidArgumentError(absl::StrCat("--steps must be a positive integer (got '", value, "')"));
+      }
+    } else if (arg == "--threads") {
+      if (!absl::SimpleAtoi(value, &o.threads) || o.threads <= 0) {
+        return absl::InvalidArgumentError(absl::StrCat("--threads must be a positive integer (got '", value, "')"));
+      }
+    } else if (arg == "--seed") {
+      if (!absl::SimpleAtoi(value, &o.seed)) {
+        return absl::InvalidArgumentError(absl::StrCat("--seed must be a non-negative integer (got '", value, "')"));
+      }
+      o.has_seed = true;
+    }
+  }
+  if (o.job.empty()) return absl::InvalidArgumentError(absl::StrCat("--job is required; ", kUsage));
+  return o;
+}
+
+std::string FormatDuration(double seconds) {
+  const auto s = static_cast<int64_t>(seconds + 0.5);
+  if (s >= 3600) return absl::StrFormat("%dh%02dm", s / 3600, (s / 60) % 60);
+  if (s >= 60) return absl::StrFormat("%dm%02ds", s / 60, s % 60);
+  return absl::StrFormat("%ds", s);
+}
+
+absl::Status Run(int argc, char** argv) {
+  ASSIGN_OR_RETURN(Options options, ParseArgs(argc, argv));
+  at::set_num_threads(options.threads);
+  ASSIGN_OR_RETURN(v1::JobSpec spec, meta::ReadJobSpecFile(options.job));
+  if (options.steps > 0) spec.set_steps(options.steps);
+  if (options.has_seed) spec.set_seed(options.seed);
+  ASSIGN_OR_RETURN(spec, meta::NormalizeJobSpec(spec));
+  ASSIGN_OR_RETURN(meta::JobContext job, meta::MakeJobContext(spec));
+
+  std::printf("job %s: %s on %s, %d-shot%s, meta-batch %d, %lld steps, seed %llu\n",
+              spec.name().empty() ? "(unnamed)" : spec.name().c_str(), spec.algorithm().c_str(),
+              spec.tasks().family().c_str(), spec.tasks().shots(),
+              meta::IsClassificationFamily(spec.tasks().family())
+                  ? absl::StrCat(" ", spec.tasks().ways(), "-way").c_str()
+                  : "",
+              spec.meta_batch_size(), static_cast<long long>(spec.steps()),
+              static_cast<unsigned long long>(spec.seed()));
+  std::fflush(stdout);
+
+  const bool tty = isatty(STDOUT_FILENO);
+  const int64_t every = std::max<int64_t>(1, spec.steps() / 20);
+  const auto start = std::chrono::steady_clock::now();
+  double loss_sum = 0;
+  int64_t loss_count = 0;
+  bool line_open = false;
+  auto on_step = [&](const meta::StepReport& r) {
+    loss_sum += r.train_loss;
+    ++loss_count;
+    const double elapsed =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    const double eta = elapsed / r.step * (spec.steps() - r.step);
+    const bool print = tty || r.step % every == 0 || r.step == spec.steps();
+    if (print) {
+      std::string line = absl::StrFormat(
+          "step %*d/%d  loss %.4f%s  lr %.3g  %.0f tasks/s  elapsed %s  ETA %s",
+          static_cast<int>(absl::StrCat(spec.steps()).size()), r.step, spec.steps(),
+          loss_sum / loss_count,
+          r.train_accuracy >= 0 ? absl::StrFormat("  acc %.1f%%", 100 * r.train_accuracy) : "",
+          r.lr, r.tasks_per_second, FormatDuration(elapsed), FormatDuration(eta));
+      if (tty) {
+        std::printf("\r\033[K%s", line.c_str());
+        line_open = true;
+      } else {
+        std::printf("%s\n", line.c_str());
+      }
+      loss_sum = 0;
+      loss_count = 0;
+    }
+    if (r.validation) {
+      if (line_open) std::printf("\n");
+      line_open = false;
+      std::printf("  validation after step %lld: %s\n", static_cast<long long>(r.step),
+                  r.validation->ToString().c_str());
+    }
+    std::fflush(stdout);
+    return true;
+  };
+  ASSIGN_OR_RETURN(meta::TrainingResult result, meta::Train(job, on_step));
+  if (line_open) std::printf("\n");
+  const double elapsed =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  std::printf("trained %lld steps in %s%s\n", static_cast<long long>(result.steps_run),
+              FormatDuration(elapsed).c_str(), result.stopped_early ? " (stopped early)" : "");
+  std::printf("meta-test (%d inner steps): %s\n", spec.inner().test_steps(),
+              result.test.ToString().c_str());
+  if (!options.out.empty()) {
+    RETURN_IF_ERROR(meta::SaveStateDict(
+        options.out, meta::ToStateDict(job.learner->meta_param_specs(), result.best_params)));
+    std::printf("checkpoint: %s\n", options.out.c_str());
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+}  // namespace metatrain
+
+int main(int argc, char** argv) {
+  const absl::Status status = metatrain::Run(argc, argv);
+  if (!status.ok()) {
+    std::fflush(stdout);
+    std::fprintf(stderr, "metatrain-train: %s\n", std::string(status.message()).c_str());
+    return 2;
+  }
+  return 0;
+}
