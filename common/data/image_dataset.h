@@ -2,8 +2,10 @@
 #define METATRAIN_COMMON_DATA_IMAGE_DATASET_H_
 
 // Labelled image sets for few-shot classification, held in memory as bytes. Loaders for
-// real datasets (Omniglot, Fashion-MNIST, folders of PNGs) fill these; the meta-learning
-// core turns them into tasks. No LibTorch here.
+// real datasets (omniglot.h, fashion_mnist.h, image_folder.h; episodes.h for
+// bring-your-own evaluation episodes) fill these, few_shot_splits.h splits their classes;
+// the meta-learning core turns them into tasks. No LibTorch here. Layouts, conventions and
+// the decode cache: docs/data.md.
 
 #include <cstdint>
 #include <string>
@@ -14,7 +16,9 @@
 
 namespace metatrain::data {
 
-// N images of one size, row-major [N, C, H, W]; 255 = ink / foreground for Omniglot.
+// N images of one size, row-major [N, C, H, W], 8 bits per value. Omniglot: 255 = ink,
+// 0 = paper (inverted from the PNGs, as MAML and learn2learn do); Fashion-MNIST: as stored
+// (0 = background); image folders: as stored.
 
 struct ImageSet {
   int64_t channels = 1, height = 0, width = 0;
@@ -48,8 +52,22 @@ struct FewShotDataset {
 std::vector<std::vector<int64_t>> GroupByClass(const ImageSet& images);
 
 // Loads the dataset that spec.family() names ("omniglot", "fashion_mnist", "image_folder")
-// from spec.data_dir() and splits its classes as the spec says. Clear INVALID_ARGUMENT /
-// NOT_FOUND / DATA_LOSS errors for missing, partial or corrupt data.
+// from spec.data_dir() (fashion_mnist: default /usr/share/datasets/fashion-mnist), resized
+// to spec.image_size() (default 28), and splits its classes: omniglot by spec.split()
+// ("maml" default, or "background_evaluation"; rotated training classes unless
+// spec.no_rotations()), the others by the fixed rules of few_shot_splits.h (image_folder:
+// each split has at least spec.ways() classes, default 5). Train, validation and test
+// classes never share a base class.
+//
+// `seed` does not change the split: the built-in splits use fixed seeds so that every job on
+// the same data meta-tests on the same classes (as the literature does with random.seed(1)).
+// It is kept for splits that will vary with the job.
+//
+// Errors: INVALID_ARGUMENT for an unknown family, a bad split or image size (the message
+// names the tasks.* field); NOT_FOUND "tasks.data_dir: no Omniglot found in ..." and
+// similar for missing data; DATA_LOSS naming the file for partial or corrupt data.
+// Omniglot's decoded images are cached on disk (dataset_cache.h), so only the first load
+// pays for decoding. Thread-safe.
 absl::StatusOr<FewShotDataset> LoadFewShotDataset(const v1::TaskSpec& spec, uint64_t seed);
 
 }  // namespace metatrain::data

@@ -42,6 +42,12 @@ absl::StatusOr<std::unique_ptr<ZipReader>> ZipReader::Open(const std::string& pa
 ZipReader::~ZipReader() { zip_discard(archive_); }
 
 absl::StatusOr<std::string> ZipReader::Read(const Entry& entry) {
+  // The size comes from the archive; refuse absurd ones instead of allocating them.
+  constexpr uint64_t kMaxEntryBytes = uint64_t{1} << 30;
+  if (entry.size > kMaxEntryBytes) {
+    return absl::DataLossError(absl::StrCat(path_, ": entry ", entry.name, " claims ",
+                                            entry.size, " bytes (corrupt archive?)"));
+  }
   zip_file_t* file = zip_fopen_index(archive_, entry.index, 0);
   if (file == nullptr) {
     return absl::DataLossError(absl::StrCat(path_, ": cannot open entry ", entry.name, " (",

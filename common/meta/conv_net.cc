@@ -47,21 +47,20 @@ TensorList ConvNet::Initialize(Rng& rng, at::ScalarType dtype) const {
 
 at::Tensor ConvNet::Forward(const TensorList& params, const at::Tensor& x) const {
   const int64_t t = x.size(0), b = x.size(1);
-  // [T, B, C, H, W] -> [B, T*C, H, W]: each task's channels form one convolution group,
-  // and batch norm's per-channel statistics become per (task, channel).
-  at::Tensor h = x.transpose(0, 1).reshape({b, t * input_shape_[0], input_shape_[1],
-                                            input_shape_[2]});
+  // Every op below keeps tasks apart bit for bit; see NOTE [Task independence is bitwise]
+  // in batched_ops.h for why this is not a grouped convolution.
+  at::Tensor h = x;  // [T, B, C, H, W]
   for (int block = 0; block < kBlocks; ++block) {
-    const at::Tensor& weight = params[4 * block];  // [T, F, Cin, 3, 3]
-    at::Tensor w = weight.reshape({t * filters_, weight.size(2), 3, 3});
-    h = at::conv2d(h, w, params[4 * block + 1].reshape({t * filters_}), /*stride=*/{1, 1},
-                   /*padding=*/{1, 1}, /*dilation=*/{1, 1}, /*groups=*/t);
-    h = internal::BatchedBatchNorm2d(h, params[4 * block + 2], params[4 * block + 3]);
-    h = at::relu(h);
-    h = at::max_pool2d(h, /*kernel_size=*/{2, 2}, /*stride=*/{2, 2});
+    const int64_t height = h.size(3), width = h.size(4);
+    at::Tensor y = internal::BatchedConv3x3(h, params[4 * block], params[4 * block + 1]);
+    y = at::relu(internal::BatchNormOverLast(y, params[4 * block + 2], params[4 * block + 3]));
+    // [T, F, B*H*W] -> planes [T*F*B, H, W] -> pooled -> [T, B, F, H/2, W/2].
+    y = at::max_pool2d(y.reshape({t * filters_ * b, height, width}), /*kernel_size=*/{2, 2},
+                       /*stride=*/{2, 2});
+    h = y.reshape({t, filters_, b, height / 2, width / 2}).permute({0, 2, 1, 3, 4});
   }
-  // [B, T*F, h, w] -> [T, B, F*h*w], flattening each task's features as torch.flatten(1).
-  at::Tensor features = h.reshape({b, t, feature_size_}).transpose(0, 1);
+  // Each task's features flattened as torch.flatten(1) does on [B, F, h, w].
+  at::Tensor features = h.reshape({t, b, feature_size_});
   return internal::BatchedLinear(features, params[4 * kBlocks], params[4 * kBlocks + 1]);
 }
 

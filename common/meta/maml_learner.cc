@@ -1,5 +1,6 @@
 #include "common/meta/maml_learner.h"
 
+#include <string>
 #include <utility>
 
 #include <torch/csrc/autograd/autograd.h>
@@ -117,24 +118,48 @@ absl::StatusOr<Adaptation> MamlLearner::Evaluate(const TensorList& meta_params,
   return CatchTorch("evaluation", [&] { return Adapt(meta_params, tasks, steps); });
 }
 
+absl::StatusOr<TensorList> MamlLearner::AdaptedParams(const TensorList& meta_params,
+                                                      const TaskBatch& tasks, int steps) const {
+  RETURN_IF_ERROR(internal::ValidateMetaParams(specs_, meta_params));
+  RETURN_IF_ERROR(
+      internal::ValidateTaskBatch(*model_, loss_, tasks, meta_params[0].scalar_type()));
+  if (steps < 0) {
+    return absl::InvalidArgumentError("adaptation steps must be >= 0 (got " +
+                                      std::to_string(steps) + ")");
+  }
+  return CatchTorch("adaptation", [&] {
+    const TensorList model_params(meta_params.begin(),
+                                  meta_params.begin() + num_model_params_);
+    return internal::AdaptWithoutGraph(
+        *model_, loss_, MakeInnerRule(meta_params),
+        internal::Replicate(model_params, tasks.size(), /*requires_grad=*/false),
+        tasks.support_x, tasks.support_y, steps);
+  });
+}
+
+internal::InnerRule MamlLearner::MakeInnerRule(const TensorList& meta_params) const {
+  internal::InnerRule rule;
+  rule.lr = options_.inner_lr;
+  rule.adapt = adapt_;
+  if (options_.learn_inner_lr) {
+    // [1, ...]: broadcast over the task dimension.
+    for (size_t i = num_model_params_; i < meta_params.size(); ++i) {
+      rule.alphas.push_back(meta_params[i].detach().unsqueeze(0));
+    }
+  }
+  return rule;
+}
+
 Adaptation MamlLearner::Adapt(const TensorList& meta_params, const TaskBatch& tasks,
                               int steps) const {
   const int64_t t = tasks.size();
   const TensorList model_params(meta_params.begin(), meta_params.begin() + num_model_params_);
   TensorList phi = internal::Replicate(model_params, t, /*requires_grad=*/false);
-  internal::InnerRule rule;
-  rule.lr = options_.inner_lr;
-  rule.adapt = adapt_;
-  if (options_.learn_inner_lr) {
-    for (size_t i = num_model_params_; i < meta_params.size(); ++i) {
-      rule.alphas.push_back(meta_params[i].detach().unsqueeze(0));
-    }
-  }
   Adaptation result;
   internal::QueryMetrics(*model_, loss_, phi, tasks.query_x, tasks.query_y, &result.loss_before,
                          &result.accuracy_before);
-  phi = internal::AdaptWithoutGraph(*model_, loss_, rule, std::move(phi), tasks.support_x,
-                                    tasks.support_y, steps);
+  phi = internal::AdaptWithoutGraph(*model_, loss_, MakeInnerRule(meta_params), std::move(phi),
+                                    tasks.support_x, tasks.support_y, steps);
   internal::QueryMetrics(*model_, loss_, phi, tasks.query_x, tasks.query_y, &result.loss_after,
                          &result.accuracy_after);
   return result;

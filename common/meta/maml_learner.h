@@ -22,6 +22,7 @@
 #include <memory>
 #include <vector>
 
+#include "common/meta/inner_loop.h"
 #include "common/meta/learner.h"
 
 namespace metatrain::meta {
@@ -45,7 +46,14 @@ class MamlLearner : public MetaLearner {
   absl::StatusOr<Adaptation> Evaluate(const TensorList& meta_params, const TaskBatch& tasks,
                                       int steps) const override;
 
+  // The model parameters after `steps` inner steps on each task's support set, [T, ...]
+  // per model parameter, detached (for fine-tuning and export, and to check what the
+  // inner loop touches). Same validation as Evaluate.
+  absl::StatusOr<TensorList> AdaptedParams(const TensorList& meta_params, const TaskBatch& tasks,
+                                           int steps) const;
+
  private:
+  internal::InnerRule MakeInnerRule(const TensorList& meta_params) const;
   MetaGradients Compute(const TensorList& meta_params, const TaskBatch& tasks) const;
   Adaptation Adapt(const TensorList& meta_params, const TaskBatch& tasks, int steps) const;
 

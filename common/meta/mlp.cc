@@ -70,7 +70,7 @@ at::Tensor Mlp::Forward(const TensorList& params, const at::Tensor& x) const {
     h = internal::BatchedLinear(h, params[p], params[p + 1]);
     p += 2;
     if (batch_norm_) {
-      h = internal::BatchedBatchNorm1d(h, params[p], params[p + 1]);
+      h = internal::BatchNormOverBatch(h, params[p], params[p + 1]);
       p += 2;
     }
     h = at::relu(h);

@@ -65,8 +65,9 @@ absl::StatusOr<Adaptation> ReptileLearner::Evaluate(const TensorList& meta_param
     Adaptation result;
     internal::QueryMetrics(*model_, loss_, phi, tasks.query_x, tasks.query_y,
                            &result.loss_before, &result.accuracy_before);
-    phi = internal::AdaptWithoutGraph(*model_, loss_, SgdRule(phi.size(), inner_lr_),
-                                      std::move(phi), tasks.support_x, tasks.support_y, steps);
+    const internal::InnerRule rule = SgdRule(phi.size(), inner_lr_);
+    phi = internal::AdaptWithoutGraph(*model_, loss_, rule, std::move(phi), tasks.support_x,
+                                      tasks.support_y, steps);
     internal::QueryMetrics(*model_, loss_, phi, tasks.query_x, tasks.query_y,
                            &result.loss_after, &result.accuracy_after);
     return result;

@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <string>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "common/data/png_encoder.h"
@@ -55,12 +56,30 @@ inline std::string TestCacheDir() {
   return BinaryDir() + "/test_data_cache";
 }
 
-// A fresh, empty folder for one test.
+// Removes the scratch folders of this process when it exits (each ctest case is a process).
+class ScratchRegistry {
+ public:
+  static ScratchRegistry& Get() {
+    static ScratchRegistry registry;
+    return registry;
+  }
+  void Add(const std::string& dir) { dirs_.push_back(dir); }
+  ~ScratchRegistry() {
+    std::error_code ec;
+    for (const std::string& dir : dirs_) std::filesystem::remove_all(dir, ec);
+  }
+
+ private:
+  std::vector<std::string> dirs_;
+};
+
+// A fresh, empty folder for one test, removed at process exit.
 inline std::string ScratchDir(const std::string& name) {
-  const std::string dir = absl::StrCat(BinaryDir(),
-                                       "/test_scratch/", name, "-", getpid());
+  const std::string dir =
+      absl::StrCat(BinaryDir(), "/test_scratch/", name, "-", getpid());
   std::filesystem::remove_all(dir);
   std::filesystem::create_directories(dir);
+  ScratchRegistry::Get().Add(dir);
   return dir;
 }
 

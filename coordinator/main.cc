@@ -1,0 +1,81 @@
+// metatrain-coordinator: serves the job API and the worker sessions on one port.
+
+#include <pthread.h>
+#include <signal.h>
+
+#include <cstdio>
+#include <string>
+#include <thread>
+
+#include <ATen/Parallel.h>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/strings/str_cat.h"
+#include "coordinator/coordinator.h"
+#include "coordinator/rpc/server.h"
+
+ABSL_FLAG(std::string, listen, "0.0.0.0:50051",
+          "host:port to serve on; port 0 picks a free port (printed on stdout)");
+ABSL_FLAG(std::string, checkpoint_dir, "",
+          "where jobs keep best.pt, final.pt and resume.pt (<dir>/<job_id>/); empty: memory only");
+ABSL_FLAG(int, max_running_jobs, 1, "jobs trained at the same time over the worker pool");
+ABSL_FLAG(int, threads, 0, "max gRPC polling threads for the job API (0: gRPC's default)");
+ABSL_FLAG(bool, resume, true, "on start, resume unfinished jobs found in --checkpoint_dir");
+ABSL_FLAG(int, assignment_timeout_s, 600,
+          "seconds a worker may take for one assignment before its tasks go elsewhere");
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage("metatrain-coordinator --listen=HOST:PORT [--checkpoint_dir=DIR]");
+  absl::ParseCommandLine(argc, argv);
+  at::set_num_threads(1);
+
+  // Every thread started from here on inherits the blocked signals; one thread waits for them.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  metatrain::coordinator::CoordinatorOptions options;
+  options.checkpoint_dir = absl::GetFlag(FLAGS_checkpoint_dir);
+  options.max_running_jobs = absl::GetFlag(FLAGS_max_running_jobs);
+  options.resume = absl::GetFlag(FLAGS_resume);
+  options.assignment_timeout = absl::Seconds(absl::GetFlag(FLAGS_assignment_timeout_s));
+  if (options.max_running_jobs < 1) {
+    std::fprintf(stderr, "--max_running_jobs must be >= 1 (got %d)\n", options.max_running_jobs);
+    return 2;
+  }
+  metatrain::coordinator::Coordinator coordinator(options);
+  const std::string listen = absl::GetFlag(FLAGS_listen);
+  auto server = metatrain::coordinator::CoordinatorServer::Start(listen, &coordinator,
+                                                                 absl::GetFlag(FLAGS_threads));
+  if (!server.ok()) {
+    std::fprintf(stderr, "metatrain-coordinator: %s\n",
+                 std::string(server.status().message()).c_str());
+    return 1;
+  }
+  std::string host = listen.substr(0, listen.rfind(':'));
+  if (host.empty() || host == "0.0.0.0" || host == "[::]" || host == "localhost") {
+    host = "127.0.0.1";
+  }
+  std::printf("listening on %s:%d\n", host.c_str(), (*server)->port());
+  std::fflush(stdout);
+  // Resume after the port is open, so workers can connect while jobs load.
+  if (absl::Status started = coordinator.Start(); !started.ok()) {
+    std::fprintf(stderr, "metatrain-coordinator: %s\n", std::string(started.message()).c_str());
+    (*server)->Shutdown();
+    return 1;
+  }
+
+  std::thread signal_thread([&] {
+    int signal = 0;
+    sigwait(&signals, &signal);
+    std::fprintf(stderr, "metatrain-coordinator: signal %d, shutting down\n", signal);
+    (*server)->Shutdown();
+  });
+  (*server)->Wait();
+  signal_thread.join();
+  return 0;
+}

@@ -1,0 +1,50 @@
+#ifndef METATRAIN_COORDINATOR_RPC_SERVER_H_
+#define METATRAIN_COORDINATOR_RPC_SERVER_H_
+
+// The coordinator's gRPC server: JobService, WorkerService, the standard health service
+// and server reflection, on one port.
+
+#include <memory>
+#include <string>
+
+#include <grpcpp/server.h>
+
+#include "absl/status/statusor.h"
+#include "coordinator/coordinator.h"
+#include "coordinator/rpc/job_service.h"
+#include "coordinator/rpc/worker_service.h"
+
+namespace metatrain::coordinator {
+
+class CoordinatorServer {
+ public:
+  // Listens on `address` ("host:port"; port 0 picks a free one). `coordinator` must
+  // outlive the server. `threads` > 0 caps the synchronous-API pollers.
+  static absl::StatusOr<std::unique_ptr<CoordinatorServer>> Start(const std::string& address,
+                                                                    Coordinator* coordinator,
+                                                                    int threads = 0);
+  ~CoordinatorServer();
+
+  int port() const { return port_; }
+
+  // Stops the coordinator's jobs (resumable), tells workers to shut down, then closes
+  // every stream (waiting up to `grace` for them to end by themselves). Idempotent.
+  void Shutdown(absl::Duration grace = absl::Seconds(2));
+
+  // Blocks until the server has shut down.
+  void Wait();
+
+ private:
+  CoordinatorServer(Coordinator* coordinator);
+
+  Coordinator* const coordinator_;
+  JobServiceImpl job_service_;
+  WorkerServiceImpl worker_service_;
+  std::unique_ptr<grpc::Server> server_;
+  int port_ = 0;
+  bool shut_down_ = false;
+};
+
+}  // namespace metatrain::coordinator
+
+#endif  // METATRAIN_COORDINATOR_RPC_SERVER_H_

@@ -1,0 +1,30 @@
+#ifndef METATRAIN_COORDINATOR_RPC_WORKER_SERVICE_H_
+#define METATRAIN_COORDINATOR_RPC_WORKER_SERVICE_H_
+
+// v1.WorkerService over the Coordinator, on gRPC's callback API. Each Session is one
+// ServerBidiReactor with one read and one write in flight and a queue of outgoing
+// messages; its callbacks never block: they hand incoming messages to the Coordinator
+// (which queues them for the job's runner) and start the next read or write.
+// Protocol (worker_service.proto): the first message must be Hello (else the stream ends
+// with FAILED_PRECONDITION); Welcome is always the first message sent back.
+
+#include "coordinator/coordinator.h"
+#include "metatrain/v1/worker_service.grpc.pb.h"
+
+namespace metatrain::coordinator {
+
+class WorkerServiceImpl final : public v1::WorkerService::CallbackService {
+ public:
+  // `coordinator` must outlive the service.
+  explicit WorkerServiceImpl(Coordinator* coordinator) : coordinator_(coordinator) {}
+
+  grpc::ServerBidiReactor<v1::WorkerMessage, v1::CoordinatorMessage>* Session(
+      grpc::CallbackServerContext* context) override;
+
+ private:
+  Coordinator* const coordinator_;
+};
+
+}  // namespace metatrain::coordinator
+
+#endif  // METATRAIN_COORDINATOR_RPC_WORKER_SERVICE_H_

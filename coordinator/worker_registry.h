@@ -1,0 +1,56 @@
+#ifndef METATRAIN_COORDINATOR_WORKER_REGISTRY_H_
+#define METATRAIN_COORDINATOR_WORKER_REGISTRY_H_
+
+// The pool of connected workers, shared by every running job. Workers join and leave at
+// any time; jobs take a snapshot at the start of each round of work.
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "metatrain/v1/worker_service.pb.h"
+
+namespace metatrain::coordinator {
+
+// The coordinator's handle on one worker session, implemented by the RPC layer.
+class WorkerConnection {
+ public:
+  virtual ~WorkerConnection() = default;
+  // Queues `message` for delivery, in order. Never blocks. Thread-safe. Returns false
+  // once the session is closed (the message is dropped).
+  virtual bool Send(v1::CoordinatorMessage message) = 0;
+};
+
+struct WorkerInfo {
+  std::string id;
+  v1::Hello hello;
+  std::shared_ptr<WorkerConnection> connection;
+  // Tasks per assignment: hello.capacity, at least 1.
+  int64_t capacity = 1;
+};
+
+// Thread-safe.
+class WorkerRegistry {
+ public:
+  // Registers a worker and returns its id ("worker-<n>", never reused). The Welcome
+  // carrying the id is queued on `connection` before any job can see the worker, so it is
+  // always the session's first message.
+  std::string Add(const v1::Hello& hello, std::shared_ptr<WorkerConnection> connection);
+  // False if `id` is not registered.
+  bool Remove(const std::string& id);
+  // Live workers in join order.
+  std::vector<WorkerInfo> Snapshot() const;
+  int64_t size() const;
+
+ private:
+  mutable std::mutex mu_;
+  int64_t next_id_ = 1;                       // GUARDED_BY(mu_)
+  std::map<int64_t, WorkerInfo> workers_;     // GUARDED_BY(mu_), keyed by join number
+};
+
+}  // namespace metatrain::coordinator
+
+#endif  // METATRAIN_COORDINATOR_WORKER_REGISTRY_H_

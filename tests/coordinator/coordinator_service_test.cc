@@ -1,0 +1,309 @@
+// The job API over a real gRPC server on loopback, with real workers (in-process threads
+// that compute with the meta-learning core) on real Session streams.
+
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "tests/coordinator/test_specs.h"
+#include "tests/testing/coordinator_harness.h"
+#include "tests/testing/in_process_worker.h"
+
+namespace metatrain::testing {
+namespace {
+
+using ::testing::HasSubstr;
+namespace fs = std::filesystem;
+
+coordinator::CoordinatorOptions FastOptions(const std::string& checkpoint_dir = "") {
+  coordinator::CoordinatorOptions options;
+  options.checkpoint_dir = checkpoint_dir;
+  options.poll_interval = absl::Milliseconds(20);
+  return options;
+}
+
+std::string TempDir(const std::string& name) {
+  const fs::path dir = fs::temp_directory_path() /
+                       (name + "-" + std::to_string(::getpid()) + "-" +
+                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  return dir.string();
+}
+
+v1::JobStatus Terminal(CoordinatorHarness& h, const std::string& job_id) {
+  auto events = h.WatchToEnd(job_id);
+  EXPECT_TRUE(events.ok()) << events.status();
+  if (!events.ok() || events->empty()) return {};
+  return events->back().status();
+}
+
+TEST(JobApiTest, BadSpecsAreInvalidArgumentNamingTheField) {
+  auto h = CoordinatorHarness::Start(FastOptions());
+  ASSERT_TRUE(h.ok()) << h.status();
+  struct Case {
+    std::function<void(v1::JobSpec&)> edit;
+    std::string field;
+  };
+  std::vector<Case> cases = {
+      {[](v1::JobSpec& s) { s.mutable_tasks()->set_shots(-1); }, "tasks.shots"},
+      {[](v1::JobSpec& s) { s.set_algorithm("gradient_descent_by_hand"); }, "algorithm"},
+      {[](v1::JobSpec& s) { s.mutable_outer()->set_kind("adagrad"); }, "outer.kind"},
+      {[](v1::JobSpec& s) {
+         s.mutable_tasks()->set_family("omniglot");
+         s.mutable_tasks()->set_data_dir("/nonexistent/omniglot");
+       },
+       "tasks.data_dir"},
+      {[](v1::JobSpec& s) { s.set_initial_weights("/nonexistent/weights.pt"); },
+       "initial_weights"},
+  };
+  for (const auto& c : cases) {
+    v1::JobSpec spec = SmallSinusoidSpec("maml", 2);
+    c.edit(spec);
+    auto submitted = (*h)->Submit(spec);
+    EXPECT_EQ(submitted.status().code(), absl::StatusCode::kInvalidArgument)
+        << c.field << ": " << submitted.status();
+    EXPECT_THAT(submitted.status().message(), HasSubstr(c.field));
+  }
+  auto listed = (*h)->coordinator().ListJobs();
+  EXPECT_TRUE(listed.empty());
+}
+
+TEST(JobApiTest, UnknownJobIsNotFound) {
+  auto h = CoordinatorHarness::Start(FastOptions());
+  ASSERT_TRUE(h.ok()) << h.status();
+  EXPECT_EQ((*h)->Get("job-999999").status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ((*h)->Cancel("job-999999").status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ((*h)->WatchToEnd("job-999999").status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ((*h)->Fetch("job-999999", "best").status().code(), absl::StatusCode::kNotFound);
+}
+
+// The distributed run reaches the very bits of meta::Train, whatever the sharding.
+class MatchesTrainerTest : public ::testing::TestWithParam<std::tuple<std::string, int, int>> {};
+
+TEST_P(MatchesTrainerTest, BitIdenticalToSingleProcessTrainer) {
+  const auto& [algorithm, num_workers, capacity] = GetParam();
+  v1::JobSpec spec = SmallSinusoidSpec(algorithm, 5);
+  if (algorithm == "maml") {
+    // Exercise the whole outer loop: clipping, the plateau schedule and early stopping.
+    spec.mutable_outer()->set_clip_grad_norm(0.5);
+    spec.mutable_outer()->set_schedule("plateau");
+    spec.mutable_outer()->set_plateau_patience(1);
+    spec.set_validation_interval(1);
+    spec.set_early_stopping_patience(3);
+    spec.set_steps(8);
+  }
+  meta::JobContext context = MakeContext(spec);
+  auto expected = meta::Train(context);
+  ASSERT_TRUE(expected.ok()) << expected.status();
+
+  const std::string dir = TempDir("matches-trainer");
+  auto h = CoordinatorHarness::Start(FastOptions(dir));
+  ASSERT_TRUE(h.ok()) << h.status();
+  std::vector<std::unique_ptr<InProcessWorker>> workers;
+  for (int i = 0; i < num_workers; ++i) {
+    workers.push_back(std::make_unique<InProcessWorker>((*h)->address(), capacity));
+  }
+  auto job_id = (*h)->Submit(spec);
+  ASSERT_TRUE(job_id.ok()) << job_id.status();
+  const v1::JobStatus status = Terminal(**h, *job_id);
+  ASSERT_EQ(status.state(), v1::SUCCEEDED) << status.error();
+  EXPECT_EQ(status.step(), expected->steps_run);
+  EXPECT_EQ(status.stopped_early(), expected->stopped_early);
+
+  auto final_bytes = (*h)->Fetch(*job_id, "final");
+  auto best_bytes = (*h)->Fetch(*job_id, "best");
+  ASSERT_TRUE(final_bytes.ok()) << final_bytes.status();
+  ASSERT_TRUE(best_bytes.ok()) << best_bytes.status();
+  ExpectBitIdentical(expected->final_params, ParamsFromCheckpoint(context, *final_bytes));
+  ExpectBitIdentical(expected->best_params, ParamsFromCheckpoint(context, *best_bytes));
+  // The files on disk are the same state_dicts.
+  auto on_disk = meta::LoadStateDict((fs::path(dir) / *job_id / "final.pt").string());
+  ASSERT_TRUE(on_disk.ok()) << on_disk.status();
+  EXPECT_TRUE(fs::exists(fs::path(dir) / *job_id / "best.pt"));
+
+  EXPECT_EQ(status.test().loss_after().n(), spec.test_tasks());
+  EXPECT_EQ(status.test().loss_after().mean(), expected->test.loss_after.mean);
+  EXPECT_EQ(status.test().loss_after().ci95(), expected->test.loss_after.ci95);
+  EXPECT_EQ(status.test().loss_before().mean(), expected->test.loss_before.mean);
+  EXPECT_GT(status.best_step(), 0);
+}
+
+INSTANTIATE_TEST_SUITE_P(Sharding, MatchesTrainerTest,
+                         ::testing::Values(std::make_tuple("maml", 1, 1000),
+                                           std::make_tuple("maml", 3, 1),
+                                           std::make_tuple("reptile", 2, 3)));
+
+TEST(JobApiTest, JobWithoutWorkersWaitsThenRunsWhenOneJoins) {
+  auto h = CoordinatorHarness::Start(FastOptions());
+  ASSERT_TRUE(h.ok()) << h.status();
+  auto job_id = (*h)->Submit(SmallSinusoidSpec("fomaml", 2));
+  ASSERT_TRUE(job_id.ok()) << job_id.status();
+  auto status = (*h)->Get(*job_id);
+  ASSERT_TRUE(status.ok());
+  EXPECT_EQ(status->state(), v1::RUNNING);
+  EXPECT_EQ(status->workers(), 0);
+  EXPECT_EQ(status->step(), 0);
+
+  InProcessWorker worker((*h)->address());
+  const v1::JobStatus done = Terminal(**h, *job_id);
+  EXPECT_EQ(done.state(), v1::SUCCEEDED) << done.error();
+  EXPECT_EQ(done.step(), 2);
+}
+
+TEST(JobApiTest, CancelStopsARunningJobAndFreesTheWorkers) {
+  auto h = CoordinatorHarness::Start(FastOptions());
+  ASSERT_TRUE(h.ok()) << h.status();
+  InProcessWorker worker((*h)->address());
+  auto long_job = (*h)->Submit(SmallSinusoidSpec("maml", 1'000'000));
+  ASSERT_TRUE(long_job.ok()) << long_job.status();
+  // Queued behind it (one running job at a time).
+  auto next_job = (*h)->Submit(SmallSinusoidSpec("maml", 2));
+  ASSERT_TRUE(next_job.ok()) << next_job.status();
+  EXPECT_EQ((*h)->Get(*next_job)->state(), v1::QUEUED);
+
+  auto reached = (*h)->WatchUntil(*long_job, [](const v1::JobEvent& e) {
+    return e.kind() == v1::JobEvent::STEP && e.status().step() >= 2;
+  });
+  ASSERT_TRUE(reached.ok() && *reached) << reached.status();
+  auto cancelled = (*h)->Cancel(*long_job);
+  ASSERT_TRUE(cancelled.ok()) << cancelled.status();
+  EXPECT_EQ(cancelled->state(), v1::CANCELLED);
+  EXPECT_LT(cancelled->step(), 1'000'000);
+  // The stream of a cancelled job ends with the terminal state.
+  const v1::JobStatus final_long = Terminal(**h, *long_job);
+  EXPECT_EQ(final_long.state(), v1::CANCELLED);
+
+  const v1::JobStatus next = Terminal(**h, *next_job);
+  EXPECT_EQ(next.state(), v1::SUCCEEDED) << next.error();
+  // Cancelling a queued job works too, and a finished one stays as it was.
+  auto queued = (*h)->Submit(SmallSinusoidSpec("maml", 2));
+  ASSERT_TRUE(queued.ok());
+  EXPECT_EQ((*h)->Cancel(*next_job)->state(), v1::SUCCEEDED);
+}
+
+TEST(JobApiTest, TwoJobsSubmittedTogetherBothFinish) {
+  coordinator::CoordinatorOptions options = FastOptions();
+  options.max_running_jobs = 2;
+  auto h = CoordinatorHarness::Start(options);
+  ASSERT_TRUE(h.ok()) << h.status();
+  InProcessWorker a((*h)->address(), 2), b((*h)->address(), 2);
+  v1::JobSpec first = SmallSinusoidSpec("maml", 3);
+  v1::JobSpec second = SmallSinusoidSpec("fomaml", 3);
+  second.set_seed(99);
+  auto id1 = (*h)->Submit(first);
+  auto id2 = (*h)->Submit(second);
+  ASSERT_TRUE(id1.ok() && id2.ok());
+  EXPECT_NE((*h)->Get(*id2)->state(), v1::QUEUED);
+  const v1::JobStatus s1 = Terminal(**h, *id1);
+  const v1::JobStatus s2 = Terminal(**h, *id2);
+  EXPECT_EQ(s1.state(), v1::SUCCEEDED) << s1.error();
+  EXPECT_EQ(s2.state(), v1::SUCCEEDED) << s2.error();
+
+  // Sharing the pool changed nothing: each job has its trainer's bits.
+  for (const auto& [id, spec] : {std::make_pair(*id1, first), std::make_pair(*id2, second)}) {
+    meta::JobContext context = MakeContext(spec);
+    auto expected = meta::Train(context);
+    ASSERT_TRUE(expected.ok());
+    auto bytes = (*h)->Fetch(id, "final");
+    ASSERT_TRUE(bytes.ok()) << bytes.status();
+    ExpectBitIdentical(expected->final_params, ParamsFromCheckpoint(context, *bytes));
+  }
+}
+
+TEST(JobApiTest, WatchSendsSnapshotFirstAndEndsAfterTerminalState) {
+  auto h = CoordinatorHarness::Start(FastOptions());
+  ASSERT_TRUE(h.ok()) << h.status();
+  InProcessWorker worker((*h)->address());
+  v1::JobSpec spec = SmallSinusoidSpec("maml", 4);
+  auto id = (*h)->Submit(spec);
+  ASSERT_TRUE(id.ok());
+  auto events = (*h)->WatchToEnd(*id);
+  ASSERT_TRUE(events.ok()) << events.status();
+  ASSERT_GE(events->size(), 2u);
+  EXPECT_EQ(events->front().kind(), v1::JobEvent::SNAPSHOT);
+  EXPECT_EQ(events->back().kind(), v1::JobEvent::STATE_CHANGE);
+  EXPECT_EQ(events->back().status().state(), v1::SUCCEEDED);
+  int validations = 0;
+  int64_t last_step = events->front().status().step();
+  for (const auto& e : *events) {
+    if (e.kind() == v1::JobEvent::VALIDATION) ++validations;
+    EXPECT_GE(e.status().step(), last_step);
+    last_step = e.status().step();
+  }
+  // Unless the watch started late, steps 2 and 4 validated.
+  EXPECT_LE(validations, 2);
+  EXPECT_EQ(events->back().status().test().loss_after().n(), spec.test_tasks());
+  // Watching a finished job: the snapshot, then the end.
+  auto again = (*h)->WatchToEnd(*id);
+  ASSERT_TRUE(again.ok());
+  ASSERT_EQ(again->size(), 1u);
+  EXPECT_EQ((*again)[0].kind(), v1::JobEvent::SNAPSHOT);
+}
+
+TEST(ResumeTest, InterruptedRunResumesBitIdentically) {
+  v1::JobSpec spec = SmallSinusoidSpec("maml", 9);
+  spec.set_checkpoint_interval(2);
+  spec.mutable_outer()->set_schedule("plateau");
+  spec.mutable_outer()->set_plateau_patience(1);
+  spec.set_validation_interval(1);
+  meta::JobContext context = MakeContext(spec);
+  auto expected = meta::Train(context);
+  ASSERT_TRUE(expected.ok()) << expected.status();
+
+  const std::string dir = TempDir("resume");
+  std::string job_id;
+  {
+    auto h = CoordinatorHarness::Start(FastOptions(dir));
+    ASSERT_TRUE(h.ok()) << h.status();
+    auto worker = std::make_unique<InProcessWorker>((*h)->address());
+    auto id = (*h)->Submit(spec);
+    ASSERT_TRUE(id.ok());
+    job_id = *id;
+    auto reached = (*h)->WatchUntil(job_id, [](const v1::JobEvent& e) {
+      return e.kind() == v1::JobEvent::STEP && e.status().step() >= 5;
+    });
+    ASSERT_TRUE(reached.ok() && *reached);
+    // Without workers the job stalls mid-run; then the coordinator goes down.
+    worker->Stop();
+    (*h)->Shutdown();
+    auto status = (*h)->coordinator().GetJob(job_id);
+    ASSERT_TRUE(status.ok());
+    EXPECT_FALSE(status->state() == v1::SUCCEEDED);
+  }
+  ASSERT_TRUE(fs::exists(fs::path(dir) / job_id / "resume.pt"));
+  auto h = CoordinatorHarness::Start(FastOptions(dir));
+  ASSERT_TRUE(h.ok()) << h.status();
+  auto resumed = (*h)->Get(job_id);
+  ASSERT_TRUE(resumed.ok()) << resumed.status();
+  EXPECT_EQ(resumed->state(), v1::RUNNING);
+  EXPECT_GE(resumed->step(), 4);
+  EXPECT_LT(resumed->step(), 9);
+  InProcessWorker worker((*h)->address());
+  const v1::JobStatus done = Terminal(**h, job_id);
+  ASSERT_EQ(done.state(), v1::SUCCEEDED) << done.error();
+  auto final_bytes = (*h)->Fetch(job_id, "final");
+  auto best_bytes = (*h)->Fetch(job_id, "best");
+  ASSERT_TRUE(final_bytes.ok() && best_bytes.ok());
+  ExpectBitIdentical(expected->final_params, ParamsFromCheckpoint(context, *final_bytes));
+  ExpectBitIdentical(expected->best_params, ParamsFromCheckpoint(context, *best_bytes));
+  EXPECT_EQ(done.test().loss_after().mean(), expected->test.loss_after.mean);
+
+  // A finished job is listed after a restart, and not run again.
+  (*h)->Shutdown();
+  auto again = CoordinatorHarness::Start(FastOptions(dir));
+  ASSERT_TRUE(again.ok());
+  auto listed = (*again)->Get(job_id);
+  ASSERT_TRUE(listed.ok());
+  EXPECT_EQ(listed->state(), v1::SUCCEEDED);
+  auto fetched = (*again)->Fetch(job_id, "final");
+  ASSERT_TRUE(fetched.ok()) << fetched.status();
+  EXPECT_EQ(*fetched, *final_bytes);
+}
+
+}  // namespace
+}  // namespace metatrain::testing

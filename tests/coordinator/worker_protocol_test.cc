@@ -1,0 +1,330 @@
+// The worker side of the coordinator, driven message by message by hand-written workers
+// over real Session streams: bad, stale and reordered results, lost workers.
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "common/rpc/tensor_codec.h"
+#include "common/status/grpc_status.h"
+#include "tests/coordinator/test_specs.h"
+#include "tests/testing/coordinator_harness.h"
+#include "tests/testing/in_process_worker.h"
+#include "tests/testing/scripted_worker.h"
+
+namespace metatrain::testing {
+namespace {
+
+using ::testing::HasSubstr;
+
+coordinator::CoordinatorOptions FastOptions() {
+  coordinator::CoordinatorOptions options;
+  options.poll_interval = absl::Milliseconds(20);
+  return options;
+}
+
+// Plain SGD, so the expected update is p - 0.1 * mean(g).
+v1::JobSpec SgdSpec(int64_t meta_batch, int64_t steps) {
+  v1::JobSpec spec = SmallSinusoidSpec("fomaml", steps);
+  spec.set_meta_batch_size(meta_batch);
+  spec.mutable_outer()->set_kind("sgd");
+  spec.mutable_outer()->set_lr(0.1);
+  spec.set_validation_interval(0);
+  spec.set_test_tasks(2);
+  return spec;
+}
+
+meta::TensorList Filled(const meta::JobContext& context, double value) {
+  meta::TensorList out;
+  for (const auto& spec : context.learner->meta_param_specs()) {
+    out.push_back(at::full(spec.shape, value, at::TensorOptions().dtype(context.dtype)));
+  }
+  return out;
+}
+
+meta::TensorList SgdStep(const meta::TensorList& params, double mean, double lr) {
+  meta::TensorList out;
+  for (const auto& p : params) out.push_back(p.add(at::full_like(p, mean), -lr));
+  return out;
+}
+
+// Answers a training assignment with task t's gradient = (t + 1) everywhere.
+void AnswerTraining(ScriptedWorker& w, const meta::JobContext& context,
+                    const v1::Assignment& a) {
+  ASSERT_EQ(a.eval_steps(), 0);
+  for (int64_t t : a.task_indices()) {
+    ASSERT_TRUE(w.SendGradient(a.assignment_id(), t, Filled(context, t + 1.0), 0.5));
+  }
+  ASSERT_TRUE(w.SendDone(a.assignment_id()));
+}
+
+void AnswerEvaluation(ScriptedWorker& w, const v1::Assignment& a) {
+  ASSERT_GT(a.eval_steps(), 0);
+  std::vector<v1::TaskMetrics> metrics;
+  for (int64_t t : a.task_indices()) {
+    v1::TaskMetrics m;
+    m.set_task_index(t);
+    m.set_loss_before(2.0);
+    m.set_loss_after(1.0);
+    m.set_accuracy_before(-1);
+    m.set_accuracy_after(-1);
+    metrics.push_back(m);
+  }
+  ASSERT_TRUE(w.SendDone(a.assignment_id(), metrics));
+}
+
+enum class Fault {
+  kNone,
+  kNonFinite,
+  kWrongShape,
+  kWrongDtype,
+  kMalformedChunk,
+  kTaskOutsideAssignment,
+  kDoneWithoutGradients,
+  kWorkerError,
+  kNonFiniteLoss,
+};
+
+class BadResultTest : public ::testing::TestWithParam<Fault> {};
+
+TEST_P(BadResultTest, IsRejectedAndNeverApplied) {
+  const Fault fault = GetParam();
+  auto h = CoordinatorHarness::Start(FastOptions());
+  ASSERT_TRUE(h.ok()) << h.status();
+  auto w = ScriptedWorker::Connect((*h)->address(), /*capacity=*/8);
+  ASSERT_TRUE(w.ok()) << w.status();
+  const v1::JobSpec spec = SgdSpec(/*meta_batch=*/2, /*steps=*/2);
+  meta::JobContext context = MakeContext(spec);
+  const auto& specs = context.learner->meta_param_specs();
+  auto id = (*h)->Submit(spec);
+  ASSERT_TRUE(id.ok()) << id.status();
+
+  auto a = (*w)->NextAssignment();
+  ASSERT_TRUE(a.has_value());
+  ASSERT_EQ(a->version(), 0);
+  ASSERT_EQ(a->task_indices_size(), 2);
+  EXPECT_EQ((*w)->SpecOf(*id)->meta_batch_size(), 2);
+  auto v0 = (*w)->ParamsOf(*id, 0, specs, context.dtype);
+  ASSERT_TRUE(v0.ok()) << v0.status();
+
+  const auto& counters = (*h)->coordinator().counters();
+  const int64_t id_a = a->assignment_id();
+  meta::TensorList bad = Filled(context, 1.0);
+  switch (fault) {
+    case Fault::kNone:
+      break;
+    case Fault::kNonFinite:
+      bad[0].view(-1)[3] = std::numeric_limits<float>::quiet_NaN();
+      ASSERT_TRUE((*w)->SendGradient(id_a, 0, bad, 0.5));
+      break;
+    case Fault::kWrongShape:
+      bad[0] = bad[0].reshape({-1});
+      ASSERT_TRUE((*w)->SendGradient(id_a, 0, bad, 0.5));
+      break;
+    case Fault::kWrongDtype:
+      for (auto& t : bad) t = t.to(at::kDouble);
+      ASSERT_TRUE((*w)->SendGradient(id_a, 0, bad, 0.5));
+      break;
+    case Fault::kMalformedChunk: {
+      auto chunks = rpc::EncodeTensors(bad);
+      ASSERT_TRUE(chunks.ok());
+      v1::WorkerMessage message;
+      message.mutable_gradient()->set_assignment_id(id_a);
+      message.mutable_gradient()->set_task_index(0);
+      *message.mutable_gradient()->mutable_chunk() = (*chunks)[0];
+      message.mutable_gradient()->mutable_chunk()->set_offset(4);
+      ASSERT_TRUE((*w)->Write(message));
+      break;
+    }
+    case Fault::kTaskOutsideAssignment:
+      ASSERT_TRUE((*w)->SendGradient(id_a, 7, bad, 0.5));
+      break;
+    case Fault::kDoneWithoutGradients:
+      ASSERT_TRUE((*w)->SendDone(id_a));
+      break;
+    case Fault::kWorkerError:
+      ASSERT_TRUE((*w)->SendDone(id_a, {}, "cannot read the data directory"));
+      break;
+    case Fault::kNonFiniteLoss:
+      ASSERT_TRUE((*w)->SendGradient(id_a, 0, bad, std::nan("")));
+      break;
+  }
+  v1::Assignment step0 = *a;
+  if (fault != Fault::kNone) {
+    // The rest of the refused assignment arrives late: it must be dropped, not applied.
+    ASSERT_TRUE((*w)->SendGradient(id_a, 1, Filled(context, 1000.0), 0.5));
+    auto again = (*w)->NextAssignment();
+    ASSERT_TRUE(again.has_value());
+    EXPECT_NE(again->assignment_id(), id_a);
+    EXPECT_EQ(again->version(), 0);
+    EXPECT_EQ(again->eval_steps(), 0);
+    step0 = *again;
+  }
+  AnswerTraining(**w, context, step0);
+
+  // Step 2. A result for step 1's assignment now is stale.
+  auto b = (*w)->NextAssignment();
+  ASSERT_TRUE(b.has_value());
+  ASSERT_EQ(b->version(), 1);
+  const int64_t stale_before = counters.stale_messages;
+  ASSERT_TRUE((*w)->SendGradient(step0.assignment_id(), 0, Filled(context, -500.0), 0.5));
+  ASSERT_TRUE((*w)->SendDone(step0.assignment_id()));
+  AnswerTraining(**w, context, *b);
+
+  auto c = (*w)->NextAssignment();
+  ASSERT_TRUE(c.has_value());
+  EXPECT_EQ(c->split(), v1::TASK_SPLIT_TEST);
+  EXPECT_EQ(c->version(), 2);
+  AnswerEvaluation(**w, *c);
+  const v1::JobStatus status = (*h)->WatchToEnd(*id)->back().status();
+  EXPECT_EQ(status.state(), v1::SUCCEEDED) << status.error();
+
+  // Only the good gradients (1 and 2: mean 1.5) were applied, once per step.
+  auto v1_params = (*w)->ParamsOf(*id, 1, specs, context.dtype);
+  auto v2_params = (*w)->ParamsOf(*id, 2, specs, context.dtype);
+  ASSERT_TRUE(v1_params.ok() && v2_params.ok());
+  const meta::TensorList expected1 = SgdStep(*v0, 1.5, 0.1);
+  ExpectBitIdentical(expected1, *v1_params);
+  ExpectBitIdentical(SgdStep(expected1, 1.5, 0.1), *v2_params);
+  EXPECT_GE(counters.stale_messages - stale_before, 2);
+  if (fault != Fault::kNone) {
+    EXPECT_GE(counters.rejected_results, 1);
+  } else {
+    EXPECT_EQ(counters.rejected_results, 0);
+  }
+  EXPECT_EQ(status.test().loss_after().mean(), 1.0);
+  EXPECT_EQ(status.test().loss_after().n(), 2);
+}
+
+INSTANTIATE_TEST_SUITE_P(Faults, BadResultTest,
+                         ::testing::Values(Fault::kNone, Fault::kNonFinite, Fault::kWrongShape,
+                                           Fault::kWrongDtype, Fault::kMalformedChunk,
+                                           Fault::kTaskOutsideAssignment,
+                                           Fault::kDoneWithoutGradients, Fault::kWorkerError,
+                                           Fault::kNonFiniteLoss));
+
+TEST(WorkerProtocolTest, PersistentlyBadWorkerFailsTheJobWithoutAnUpdate) {
+  auto h = CoordinatorHarness::Start(FastOptions());
+  ASSERT_TRUE(h.ok()) << h.status();
+  auto w = ScriptedWorker::Connect((*h)->address());
+  ASSERT_TRUE(w.ok()) << w.status();
+  const v1::JobSpec spec = SgdSpec(2, 3);
+  meta::JobContext context = MakeContext(spec);
+  auto id = (*h)->Submit(spec);
+  ASSERT_TRUE(id.ok());
+  meta::TensorList bad = Filled(context, 1.0);
+  bad.back().view(-1)[0] = std::numeric_limits<float>::infinity();
+  for (int attempt = 0; attempt < 3; ++attempt) {
+    auto a = (*w)->NextAssignment();
+    ASSERT_TRUE(a.has_value()) << attempt;
+    EXPECT_EQ(a->version(), 0);
+    ASSERT_TRUE((*w)->SendGradient(a->assignment_id(), a->task_indices(0), bad, 0.5));
+  }
+  const v1::JobStatus status = (*h)->WatchToEnd(*id)->back().status();
+  EXPECT_EQ(status.state(), v1::FAILED);
+  EXPECT_THAT(status.error(), HasSubstr("non-finite"));
+  EXPECT_EQ(status.step(), 0);
+  EXPECT_FALSE((*w)->HasParams(*id, 1));
+  EXPECT_EQ((*h)->Fetch(*id, "final").status().code(), absl::StatusCode::kFailedPrecondition);
+}
+
+TEST(WorkerProtocolTest, AggregationIsIndependentOfArrivalOrder) {
+  // In float32, (1e8 + 1) - 1e8 = 0 but (-1e8 + 1e8) + 1 = 1: summing in arrival order
+  // would move the parameters when the tasks come back as 2, 0, 1.
+  const std::vector<double> values = {1e8, 1, -1e8};
+  std::vector<meta::TensorList> after;
+  for (const std::vector<int64_t>& order :
+       {std::vector<int64_t>{0, 1, 2}, std::vector<int64_t>{2, 0, 1}}) {
+    auto h = CoordinatorHarness::Start(FastOptions());
+    ASSERT_TRUE(h.ok()) << h.status();
+    auto w = ScriptedWorker::Connect((*h)->address(), 3);
+    ASSERT_TRUE(w.ok());
+    const v1::JobSpec spec = SgdSpec(3, 1);
+    meta::JobContext context = MakeContext(spec);
+    auto id = (*h)->Submit(spec);
+    ASSERT_TRUE(id.ok());
+    auto a = (*w)->NextAssignment();
+    ASSERT_TRUE(a.has_value());
+    ASSERT_EQ(a->task_indices_size(), 3);
+    for (int64_t t : order) {
+      ASSERT_TRUE((*w)->SendGradient(a->assignment_id(), t, Filled(context, values[t]), 0.5));
+    }
+    ASSERT_TRUE((*w)->SendDone(a->assignment_id()));
+    auto test = (*w)->NextAssignment();
+    ASSERT_TRUE(test.has_value());
+    const auto& specs = context.learner->meta_param_specs();
+    auto v0 = (*w)->ParamsOf(*id, 0, specs, context.dtype);
+    auto v1_params = (*w)->ParamsOf(*id, 1, specs, context.dtype);
+    ASSERT_TRUE(v0.ok() && v1_params.ok());
+    ExpectBitIdentical(*v0, *v1_params);  // the task-order mean is exactly 0
+    after.push_back(*v1_params);
+    AnswerEvaluation(**w, *test);
+  }
+  ExpectBitIdentical(after[0], after[1]);
+}
+
+TEST(WorkerProtocolTest, LostWorkerTasksAreRecomputedElsewhereWithTheSameResult) {
+  v1::JobSpec spec = SmallSinusoidSpec("maml", 3);
+  meta::JobContext context = MakeContext(spec);
+  auto expected = meta::Train(context);
+  ASSERT_TRUE(expected.ok());
+
+  auto h = CoordinatorHarness::Start(FastOptions());
+  ASSERT_TRUE(h.ok()) << h.status();
+  // The scripted worker joins first, so it gets the first shard, and then vanishes.
+  auto quitter = ScriptedWorker::Connect((*h)->address(), 1);
+  ASSERT_TRUE(quitter.ok());
+  InProcessWorker worker((*h)->address(), 1);
+  auto id = (*h)->Submit(spec);
+  ASSERT_TRUE(id.ok());
+  auto a = (*quitter)->NextAssignment();
+  ASSERT_TRUE(a.has_value());
+  // Half an answer, then the connection drops.
+  ASSERT_TRUE((*quitter)->SendGradient(a->assignment_id(), a->task_indices(0),
+                                       Filled(context, 1000.0), 0.5, -1, /*max_chunk_bytes=*/64));
+  quitter->reset();
+
+  const v1::JobStatus status = (*h)->WatchToEnd(*id)->back().status();
+  ASSERT_EQ(status.state(), v1::SUCCEEDED) << status.error();
+  auto bytes = (*h)->Fetch(*id, "final");
+  ASSERT_TRUE(bytes.ok());
+  ExpectBitIdentical(expected->final_params, ParamsFromCheckpoint(context, *bytes));
+  EXPECT_GE((*h)->coordinator().counters().reassigned_tasks, 1);
+  EXPECT_EQ((*h)->coordinator().num_workers(), 1);
+}
+
+TEST(WorkerProtocolTest, SessionMustStartWithHello) {
+  auto h = CoordinatorHarness::Start(FastOptions());
+  ASSERT_TRUE(h.ok()) << h.status();
+  auto channel = grpc::CreateChannel((*h)->address(), grpc::InsecureChannelCredentials());
+  auto stub = v1::WorkerService::NewStub(channel);
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+  auto stream = stub->Session(&context);
+  v1::WorkerMessage message;
+  message.mutable_done()->set_assignment_id(1);
+  ASSERT_TRUE(stream->Write(message));
+  v1::CoordinatorMessage reply;
+  EXPECT_FALSE(stream->Read(&reply));
+  const grpc::Status status = stream->Finish();
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_THAT(status.error_message(), HasSubstr("Hello"));
+  EXPECT_EQ((*h)->coordinator().num_workers(), 0);
+}
+
+TEST(WorkerProtocolTest, WorkersGetShutdownWhenTheCoordinatorStops) {
+  auto h = CoordinatorHarness::Start(FastOptions());
+  ASSERT_TRUE(h.ok()) << h.status();
+  auto w = ScriptedWorker::Connect((*h)->address());
+  ASSERT_TRUE(w.ok());
+  (*h)->Shutdown();
+  bool shutdown = false;
+  while (auto message = (*w)->Read()) shutdown = shutdown || message->has_shutdown();
+  EXPECT_TRUE(shutdown);
+}
+
+}  // namespace
+}  // namespace metatrain::testing

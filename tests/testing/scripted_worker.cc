@@ -1,0 +1,129 @@
+#include "tests/testing/scripted_worker.h"
+
+#include <chrono>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "common/rpc/tensor_codec.h"
+
+namespace metatrain::testing {
+
+absl::StatusOr<std::unique_ptr<ScriptedWorker>> ScriptedWorker::Connect(
+    const std::string& address, int capacity, absl::Duration deadline) {
+  std::unique_ptr<ScriptedWorker> worker(new ScriptedWorker());
+  worker->channel_ = grpc::CreateChannel(address, grpc::InsecureChannelCredentials());
+  worker->stub_ = v1::WorkerService::NewStub(worker->channel_);
+  worker->context_.set_deadline(std::chrono::system_clock::now() +
+                                absl::ToChronoNanoseconds(deadline));
+  worker->stream_ = worker->stub_->Session(&worker->context_);
+  v1::WorkerMessage hello;
+  hello.mutable_hello()->set_name("scripted");
+  hello.mutable_hello()->set_device("cpu");
+  hello.mutable_hello()->set_capacity(capacity);
+  if (!worker->stream_->Write(hello)) return absl::UnavailableError("cannot send Hello");
+  auto welcome = worker->Read();
+  if (!welcome || !welcome->has_welcome()) {
+    return absl::UnavailableError("no Welcome as the first message");
+  }
+  worker->worker_id_ = welcome->welcome().worker_id();
+  return worker;
+}
+
+ScriptedWorker::~ScriptedWorker() {
+  if (!closed_) {
+    context_.TryCancel();
+    stream_->Finish();
+  }
+}
+
+std::optional<v1::CoordinatorMessage> ScriptedWorker::Read() {
+  v1::CoordinatorMessage message;
+  if (closed_ || !stream_->Read(&message)) return std::nullopt;
+  return message;
+}
+
+std::optional<v1::Assignment> ScriptedWorker::NextAssignment() {
+  while (auto message = Read()) {
+    switch (message->kind_case()) {
+      case v1::CoordinatorMessage::kJobSetup:
+        specs_[message->job_setup().job_id()] = message->job_setup().spec();
+        break;
+      case v1::CoordinatorMessage::kParameters: {
+        const auto& p = message->parameters();
+        auto& chunks = params_[{p.job_id(), p.version()}];
+        if (p.chunk().tensor_index() == 0 && p.chunk().offset() == 0) chunks.clear();
+        chunks.push_back(p.chunk());
+        break;
+      }
+      case v1::CoordinatorMessage::kAssignment:
+        return message->assignment();
+      case v1::CoordinatorMessage::kShutdown:
+        return std::nullopt;
+      default:
+        break;
+    }
+  }
+  return std::nullopt;
+}
+
+absl::StatusOr<meta::TensorList> ScriptedWorker::ParamsOf(
+    const std::string& job_id, int64_t version, const std::vector<meta::ParamSpec>& specs,
+    at::ScalarType dtype) const {
+  auto it = params_.find({job_id, version});
+  if (it == params_.end()) {
+    return absl::NotFoundError(absl::StrCat("no parameters of ", job_id, " version ", version));
+  }
+  return rpc::DecodeTensors(it->second, specs, dtype);
+}
+
+bool ScriptedWorker::HasParams(const std::string& job_id, int64_t version) const {
+  return params_.count({job_id, version}) > 0;
+}
+
+std::optional<v1::JobSpec> ScriptedWorker::SpecOf(const std::string& job_id) const {
+  auto it = specs_.find(job_id);
+  if (it == specs_.end()) return std::nullopt;
+  return it->second;
+}
+
+bool ScriptedWorker::Write(const v1::WorkerMessage& message) { return stream_->Write(message); }
+
+bool ScriptedWorker::SendGradient(int64_t assignment_id, int64_t task_index,
+                                  const meta::TensorList& gradient, double query_loss,
+                                  double query_accuracy, int64_t max_chunk_bytes) {
+  auto chunks = rpc::EncodeTensors(gradient, std::vector<std::string>{}, max_chunk_bytes);
+  if (!chunks.ok()) return false;
+  for (size_t i = 0; i < chunks->size(); ++i) {
+    v1::WorkerMessage message;
+    v1::TaskGradient* g = message.mutable_gradient();
+    g->set_assignment_id(assignment_id);
+    g->set_task_index(task_index);
+    *g->mutable_chunk() = (*chunks)[i];
+    g->set_last(i + 1 == chunks->size());
+    g->set_query_loss(query_loss);
+    g->set_query_accuracy(query_accuracy);
+    if (!Write(message)) return false;
+  }
+  return true;
+}
+
+bool ScriptedWorker::SendDone(int64_t assignment_id, const std::vector<v1::TaskMetrics>& metrics,
+                              const std::string& error) {
+  v1::WorkerMessage message;
+  message.mutable_done()->set_assignment_id(assignment_id);
+  for (const auto& m : metrics) *message.mutable_done()->add_metrics() = m;
+  message.mutable_done()->set_error(error);
+  return Write(message);
+}
+
+grpc::Status ScriptedWorker::Close() {
+  if (closed_) return grpc::Status::OK;
+  stream_->WritesDone();
+  v1::CoordinatorMessage ignored;
+  while (stream_->Read(&ignored)) {
+  }
+  closed_ = true;
+  return stream_->Finish();
+}
+
+}  // namespace metatrain::testing
