@@ -28,12 +28,14 @@ namespace {
 constexpr char kUsage[] =
     "usage: metatrain-worker [--coordinator host:port] [--device cpu|cuda:N] [--threads N]\n"
     "                        [--capacity N] [--data_dir DIR] [--name NAME]\n"
+    "                        [--log_assignments]\n"
     "  --coordinator  coordinator address (default: $METATRAIN_COORDINATOR or 127.0.0.1:50051)\n"
     "  --device       where inner loops run (default cpu)\n"
     "  --threads      intra-op threads for LibTorch (default 1)\n"
-    "  --capacity     tasks this worker takes at once (default 8)\n"
+    "  --capacity     tasks this worker takes at once (default 32)\n"
     "  --data_dir     this worker's copy of the dataset (replaces the job's tasks.data_dir)\n"
-    "  --name         name shown by the coordinator (default hostname:pid)\n";
+    "  --name         name shown by the coordinator (default hostname:pid)\n"
+    "  --log_assignments  log every assignment's compute time to stderr\n";
 
 int UsageError(const std::string& message) {
   std::fprintf(stderr, "metatrain-worker: %s\n%s", message.c_str(), kUsage);
@@ -52,7 +54,7 @@ int main(int argc, char** argv) {
   RunnerOptions runner_options;
   const char* env = std::getenv("METATRAIN_COORDINATOR");
   session.coordinator = (env != nullptr && *env != '\0') ? env : "127.0.0.1:50051";
-  session.capacity = 8;
+  session.capacity = 32;
   session.threads = 1;
 
   for (int i = 1; i < argc; ++i) {
@@ -62,6 +64,10 @@ int main(int argc, char** argv) {
       return 0;
     }
     if (!absl::StartsWith(arg, "--")) return UsageError("unexpected argument \"" + arg + "\"");
+    if (arg == "--log_assignments") {
+      session.log_assignments = true;
+      continue;
+    }
     std::string name = arg.substr(2), value;
     const auto eq = name.find('=');
     if (eq != std::string::npos) {

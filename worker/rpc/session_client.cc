@@ -8,6 +8,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "common/meta/rng.h"
 #include "metatrain/v1/worker_service.grpc.pb.h"
 
@@ -135,6 +136,17 @@ SessionClient::SessionEnd SessionClient::RunSession(bool& welcomed) {
       }
       case v1::CoordinatorMessage::kAssignment:
         runner_->HandleAssignment(message.assignment(), [&](v1::WorkerMessage out) {
+          if (out.has_done()) {
+            const v1::AssignmentDone& done = out.done();
+            if (!done.error().empty()) {
+              Log(absl::StrCat("assignment ", done.assignment_id(), " failed: ", done.error()));
+            } else if (options_.log_assignments) {
+              const v1::Assignment& a = message.assignment();
+              Log(absl::StrFormat("assignment %d job %s version %d tasks %d compute %.6f",
+                                  a.assignment_id(), a.job_id(), a.version(),
+                                  a.task_indices_size(), done.compute_seconds()));
+            }
+          }
           if (!write_failed && !stream->Write(out)) write_failed = true;
         });
         break;

@@ -36,6 +36,9 @@ struct SessionOptions {
   std::chrono::milliseconds max_backoff{5000};
   // Prints one line per connection event to stderr.
   bool verbose = true;
+  // Also one line per assignment: "assignment <id> job <job> version <v> tasks <n>
+  // compute <seconds>" (bench/distributed_bench reads these).
+  bool log_assignments = false;
 };
 
 class SessionClient {
