@@ -162,7 +162,7 @@ int Watch(Client& client, const std::string& job_id) {
   }
   if (bar_shown) std::fputs("\n", stdout);
   if (!have_last || !IsTerminal(last.state())) {
-    context.TryCancel();
+    // The server ended the stream: its status says why (NOT_FOUND, UNAVAILABLE, ...).
     grpc::Status status = stream->Finish();
     if (!status.ok() && status.error_code() != grpc::StatusCode::CANCELLED) {
       return Fail(client.Convert(status));
