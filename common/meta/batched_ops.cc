@@ -3,12 +3,6 @@
 #include <cmath>
 
 namespace metatrain::meta::internal {
-namespace {
-
-constexpr double kBatchNormEps = 1e-5;
-
-}  // namespace
-
 at::Tensor BatchedLinear(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias) {
   const int64_t t = x.size(0), b = x.size(1);
   // [x, 1] @ [W^T; b]: the bias rides in the GEMM, so its gradient is a GEMM too.
@@ -27,30 +21,6 @@ at::Tensor BatchNormOverBatch(const at::Tensor& x, const at::Tensor& weight,
   at::Tensor var = at::bmm(ones_row, centered * centered) / static_cast<double>(b);
   at::Tensor scale = at::rsqrt(var + kBatchNormEps) * weight.unsqueeze(1);  // [T, 1, F]
   return centered * at::bmm(ones_col, scale) + at::bmm(ones_col, bias.unsqueeze(1));
-}
-
-at::Tensor BatchNormOverLast(const at::Tensor& x, const at::Tensor& weight,
-                             const at::Tensor& bias) {
-  const int64_t t = x.size(0), l = x.size(2);
-  const at::Tensor ones_col = at::ones({t, l, 1}, x.options());  // reduces over L
-  const at::Tensor ones_row = at::ones({t, 1, l}, x.options());  // broadcasts over L
-  at::Tensor mean = at::bmm(x, ones_col) / static_cast<double>(l);  // [T, C, 1]
-  at::Tensor centered = x - at::bmm(mean, ones_row);
-  at::Tensor var = at::bmm(centered * centered, ones_col) / static_cast<double>(l);
-  at::Tensor scale = at::rsqrt(var + kBatchNormEps) * weight.unsqueeze(2);  // [T, C, 1]
-  return centered * at::bmm(scale, ones_row) + at::bmm(bias.unsqueeze(2), ones_row);
-}
-
-at::Tensor BatchedConv3x3(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias) {
-  const int64_t t = x.size(0), b = x.size(1), c = x.size(2), h = x.size(3), w = x.size(4);
-  const int64_t f = weight.size(1);
-  // Columns in PyTorch's unfold order (c, ky, kx), matching weight.reshape(F, C*9).
-  at::Tensor cols = at::im2col(x.reshape({t * b, c, h, w}), /*kernel_size=*/{3, 3},
-                               /*dilation=*/{1, 1}, /*padding=*/{1, 1}, /*stride=*/{1, 1});
-  cols = cols.reshape({t, b, c * 9, h * w}).permute({0, 2, 1, 3}).reshape({t, c * 9, b * h * w});
-  cols = at::cat({cols, at::ones({t, 1, b * h * w}, x.options())}, 1);
-  at::Tensor w1 = at::cat({weight.reshape({t, f, c * 9}), bias.unsqueeze(2)}, 2);
-  return at::bmm(w1, cols);
 }
 
 at::Tensor UniformTensor(Rng& rng, const std::vector<int64_t>& shape, double bound,
