@@ -43,6 +43,15 @@ absl::StatusOr<std::string> SerializeStateDict(const StateDict& state) {
 }
 
 absl::StatusOr<StateDict> DeserializeStateDict(const std::string& bytes) {
+  // LibTorch's unpickler turns collections.OrderedDict (what nn.Module.state_dict() returns)
+  // into None, so such files cannot be read; say what to do instead of failing obscurely.
+  // Tensors pickle an (empty) OrderedDict of hooks too; only a top-level one, right after
+  // the protocol-2 header, is the unreadable case.
+  if (bytes.find(std::string("\x80\x02") + "ccollections\nOrderedDict\n") != std::string::npos) {
+    return absl::InvalidArgumentError(
+        "file holds an OrderedDict (torch.save(model.state_dict())), which LibTorch cannot "
+        "read; save a plain dict instead: torch.save(dict(model.state_dict()), path)");
+  }
   const std::vector<char> data(bytes.begin(), bytes.end());
   ASSIGN_OR_RETURN(c10::IValue value,
                    CatchTorch("not a torch.save file", [&] { return torch::pickle_load(data); },

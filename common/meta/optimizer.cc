@@ -60,8 +60,8 @@ class Adam : public OuterOptimizer {
 
   std::map<std::string, at::Tensor> State() const override {
     std::map<std::string, at::Tensor> state;
-    state["adam.step"] = at::tensor(static_cast<double>(step_), at::kDouble);
-    state["adam.lr"] = at::tensor(lr_, at::kDouble);
+    state["adam.step"] = at::scalar_tensor(static_cast<double>(step_), at::kDouble);
+    state["adam.lr"] = at::scalar_tensor(lr_, at::kDouble);
     for (size_t i = 0; i < exp_avg_.size(); ++i) {
       state["adam.exp_avg." + specs_[i].name] = exp_avg_[i];
       state["adam.exp_avg_sq." + specs_[i].name] = exp_avg_sq_[i];
@@ -128,7 +128,7 @@ class Sgd : public OuterOptimizer {
 
   std::map<std::string, at::Tensor> State() const override {
     std::map<std::string, at::Tensor> state;
-    state["sgd.lr"] = at::tensor(lr_, at::kDouble);
+    state["sgd.lr"] = at::scalar_tensor(lr_, at::kDouble);
     for (size_t i = 0; i < buf_.size(); ++i) {
       state["sgd.momentum_buffer." + specs_[i].name] = buf_[i];
     }

@@ -29,8 +29,9 @@ class RegressionTasks : public TaskFamily {
       SampleTask(rng, n, &x[i * n * input_dim_], &y[i * n]);
     }
     auto opts = at::TensorOptions().dtype(at::kDouble);
-    at::Tensor xs = at::from_blob(x.data(), {t, n, input_dim_}, opts).to(dtype);
-    at::Tensor ys = at::from_blob(y.data(), {t, n, 1}, opts).to(dtype);
+    // copy=true: from_blob aliases the local vectors, and to() of the same dtype would not copy.
+    at::Tensor xs = at::from_blob(x.data(), {t, n, input_dim_}, opts).to(dtype, false, true);
+    at::Tensor ys = at::from_blob(y.data(), {t, n, 1}, opts).to(dtype, false, true);
     TaskBatch batch;
     batch.support_x = xs.narrow(1, 0, shots_).contiguous();
     batch.support_y = ys.narrow(1, 0, shots_).contiguous();

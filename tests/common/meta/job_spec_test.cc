@@ -1,0 +1,143 @@
+#include "common/meta/job_spec.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+namespace metatrain::meta {
+namespace {
+
+using ::testing::HasSubstr;
+
+absl::StatusOr<v1::JobSpec> Normalize(const std::string& json) {
+  auto spec = ParseJobSpec(json);
+  if (!spec.ok()) return spec.status();
+  return NormalizeJobSpec(*spec);
+}
+
+void ExpectInvalid(const std::string& json, const std::string& message) {
+  auto spec = Normalize(json);
+  ASSERT_FALSE(spec.ok()) << json;
+  EXPECT_EQ(spec.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(spec.status().message()), HasSubstr(message)) << json;
+}
+
+TEST(JobSpecTest, RegressionDefaults) {
+  auto spec = Normalize(R"({"algorithm": "maml", "tasks": {"family": "sinusoid"}})");
+  ASSERT_TRUE(spec.ok()) << spec.status();
+  EXPECT_EQ(spec->model().kind(), "mlp");
+  EXPECT_THAT(spec->model().hidden_sizes(), ::testing::ElementsAre(40, 40));
+  EXPECT_EQ(spec->tasks().shots(), 10);
+  EXPECT_EQ(spec->tasks().query_size(), 10);
+  EXPECT_EQ(spec->meta_batch_size(), 25);
+  EXPECT_EQ(spec->inner().steps(), 1);
+  EXPECT_DOUBLE_EQ(spec->inner().lr(), 0.01);
+  EXPECT_EQ(spec->inner().test_steps(), 1);
+  EXPECT_EQ(spec->outer().kind(), "adam");
+  EXPECT_DOUBLE_EQ(spec->outer().lr(), 0.001);
+  EXPECT_DOUBLE_EQ(spec->outer().beta1(), 0.9);
+  EXPECT_DOUBLE_EQ(spec->outer().beta2(), 0.999);
+  EXPECT_DOUBLE_EQ(spec->outer().epsilon(), 1e-8);
+  EXPECT_EQ(spec->outer().schedule(), "none");
+  EXPECT_DOUBLE_EQ(spec->outer().plateau_factor(), 0.5);
+  EXPECT_EQ(spec->outer().plateau_patience(), 5);
+  EXPECT_EQ(spec->steps(), 1000);
+  EXPECT_EQ(spec->validation_tasks(), 100);
+  EXPECT_EQ(spec->test_tasks(), 600);
+  EXPECT_EQ(spec->dtype(), "float32");
+  EXPECT_EQ(spec->tasks().input_dim(), 1);
+}
+
+TEST(JobSpecTest, ClassificationDefaults) {
+  auto spec = Normalize(R"({"algorithm": "fomaml", "tasks": {"family": "synthetic_images"},
+                            "inner": {"steps": 2}})");
+  ASSERT_TRUE(spec.ok()) << spec.status();
+  EXPECT_THAT(spec->model().hidden_sizes(), ::testing::ElementsAre(256, 128, 64, 64));
+  EXPECT_EQ(spec->tasks().ways(), 5);
+  EXPECT_EQ(spec->tasks().shots(), 1);
+  EXPECT_EQ(spec->tasks().query_size(), 15);
+  EXPECT_EQ(spec->tasks().image_size(), 28);
+  EXPECT_EQ(spec->meta_batch_size(), 32);
+  EXPECT_DOUBLE_EQ(spec->inner().lr(), 0.4);
+  EXPECT_EQ(spec->inner().test_steps(), 5);
+  EXPECT_EQ(spec->model().filters(), 64);
+}
+
+TEST(JobSpecTest, ReptileDefaultsToSgdWithLinearAnnealing) {
+  auto spec = Normalize(R"({"algorithm": "reptile", "tasks": {"family": "sinusoid"}})");
+  ASSERT_TRUE(spec.ok()) << spec.status();
+  EXPECT_EQ(spec->outer().kind(), "sgd");
+  EXPECT_DOUBLE_EQ(spec->outer().lr(), 1.0);
+  EXPECT_EQ(spec->outer().schedule(), "linear");
+}
+
+TEST(JobSpecTest, ExplicitValuesAreKept) {
+  auto spec = Normalize(R"({"algorithm": "maml", "tasks": {"family": "sinusoid", "shots": 5},
+                            "outer": {"lr": 0.01, "schedule": "plateau"},
+                            "validation_interval": 10})");
+  ASSERT_TRUE(spec.ok()) << spec.status();
+  EXPECT_EQ(spec->tasks().shots(), 5);
+  EXPECT_EQ(spec->tasks().query_size(), 5);
+  EXPECT_DOUBLE_EQ(spec->outer().lr(), 0.01);
+}
+
+TEST(JobSpecTest, RejectsBadFieldsNamingThem) {
+  ExpectInvalid(R"({"algorithm": "foo", "tasks": {"family": "sinusoid"}})",
+                "algorithm: unknown 'foo' (expected one of maml, fomaml, reptile, meta_sgd, anil)");
+  ExpectInvalid(R"({"algorithm": "maml", "tasks": {"family": "sinusoid", "shots": -1}})",
+                "tasks.shots must be > 0 (got -1)");
+  ExpectInvalid(R"({"algorithm": "maml", "tasks": {"family": "sinusoid"}, "inner": {"lr": -0.5}})",
+                "inner.lr must be > 0");
+  ExpectInvalid(R"({"algorithm": "maml", "tasks": {"family": "omniglot"}})",
+                "tasks.data_dir is required for family 'omniglot'");
+  ExpectInvalid(R"({"algorithm": "maml", "tasks": {"family": "tensor_file"}})",
+                "tasks.tensor_file is required");
+  ExpectInvalid(R"({"algorithm": "maml", "tasks": {"family": "cats"}})", "tasks.family: unknown 'cats'");
+  ExpectInvalid(R"({"algorithm": "maml", "tasks": {"family": "sinusoid"}, "outer": {"kind": "rmsprop"}})",
+                "outer.kind: unknown 'rmsprop'");
+  ExpectInvalid(R"({"algorithm": "maml", "tasks": {"family": "sinusoid"}, "meta_batch_size": -3})",
+                "meta_batch_size must be > 0 (got -3)");
+  ExpectInvalid(R"({"algorithm": "maml", "tasks": {"family": "sinusoid"}, "dtype": "int8"})",
+                "dtype: unknown 'int8'");
+  ExpectInvalid(R"({"algorithm": "maml", "tasks": {"family": "sinusoid"}, "model": {"kind": "conv"}})",
+                "model.kind: 'conv' needs image tasks");
+  ExpectInvalid(R"({"algorithm": "maml", "tasks": {"family": "synthetic_images", "ways": 1}})",
+                "tasks.ways must be >= 2");
+  ExpectInvalid(R"({"algorithm": "maml", "tasks": {"family": "sinusoid"}, "early_stopping_patience": 3})",
+                "early_stopping_patience needs validation_interval > 0");
+  ExpectInvalid(R"({"tasks": {"family": "sinusoid"}})", "algorithm is required");
+}
+
+TEST(JobSpecTest, UnknownJsonFieldIsRejected) {
+  auto spec = ParseJobSpec(R"({"algorithm": "maml", "taskz": {}})");
+  ASSERT_FALSE(spec.ok());
+  EXPECT_EQ(spec.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(spec.status().message()), HasSubstr("taskz"));
+}
+
+TEST(JobSpecTest, TextFormatAndJsonRoundTrip) {
+  auto spec = ParseJobSpec("algorithm: \"anil\"\ntasks { family: \"linear\" input_dim: 3 }\n");
+  ASSERT_TRUE(spec.ok()) << spec.status();
+  EXPECT_EQ(spec->tasks().input_dim(), 3);
+  auto again = ParseJobSpec(JobSpecToJson(*spec));
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(again->SerializeAsString(), spec->SerializeAsString());
+
+  auto bad = ParseJobSpec("algorithm: \"anil\"\nbogus: 3\n");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_THAT(std::string(bad.status().message()), HasSubstr("line 2"));
+}
+
+TEST(JobSpecTest, ExamplesAreValid) {
+  const char* dir = std::getenv("METATRAIN_SOURCE_DIR");
+  ASSERT_NE(dir, nullptr);
+  for (const char* name : {"sinusoid_maml.json", "sinusoid_fomaml.json", "sinusoid_reptile.json"}) {
+    auto spec = ReadJobSpecFile(std::string(dir) + "/examples/" + name);
+    ASSERT_TRUE(spec.ok()) << spec.status();
+    EXPECT_TRUE(NormalizeJobSpec(*spec).ok()) << name;
+  }
+  auto missing = ReadJobSpecFile("/nonexistent/spec.json");
+  EXPECT_EQ(missing.status().code(), absl::StatusCode::kNotFound);
+}
+
+}  // namespace
+}  // namespace metatrain::meta
