@@ -60,7 +60,7 @@ absl::StatusOr<std::string> SerializeResumeState(const ResumeState& state,
       }
     }
     for (const auto& [key, value] : state.optimizer_state) dict["optimizer." + key] = value;
-    dict["step"] = at::tensor(state.step, at::kLong);
+    dict["step"] = at::scalar_tensor(state.step, at::kLong);
     dict["validation_losses"] =
         at::tensor(at::ArrayRef<double>(state.validation_losses), at::kDouble).clone();
     dict["status"] = BytesTensor(state.status.SerializeAsString());

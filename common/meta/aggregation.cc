@@ -58,7 +58,7 @@ absl::StatusOr<TensorList> TaskOrderAggregator::Mean() const {
   mean.reserve(specs_.size());
   for (size_t i = 0; i < specs_.size(); ++i) {
     // Fixed left-to-right order: ((g0 + g1) + g2) + ... so every path gets the same bits.
-    at::Tensor sum = gradients_[0][i].clone();
+    at::Tensor sum = gradients_[0][i].clone(at::MemoryFormat::Contiguous);
     for (size_t t = 1; t < gradients_.size(); ++t) sum.add_(gradients_[t][i]);
     mean.push_back(sum.div_(num_tasks));
   }
