@@ -43,6 +43,10 @@ cleanup() {
 trap cleanup EXIT
 trap 'echo; echo "demo: interrupted, stopping everything" >&2; exit 130' INT TERM
 
+echo "== metatrain demo: distributed MAML on sinusoid regression (Finn et al. 2017, section 5.1)"
+echo "   10-shot tasks y = A sin(x - phase), A in [0.1, 5], phase in [0, pi]; net 1-40-40-1;"
+echo "   one coordinator and two workers on loopback, each worker computing half of every meta-batch"
+echo
 echo "== starting metatrain-coordinator on a free loopback port"
 setsid "$COORDINATOR" --listen=127.0.0.1:0 --checkpoint_dir="$OUT/checkpoints" \
   >"$OUT/coordinator.out" 2>"$OUT/coordinator.log" &
@@ -70,6 +74,9 @@ set +e
 status=${PIPESTATUS[0]}
 set -e
 if [[ $status -eq 0 ]]; then
+  echo
+  echo "'loss before -> after': mean squared error on held-out sinusoids before and after a few"
+  echo "gradient steps on 10 examples from the meta-learned initialisation (± 95% confidence)."
   job_id="$(head -1 "$OUT/watch.txt")"
   "$METACTL" --coordinator "$ADDRESS" fetch "$job_id" --which best -o "$OUT/sinusoid_maml_best.pt"
   echo "== done: the best meta-parameters are in $OUT/sinusoid_maml_best.pt"

@@ -4,6 +4,7 @@
 // mid-job, and it equals the single-process trainer's result bit for bit.
 
 #include <signal.h>
+#include <sys/stat.h>
 
 #include <functional>
 #include <memory>
@@ -243,6 +244,49 @@ TEST_F(Cluster, WorkerJoiningMidJobGetsWork) {
   v1::CancelJobResponse response;
   ASSERT_TRUE(stub_->CancelJob(&context, request, &response).ok());
   EXPECT_EQ(WaitForEnd(job).state(), v1::CANCELLED);
+}
+
+// A worker started before its coordinator waits for it, and outlives it: when the
+// coordinator dies and another one comes up at the same address, the worker reconnects and
+// serves the new coordinator's jobs.
+TEST(WorkerLifecycle, WaitsForTheCoordinatorAndReconnectsAfterARestart) {
+  const std::string dir = MakeTempDir("metatrain-e2e-restart-");
+  ASSERT_FALSE(dir.empty());
+  const std::string listen = absl::StrCat("127.0.0.1:", UnusedPort());
+  auto worker = StartWorker(listen, dir + "/worker.log");
+  ASSERT_TRUE(worker.ok()) << worker.status();
+  for (int life = 1; life <= 2; ++life) {
+    const std::string life_dir = absl::StrCat(dir, "/life-", life);
+    ASSERT_EQ(mkdir(life_dir.c_str(), 0755), 0);
+    auto coordinator = StartCoordinator(life_dir, {}, listen);
+    ASSERT_TRUE(coordinator.ok()) << coordinator.status();
+    auto stub = v1::JobService::NewStub(
+        grpc::CreateChannel(coordinator->address, grpc::InsecureChannelCredentials()));
+    grpc::ClientContext submit_context;
+    submit_context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+    v1::SubmitJobRequest request;
+    *request.mutable_spec() = TestSpec(5);
+    v1::SubmitJobResponse response;
+    ASSERT_TRUE(stub->SubmitJob(&submit_context, request, &response).ok());
+    // The only worker is the one started first: the job can only finish through it.
+    grpc::ClientContext watch_context;
+    watch_context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(120));
+    v1::WatchJobRequest watch;
+    watch.set_job_id(response.job_id());
+    auto stream = stub->WatchJob(&watch_context, watch);
+    v1::JobEvent event;
+    v1::JobState state = v1::JOB_STATE_UNSPECIFIED;
+    while (stream->Read(&event)) {
+      state = event.status().state();
+      if (state == v1::SUCCEEDED || state == v1::FAILED || state == v1::CANCELLED) break;
+    }
+    watch_context.TryCancel();
+    stream->Finish();
+    EXPECT_EQ(state, v1::SUCCEEDED) << "life " << life;
+    coordinator->process->Signal(SIGKILL);
+    ASSERT_TRUE(coordinator->process->Wait(absl::Seconds(30)).ok());
+  }
+  EXPECT_TRUE((*worker)->running()) << "the worker must outlive its coordinator";
 }
 
 }  // namespace

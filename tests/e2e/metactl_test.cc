@@ -1,10 +1,6 @@
 // End-to-end: the metactl binary against a real coordinator (and workers), checking the
 // exit codes and one-line errors that scripts and people rely on.
 
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <unistd.h>
-
 #include <fstream>
 #include <memory>
 #include <string>
@@ -35,20 +31,6 @@ int CountLines(const std::string& s) {
 void WriteFile(const std::string& path, const std::string& text) {
   std::ofstream out(path);
   out << text;
-}
-
-// A loopback port nobody listens on: bind to port 0, note the port, close.
-int UnusedPort() {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr = {};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = 0;
-  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
-  socklen_t len = sizeof(addr);
-  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  close(fd);
-  return ntohs(addr.sin_port);
 }
 
 constexpr char kGoodJob[] = R"({

@@ -1,9 +1,11 @@
 #include "tests/e2e/process.h"
 
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -139,10 +141,24 @@ absl::StatusOr<std::string> ChildProcess::ReadLine(absl::Duration timeout) {
   }
 }
 
+int UnusedPort() {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr = {};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = 0;
+  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
+  socklen_t len = sizeof(addr);
+  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  close(fd);
+  return ntohs(addr.sin_port);
+}
+
 absl::StatusOr<Coordinator> StartCoordinator(const std::string& dir,
-                                             const std::vector<std::string>& extra_flags) {
+                                             const std::vector<std::string>& extra_flags,
+                                             const std::string& listen) {
   std::vector<std::string> argv = {BinaryPath("coordinator/metatrain-coordinator"),
-                                   "--listen=127.0.0.1:0",
+                                   "--listen=" + listen,
                                    absl::StrCat("--checkpoint_dir=", dir, "/checkpoints")};
   argv.insert(argv.end(), extra_flags.begin(), extra_flags.end());
   auto process = ChildProcess::Start(argv, dir + "/coordinator.log", /*stdout_pipe=*/true);

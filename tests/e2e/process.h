@@ -55,8 +55,13 @@ struct Coordinator {
   std::unique_ptr<ChildProcess> process;
   std::string address;  // 127.0.0.1:PORT
 };
+// `listen` "127.0.0.1:0" picks a free port.
 absl::StatusOr<Coordinator> StartCoordinator(const std::string& dir,
-                                             const std::vector<std::string>& extra_flags = {});
+                                             const std::vector<std::string>& extra_flags = {},
+                                             const std::string& listen = "127.0.0.1:0");
+
+// A loopback port nobody listens on now (bound to port 0, noted, closed).
+int UnusedPort();
 absl::StatusOr<std::unique_ptr<ChildProcess>> StartWorker(const std::string& address,
                                                           const std::string& log_path,
                                                           const std::vector<std::string>& extra_flags = {});
