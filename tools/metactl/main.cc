@@ -121,6 +121,7 @@ int Watch(Client& client, const std::string& job_id) {
   v1::JobStatus last;
   bool have_last = false, bar_shown = false;
   auto last_plain = std::chrono::steady_clock::now() - std::chrono::hours(1);
+  int64_t last_plain_step = -1;
   auto clear_bar = [&] {
     if (bar_shown) std::fputs("\r\033[K", stdout);
     bar_shown = false;
@@ -130,10 +131,7 @@ int Watch(Client& client, const std::string& job_id) {
     const bool state_changed = !have_last || status.state() != last.state();
     if (state_changed) {
       clear_bar();
-      std::printf("%s: %s%s\n", status.job_id().c_str(), StateName(status.state()).c_str(),
-                  status.state() == v1::RUNNING
-                      ? absl::StrCat(" (", status.workers(), " worker(s))").c_str()
-                      : "");
+      std::printf("%s: %s\n", status.job_id().c_str(), StateName(status.state()).c_str());
     }
     if (event.kind() == v1::JobEvent::VALIDATION) {
       clear_bar();
@@ -147,11 +145,12 @@ int Watch(Client& client, const std::string& job_id) {
       } else {
         const auto now = std::chrono::steady_clock::now();
         const bool last_step = status.step() == status.total_steps();
-        if (status.step() > 0 &&
+        if (status.step() > 0 && status.step() != last_plain_step &&
             (now - last_plain >= std::chrono::seconds(1) || last_step ||
-             IsTerminal(status.state()) || event.kind() == v1::JobEvent::VALIDATION)) {
+             IsTerminal(status.state()))) {
           std::printf("%s\n", FormatProgress(status, 0).c_str());
           last_plain = now;
+          last_plain_step = status.step();
         }
       }
     }
