@@ -23,12 +23,16 @@
 //    column of ones), so the bias gradient is a GEMM too. The MLP's batch norm computes
 //    its mean and variance as products with a ones vector and broadcasts them back by a
 //    product with ones, so its backward and double backward reduce with GEMMs as well.
-//  - The conv net's body runs task by task: at::conv2d and at::batch_norm on one task's
-//    [B, C, H, W] at a time, i.e. exactly the computation of a batch of one. We measured
-//    the alternatives for a MAML step (Omniglot, 64 filters, 8 tasks of 80 images, one
-//    core): im2col + bmm (bitwise, batched) 10-12 s, grouped conv + folded batch norm
-//    (not bitwise) 3.7-4.7 s, the per-task loop 3.2-4.2 s. Each call still processes B
-//    images, so the loop costs nothing measurable and keeps oneDNN's fast kernels.
+//  - The conv net's body runs task by task: convolution and at::batch_norm on one
+//    task's [B, C, H, W] at a time, i.e. exactly the computation of a batch of one. We
+//    measured the alternatives for a MAML step (Omniglot, 64 filters, 8 tasks of 80
+//    images, one core): im2col + bmm over all tasks (bitwise, batched) 10-12 s, grouped
+//    conv + folded batch norm (not bitwise) 3.7-4.7 s, the per-task loop 3.2-4.2 s.
+//    Each call still processes B images, so the loop costs nothing measurable.
+//    The convolution is at::thnn_conv2d (ATen's im2col + GEMM kernel), not at::conv2d:
+//    oneDNN's results on small shapes change with the intra-op thread count, and
+//    thnn_conv2d's do not (first and second order, measured); it is ~20-40% slower on
+//    the Omniglot shapes.
 //  - Everything else is elementwise (ReLU, the normalisation arithmetic), per-plane
 //    (max-pool) or data movement (reshape, permute, cat, unbind, stack).
 //  - No fused multiply-add whose vector/scalar-tail split depends on position (e.g.
@@ -37,10 +41,10 @@
 // tests/common/meta/batch_independence_test.cc checks the property for every model and
 // algorithm with at::equal.
 //
-// Scope: the bits are independent of T, not of the intra-op thread count. The MLPs'
-// results are the same with 1 or 4 threads (tested); the conv net's are not (oneDNN
-// splits convolution reductions by thread), so every process of one job must use the
-// same at::set_num_threads (metatrain's default is 1).
+// The bits are also independent of the intra-op thread count (at::set_num_threads),
+// which the same test checks for every model with 1 vs 4 threads; OPENBLAS_NUM_THREADS
+// must stay 1 (metatrain's default), since a multi-threaded OpenBLAS GEMM may split its
+// reductions by thread.
 
 #include <cstdint>
 #include <vector>

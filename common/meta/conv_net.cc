@@ -49,8 +49,8 @@ at::Tensor ConvNet::Forward(const TensorList& params, const at::Tensor& x) const
   const int64_t t = x.size(0), b = x.size(1);
   // The convolutional body runs task by task (each call still covers the task's B
   // images); see NOTE [Task independence is bitwise] in batched_ops.h for why this, and
-  // not a grouped convolution or im2col + bmm, is both bitwise task-independent and the
-  // fastest option measured. unbind/stack keep the autograd graph to one node per
+  // not a grouped convolution or a batched im2col + bmm, is bitwise task-independent and
+  // fast. unbind/stack keep the autograd graph to one node per
   // parameter rather than one per task.
   const std::vector<at::Tensor> inputs = x.unbind(0);
   std::vector<std::vector<at::Tensor>> body(4 * kBlocks);
@@ -59,8 +59,12 @@ at::Tensor ConvNet::Forward(const TensorList& params, const at::Tensor& x) const
   for (int64_t task = 0; task < t; ++task) {
     at::Tensor h = inputs[task];  // [B, C, H, W]
     for (int block = 0; block < kBlocks; ++block) {
-      const auto& p = [&](int i) -> const at::Tensor& { return body[4 * block + i][task]; };
-      h = at::conv2d(h, p(0), p(1), /*stride=*/{1, 1}, /*padding=*/{1, 1});
+      auto p = [&](int i) -> const at::Tensor& { return body[4 * block + i][task]; };
+      // ATen's own im2col + GEMM convolution rather than at::conv2d's oneDNN path:
+      // oneDNN's results change with the intra-op thread count on small shapes, this
+      // one's do not (NOTE in batched_ops.h).
+      h = at::thnn_conv2d(h, p(0), /*kernel_size=*/{3, 3}, p(1), /*stride=*/{1, 1},
+                          /*padding=*/{1, 1});
       h = at::batch_norm(h, p(2), p(3), /*running_mean=*/{}, /*running_var=*/{},
                          /*training=*/true, /*momentum=*/0.1, internal::kBatchNormEps,
                          /*cudnn_enabled=*/true);

@@ -6,6 +6,7 @@
 // Internal to the meta-learning core.
 
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include <ATen/ATen.h>
