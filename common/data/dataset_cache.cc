@@ -198,14 +198,17 @@ std::string DefaultCacheDir(const std::string& data_dir) {
   if (const char* env = std::getenv("METATRAIN_CACHE_DIR"); env != nullptr && *env != '\0') {
     return env;
   }
-  if (!data_dir.empty() && ::access(data_dir.c_str(), W_OK) == 0) return data_dir;
   if (const char* xdg = std::getenv("XDG_CACHE_HOME"); xdg != nullptr && *xdg != '\0') {
     return absl::StrCat(xdg, "/metatrain");
   }
   if (const char* home = std::getenv("HOME"); home != nullptr && *home != '\0') {
     return absl::StrCat(home, "/.cache/metatrain");
   }
-  return absl::StrCat(std::filesystem::temp_directory_path().string(), "/metatrain-cache");
+  // No home (a bare container): next to the data if we may write there.
+  if (!data_dir.empty() && ::access(data_dir.c_str(), W_OK) == 0) return data_dir;
+  std::error_code ec;
+  const std::filesystem::path tmp = std::filesystem::temp_directory_path(ec);
+  return (ec ? std::string("/tmp") : tmp.string()) + "/metatrain-cache";
 }
 
 }  // namespace metatrain::data

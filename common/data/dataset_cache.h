@@ -31,9 +31,11 @@ absl::Status WriteImageSetCache(const std::string& path, const std::string& key,
 // sources (key mismatch), DATA_LOSS if truncated or its checksum fails.
 absl::StatusOr<ImageSet> ReadImageSetCache(const std::string& path, const std::string& key);
 
-// Where caches for a dataset in `data_dir` go: $METATRAIN_CACHE_DIR if set; else data_dir
-// itself if writable (the cache sits next to the data); else $XDG_CACHE_HOME/metatrain;
-// else $HOME/.cache/metatrain.
+// Where caches for a dataset in `data_dir` go: $METATRAIN_CACHE_DIR if set; else
+// $XDG_CACHE_HOME/metatrain; else $HOME/.cache/metatrain; else data_dir if writable; else
+// <tmp>/metatrain-cache. The user's cache comes before the data folder on purpose: a data
+// folder is often shared or read-only in intent even where the process (root, in
+// containers) could write to it.
 std::string DefaultCacheDir(const std::string& data_dir);
 
 }  // namespace metatrain::data

@@ -34,17 +34,12 @@ absl::StatusOr<EpisodeSet> LoadEpisodes(const std::string& dir, int image_size) 
   if (!fs::is_directory(dir, ec)) {
     return absl::NotFoundError(absl::StrCat("episodes: ", dir, " is not a directory"));
   }
-  std::vector<std::string> names;
-  for (const fs::directory_entry& e : fs::directory_iterator(dir, ec)) {
-    const std::string name = e.path().filename().string();
-    if (e.is_directory() && !name.empty() && name[0] != '.') names.push_back(name);
-  }
+  const std::vector<std::string> names = ListSubdirectories(dir, ec);
   if (ec) return absl::DataLossError(absl::StrCat(dir, ": cannot list (", ec.message(), ")"));
   if (names.empty()) {
     return absl::InvalidArgumentError(absl::StrCat(
         "episodes: ", dir, " has no episode folders (expected <episode>/support/<class>/*.png)"));
   }
-  std::sort(names.begin(), names.end());
   EpisodeSet set;
   set.image_size = image_size;
   bool any_color = false;

@@ -22,6 +22,17 @@ bool IsPngFile(const fs::directory_entry& e) {
 
 }  // namespace
 
+std::vector<std::string> ListSubdirectories(const std::string& dir, std::error_code& ec) {
+  std::vector<std::string> names;
+  for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    std::error_code type_ec;
+    if (it->is_directory(type_ec) && !name.empty() && name[0] != '.') names.push_back(name);
+  }
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
 absl::StatusOr<ImageSet> LoadImageFolder(const std::string& dir, const ImageFolderOptions& options) {
   if (options.image_size <= 0) {
     return absl::InvalidArgumentError(
@@ -35,13 +46,8 @@ absl::StatusOr<ImageSet> LoadImageFolder(const std::string& dir, const ImageFold
   if (!fs::is_directory(dir, ec)) {
     return absl::NotFoundError(absl::StrCat("tasks.data_dir: ", dir, " is not a directory"));
   }
-  std::vector<std::string> classes;
-  for (const fs::directory_entry& e : fs::directory_iterator(dir, ec)) {
-    const std::string name = e.path().filename().string();
-    if (e.is_directory() && !name.empty() && name[0] != '.') classes.push_back(name);
-  }
+  std::vector<std::string> classes = ListSubdirectories(dir, ec);
   if (ec) return absl::DataLossError(absl::StrCat(dir, ": cannot list (", ec.message(), ")"));
-  std::sort(classes.begin(), classes.end());
   if (classes.empty()) {
     return absl::InvalidArgumentError(
         absl::StrCat(dir, ": no class folders (expected <class>/*.png)"));
@@ -53,8 +59,9 @@ absl::StatusOr<ImageSet> LoadImageFolder(const std::string& dir, const ImageFold
   for (size_t c = 0; c < classes.size(); ++c) {
     const fs::path class_dir = fs::path(dir) / classes[c];
     std::vector<std::string> files;
-    for (const fs::directory_entry& e : fs::directory_iterator(class_dir, ec)) {
-      if (IsPngFile(e)) files.push_back(e.path().string());
+    // Explicit increment(ec): range-for would throw on a listing error.
+    for (fs::directory_iterator it(class_dir, ec), end; !ec && it != end; it.increment(ec)) {
+      if (IsPngFile(*it)) files.push_back(it->path().string());
     }
     if (ec) {
       return absl::DataLossError(

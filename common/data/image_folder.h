@@ -4,6 +4,8 @@
 // Any folder of `<class>/*.png` as a labelled image set ("train on your own images").
 
 #include <string>
+#include <system_error>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "common/data/image_dataset.h"
@@ -23,6 +25,10 @@ struct ImageFolderOptions {
 // INVALID_ARGUMENT if it has no class folder or a class folder has no PNG; DATA_LOSS naming
 // the file for an unreadable PNG.
 absl::StatusOr<ImageSet> LoadImageFolder(const std::string& dir, const ImageFolderOptions& options);
+
+// The sub-folders of `dir` not starting with '.', sorted by name; `ec` reports a listing
+// error (never throws).
+std::vector<std::string> ListSubdirectories(const std::string& dir, std::error_code& ec);
 
 // Converts a 1-channel set to 3 channels (no-op otherwise).
 void ExpandToRgb(ImageSet& images);

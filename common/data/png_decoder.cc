@@ -20,6 +20,15 @@ absl::StatusOr<DecodedImage> DecodePng(std::string_view bytes, const std::string
     png_image_free(&image);
     return status;
   }
+  // The header's dimensions decide the allocation: refuse absurd ones (a corrupt or hostile
+  // file) instead of dying in operator new.
+  constexpr uint64_t kMaxPixels = uint64_t{1} << 26;
+  if (uint64_t{image.width} * image.height > kMaxPixels) {
+    absl::Status status = absl::DataLossError(absl::StrCat(
+        name, ": PNG of ", image.width, "x", image.height, " pixels is too large"));
+    png_image_free(&image);
+    return status;
+  }
   const bool color = (image.format & PNG_FORMAT_FLAG_COLOR) != 0;
   image.format = color ? PNG_FORMAT_RGB : PNG_FORMAT_GRAY;
   // Gray: only the first component of the background is used.

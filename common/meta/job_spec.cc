@@ -232,7 +232,7 @@ absl::StatusOr<v1::JobSpec> NormalizeJobSpec(v1::JobSpec spec) {
   if (t->ways() == 0) t->set_ways(5);
   if (t->shots() == 0) t->set_shots(classification ? 1 : 10);
   if (t->query_size() == 0) t->set_query_size(classification ? 15 : t->shots());
-  if (t->split().empty()) t->set_split("maml");
+  if (t->family() == "omniglot" && t->split().empty()) t->set_split("maml");
   if (t->image_size() == 0) t->set_image_size(28);
   if (t->input_dim() == 0) t->set_input_dim(1);
 

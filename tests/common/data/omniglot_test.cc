@@ -194,12 +194,16 @@ TEST_F(OmniglotTest, CorruptCacheIsRebuiltWithIdenticalData) {
       cache_dir + "/" + fs::path(shared_info.cache_path).filename().string();
   fs::copy_file(shared_info.cache_path, path);
   {
-    // ... then flip one pixel byte in the middle of the file.
+    // ... then flip the bits of one pixel byte in the middle of the file.
     std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
-    f.seekp(static_cast<std::streamoff>(fs::file_size(path) / 2));
-    f.put('\x7f');
+    const auto middle = static_cast<std::streamoff>(fs::file_size(path) / 2);
+    f.seekg(middle);
+    const char byte = static_cast<char>(f.get());
+    f.seekp(middle);
+    f.put(static_cast<char>(~byte));
   }
-  ASSERT_FALSE(ReadImageSetCache(path, "any").ok());
+  const absl::StatusOr<ImageSet> corrupt = ReadImageSetCache(path, "any");
+  ASSERT_EQ(corrupt.status().code(), absl::StatusCode::kDataLoss) << corrupt.status();
   OmniglotLoadInfo info;
   absl::StatusOr<ImageSet> rebuilt = LoadOmniglot(OmniglotDir(), options, &info);
   ASSERT_OK(rebuilt.status());

@@ -1,6 +1,8 @@
 // PNG decoding/encoding, the Pillow-exact Lanczos resampler, the zip reader and the cache
 // file format, on known inputs.
 
+#include <zlib.h>
+
 #include <fstream>
 #include <string>
 #include <vector>
@@ -54,6 +56,23 @@ TEST(PngTest, TruncatedOrGarbageBytesAreDataLossNamingTheFile) {
     EXPECT_THAT(decoded.status().message(), HasSubstr("some/dir/x.png"));
   }
   EXPECT_EQ(ReadPngFile(dir + "/missing.png").status().code(), absl::StatusCode::kNotFound);
+}
+
+// A valid PNG header claiming 100000 x 100000 pixels (its IHDR CRC is correct).
+TEST(PngTest, AbsurdDimensionsAreDataLossNotACrash) {
+  std::string chunk = "IHDR";
+  for (uint32_t v : {100000u, 100000u}) {
+    for (int shift : {24, 16, 8, 0}) chunk.push_back(static_cast<char>(v >> shift));
+  }
+  chunk += std::string("\x08\x00\x00\x00\x00", 5);  // 8-bit gray, no interlace
+  const uint32_t crc = crc32(0, reinterpret_cast<const Bytef*>(chunk.data()), chunk.size());
+  std::string png = "\x89PNG\r\n\x1a\n";
+  png += std::string("\0\0\0\x0d", 4) + chunk;
+  for (int shift : {24, 16, 8, 0}) png.push_back(static_cast<char>(crc >> shift));
+  absl::StatusOr<DecodedImage> decoded = DecodePng(png, "huge.png");
+  ASSERT_FALSE(decoded.ok());
+  EXPECT_EQ(decoded.status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_THAT(decoded.status().message(), HasSubstr("huge.png"));
 }
 
 TEST(PngTest, DecodesOneBitOmniglotDrawingToZeroAnd255) {
@@ -192,6 +211,39 @@ TEST(DatasetCacheTest, RoundTripStaleAndCorrupt) {
   for (size_t len = 0; len < bytes.size(); ++len) {
     std::ofstream(path, std::ios::binary | std::ios::trunc) << bytes.substr(0, len);
     ASSERT_FALSE(ReadImageSetCache(path, "key-1").ok()) << "length " << len;
+  }
+}
+
+TEST(DatasetCacheTest, DefaultCacheDirPrefersExplicitThenUserCache) {
+  // Restores the variables this test changes.
+  struct SavedEnv {
+    const char* name;
+    std::string value;
+    bool set;
+  };
+  std::vector<SavedEnv> saved;
+  for (const char* name : {"METATRAIN_CACHE_DIR", "XDG_CACHE_HOME", "HOME"}) {
+    const char* v = std::getenv(name);
+    saved.push_back({name, v != nullptr ? v : "", v != nullptr});
+  }
+  const std::string data = ScratchDir("cache_dir_data");
+  setenv("METATRAIN_CACHE_DIR", "/explicit", 1);
+  setenv("XDG_CACHE_HOME", "/xdg", 1);
+  setenv("HOME", "/home/someone", 1);
+  EXPECT_EQ(DefaultCacheDir(data), "/explicit");
+  unsetenv("METATRAIN_CACHE_DIR");
+  EXPECT_EQ(DefaultCacheDir(data), "/xdg/metatrain");
+  unsetenv("XDG_CACHE_HOME");
+  EXPECT_EQ(DefaultCacheDir(data), "/home/someone/.cache/metatrain");
+  unsetenv("HOME");
+  EXPECT_EQ(DefaultCacheDir(data), data);
+  EXPECT_NE(DefaultCacheDir("/proc/definitely/not/here"), "/proc/definitely/not/here");
+  for (const SavedEnv& e : saved) {
+    if (e.set) {
+      setenv(e.name, e.value.c_str(), 1);
+    } else {
+      unsetenv(e.name);
+    }
   }
 }
 

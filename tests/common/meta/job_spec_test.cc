@@ -128,8 +128,7 @@ TEST(JobSpecTest, TextFormatAndJsonRoundTrip) {
 }
 
 TEST(JobSpecTest, ExamplesAreValid) {
-  const char* dir = std::getenv("METATRAIN_SOURCE_DIR");
-  ASSERT_NE(dir, nullptr);
+  const char* dir = METATRAIN_SOURCE_DIR;
   for (const char* name : {"sinusoid_maml.json", "sinusoid_fomaml.json", "sinusoid_reptile.json"}) {
     auto spec = ReadJobSpecFile(std::string(dir) + "/examples/" + name);
     ASSERT_TRUE(spec.ok()) << spec.status();
