@@ -8,8 +8,14 @@ function(metatrain_add_test)
   if(NOT ARG_TIMEOUT)
     set(ARG_TIMEOUT 600)
   endif()
-  gtest_discover_tests(${ARG_NAME}
-    DISCOVERY_TIMEOUT 60
-    PROPERTIES TIMEOUT ${ARG_TIMEOUT} LABELS "${ARG_LABELS}"
-               ENVIRONMENT "OPENBLAS_NUM_THREADS=1;METATRAIN_SOURCE_DIR=${PROJECT_SOURCE_DIR};METATRAIN_BINARY_DIR=${PROJECT_BINARY_DIR}")
+  # The environment goes in through `env` as the tests' launcher: gtest_discover_tests
+  # (CMake 3.25) flattens a multi-entry ENVIRONMENT property, so only one entry survives.
+  # OpenBLAS reads its thread count at load time, before any test code runs.
+  set_target_properties(${ARG_NAME} PROPERTIES CROSSCOMPILING_EMULATOR
+    "/usr/bin/env;OPENBLAS_NUM_THREADS=1;METATRAIN_SOURCE_DIR=${PROJECT_SOURCE_DIR};METATRAIN_BINARY_DIR=${PROJECT_BINARY_DIR}")
+  set(properties TIMEOUT ${ARG_TIMEOUT})
+  if(ARG_LABELS)
+    list(APPEND properties LABELS ${ARG_LABELS})
+  endif()
+  gtest_discover_tests(${ARG_NAME} DISCOVERY_TIMEOUT 60 PROPERTIES ${properties})
 endfunction()

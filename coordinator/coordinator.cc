@@ -20,7 +20,11 @@ namespace {
 
 namespace fs = std::filesystem;
 
+// Written when a job finishes: its final JobStatus.
 constexpr char kStatusFile[] = "status.pb";
+// Written at submission: the JobStatus (with the normalised spec) of a job not yet started,
+// so a queued job survives a restart too.
+constexpr char kSubmittedFile[] = "submitted.pb";
 
 bool IsTerminal(v1::JobState state) {
   return state == v1::SUCCEEDED || state == v1::FAILED || state == v1::CANCELLED;
@@ -158,7 +162,23 @@ absl::Status Coordinator::LoadJob(const std::string& dir_name) {
     by_seq_[job->seq] = job;
     return absl::OkStatus();
   }
-  if (!fs::exists(dir / kResumeFile)) return absl::NotFoundError("no resume.pt");
+  if (!fs::exists(dir / kResumeFile)) {
+    // Never started: queue it afresh.
+    ASSIGN_OR_RETURN(std::string bytes, ReadFile((dir / kSubmittedFile).string()));
+    if (!job->status.ParseFromString(bytes)) {
+      return absl::DataLossError(absl::StrCat(kSubmittedFile, " is corrupt"));
+    }
+    ASSIGN_OR_RETURN(v1::JobSpec spec, meta::NormalizeJobSpec(job->status.spec()));
+    ASSIGN_OR_RETURN(meta::JobContext context, meta::MakeJobContext(spec));
+    job->context = std::make_shared<meta::JobContext>(std::move(context));
+    ASSIGN_OR_RETURN(job->initial_params, meta::InitialMetaParams(*job->context));
+    job->status.set_state(v1::QUEUED);
+    std::lock_guard<std::mutex> lock(mu_);
+    jobs_[job->id] = job;
+    by_seq_[job->seq] = job;
+    queue_.push_back(job);
+    return absl::OkStatus();
+  }
   ASSIGN_OR_RETURN(meta::StateDict dict, meta::LoadStateDict((dir / kResumeFile).string()));
   ASSIGN_OR_RETURN(v1::JobStatus status, ResumeStatusFromDict(dict));
   ASSIGN_OR_RETURN(v1::JobSpec spec, meta::NormalizeJobSpec(status.spec()));
@@ -245,6 +265,10 @@ absl::StatusOr<v1::JobStatus> Coordinator::SubmitJob(const v1::JobSpec& spec) {
   status.set_total_steps(job->context->spec.steps());
   status.set_train_accuracy(-1);
   status.set_submitted_unix_ms(NowMs());
+  if (!options_.checkpoint_dir.empty()) {
+    RETURN_IF_ERROR(meta::WriteFileAtomically((fs::path(JobDir(job->id)) / kSubmittedFile).string(),
+                                              status.SerializeAsString()));
+  }
   jobs_[job->id] = job;
   by_seq_[job->seq] = job;
   queue_.push_back(job);

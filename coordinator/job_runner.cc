@@ -572,6 +572,16 @@ void JobRunner::Requeue(Round& round, int64_t assignment_id, const std::string& 
   const std::string worker_id = a.worker_id;
   in_flight_.erase(it);
   ReleaseWorker(worker_id);
+  if (!rejection.empty()) {
+    // Let the other workers retry; if none is left, the round takes the whole pool again
+    // (this worker included) and the attempt limit decides.
+    participants_.erase(std::remove_if(participants_.begin(), participants_.end(),
+                                       [&](const Participant& p) {
+                                         return p.info.id == worker_id && !p.busy;
+                                       }),
+                        participants_.end());
+    ReportWorkers();
+  }
 }
 
 void JobRunner::ReleaseWorker(const std::string& worker_id) {

@@ -19,9 +19,10 @@
 // `capacity` tasks per assignment and has at most one assignment of this job in flight.
 // Workers that join during a round wait for the next one (unless the round has no worker
 // left). A worker that leaves, times out or sends something invalid loses its unfinished
-// tasks to the pending queue, and another worker (possibly the same one, for a rejected
-// result) recomputes them: tasks derive from keys, so the result is the same. Rejected
-// data is never applied; a task rejected max_task_attempts times fails the job.
+// tasks to the pending queue, and another worker recomputes them: tasks derive from keys,
+// so the result is the same. A worker whose result is rejected sits out the rest of the
+// round (unless it is the only one left). Rejected data is never applied; a task rejected
+// max_task_attempts times fails the job.
 
 #include <atomic>
 #include <condition_variable>

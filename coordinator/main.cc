@@ -48,6 +48,12 @@ int main(int argc, char** argv) {
     return 2;
   }
   metatrain::coordinator::Coordinator coordinator(options);
+  // Load (and queue) the jobs of an earlier run before accepting new ones, so job ids
+  // never collide with the directories already there.
+  if (absl::Status started = coordinator.Start(); !started.ok()) {
+    std::fprintf(stderr, "metatrain-coordinator: %s\n", std::string(started.message()).c_str());
+    return 1;
+  }
   const std::string listen = absl::GetFlag(FLAGS_listen);
   auto server = metatrain::coordinator::CoordinatorServer::Start(listen, &coordinator,
                                                                  absl::GetFlag(FLAGS_threads));
@@ -62,12 +68,6 @@ int main(int argc, char** argv) {
   }
   std::printf("listening on %s:%d\n", host.c_str(), (*server)->port());
   std::fflush(stdout);
-  // Resume after the port is open, so workers can connect while jobs load.
-  if (absl::Status started = coordinator.Start(); !started.ok()) {
-    std::fprintf(stderr, "metatrain-coordinator: %s\n", std::string(started.message()).c_str());
-    (*server)->Shutdown();
-    return 1;
-  }
 
   std::thread signal_thread([&] {
     int signal = 0;

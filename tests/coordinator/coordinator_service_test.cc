@@ -1,6 +1,7 @@
 // The job API over a real gRPC server on loopback, with real workers (in-process threads
 // that compute with the meta-learning core) on real Session streams.
 
+#include <algorithm>
 #include <filesystem>
 #include <memory>
 #include <string>
@@ -215,6 +216,52 @@ TEST(JobApiTest, TwoJobsSubmittedTogetherBothFinish) {
   }
 }
 
+TEST(JobApiTest, MaxWorkersLimitsTheWorkersTakingPart) {
+  auto h = CoordinatorHarness::Start(FastOptions());
+  ASSERT_TRUE(h.ok()) << h.status();
+  InProcessWorker a((*h)->address(), 1), b((*h)->address(), 1);
+  const absl::Time give_up = absl::Now() + absl::Seconds(30);
+  while ((*h)->coordinator().num_workers() < 2 && absl::Now() < give_up) {
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+  ASSERT_EQ((*h)->coordinator().num_workers(), 2);
+  v1::JobSpec spec = SmallSinusoidSpec("maml", 3);
+  spec.mutable_resources()->set_max_workers(1);
+  auto id = (*h)->Submit(spec);
+  ASSERT_TRUE(id.ok());
+  int max_workers_seen = 0;
+  auto events = (*h)->WatchToEnd(*id);
+  ASSERT_TRUE(events.ok());
+  for (const auto& e : *events) max_workers_seen = std::max(max_workers_seen, e.status().workers());
+  EXPECT_EQ(events->back().status().state(), v1::SUCCEEDED);
+  EXPECT_EQ(max_workers_seen, 1);
+  // Exactly one of the two computed anything.
+  EXPECT_NE(a.assignments_done() > 0, b.assignments_done() > 0);
+}
+
+TEST(JobApiTest, LargeCheckpointStreamsInChunksUnderOneMebibyte) {
+  v1::JobSpec spec = SmallSinusoidSpec("fomaml", 1);
+  spec.mutable_model()->add_hidden_sizes(700);
+  spec.mutable_model()->add_hidden_sizes(700);
+  spec.set_validation_interval(0);
+  spec.set_test_tasks(2);
+  meta::JobContext context = MakeContext(spec);
+  auto expected = meta::Train(context);
+  ASSERT_TRUE(expected.ok());
+  auto h = CoordinatorHarness::Start(FastOptions());
+  ASSERT_TRUE(h.ok()) << h.status();
+  InProcessWorker worker((*h)->address());
+  auto id = (*h)->Submit(spec);
+  ASSERT_TRUE(id.ok());
+  EXPECT_EQ(Terminal(**h, *id).state(), v1::SUCCEEDED);
+  // Harness::Fetch checks that every chunk is <= 1 MiB and the offsets line up.
+  auto bytes = (*h)->Fetch(*id, "final");
+  ASSERT_TRUE(bytes.ok()) << bytes.status();
+  EXPECT_GT(bytes->size(), size_t{1} << 20);
+  ExpectBitIdentical(expected->final_params, ParamsFromCheckpoint(context, *bytes));
+  EXPECT_EQ((*h)->Fetch(*id, "latest").status().code(), absl::StatusCode::kInvalidArgument);
+}
+
 TEST(JobApiTest, WatchSendsSnapshotFirstAndEndsAfterTerminalState) {
   auto h = CoordinatorHarness::Start(FastOptions());
   ASSERT_TRUE(h.ok()) << h.status();
@@ -303,6 +350,34 @@ TEST(ResumeTest, InterruptedRunResumesBitIdentically) {
   auto fetched = (*again)->Fetch(job_id, "final");
   ASSERT_TRUE(fetched.ok()) << fetched.status();
   EXPECT_EQ(*fetched, *final_bytes);
+}
+
+TEST(ResumeTest, QueuedJobSurvivesARestart) {
+  const std::string dir = TempDir("queued");
+  std::string job_id, blocker_id;
+  {
+    auto h = CoordinatorHarness::Start(FastOptions(dir));
+    ASSERT_TRUE(h.ok()) << h.status();
+    auto blocker = (*h)->Submit(SmallSinusoidSpec("maml", 1'000'000));
+    auto queued = (*h)->Submit(SmallSinusoidSpec("maml", 2));
+    ASSERT_TRUE(blocker.ok() && queued.ok());
+    job_id = *queued;
+    blocker_id = *blocker;
+    EXPECT_EQ((*h)->Get(job_id)->state(), v1::QUEUED);
+    (*h)->Shutdown();
+  }
+  auto h = CoordinatorHarness::Start(FastOptions(dir));
+  ASSERT_TRUE(h.ok()) << h.status();
+  EXPECT_EQ((*h)->Get(blocker_id)->state(), v1::RUNNING);
+  EXPECT_EQ((*h)->Get(job_id)->state(), v1::QUEUED);
+  EXPECT_EQ((*h)->Cancel(blocker_id)->state(), v1::CANCELLED);
+  InProcessWorker worker((*h)->address());
+  const v1::JobStatus done = Terminal(**h, job_id);
+  EXPECT_EQ(done.state(), v1::SUCCEEDED) << done.error();
+  // New ids continue after the ones on disk.
+  auto next = (*h)->Submit(SmallSinusoidSpec("maml", 1));
+  ASSERT_TRUE(next.ok());
+  EXPECT_GT(*next, job_id);
 }
 
 }  // namespace

@@ -3,6 +3,7 @@
 
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <gmock/gmock.h>
@@ -294,6 +295,37 @@ TEST(WorkerProtocolTest, LostWorkerTasksAreRecomputedElsewhereWithTheSameResult)
   ExpectBitIdentical(expected->final_params, ParamsFromCheckpoint(context, *bytes));
   EXPECT_GE((*h)->coordinator().counters().reassigned_tasks, 1);
   EXPECT_EQ((*h)->coordinator().num_workers(), 1);
+}
+
+TEST(WorkerProtocolTest, FailingWorkerSitsOutAndOthersFinishTheJobExactly) {
+  v1::JobSpec spec = SmallSinusoidSpec("maml", 4);
+  meta::JobContext context = MakeContext(spec);
+  auto expected = meta::Train(context);
+  ASSERT_TRUE(expected.ok());
+
+  auto h = CoordinatorHarness::Start(FastOptions());
+  ASSERT_TRUE(h.ok()) << h.status();
+  auto failing = ScriptedWorker::Connect((*h)->address(), 1);
+  ASSERT_TRUE(failing.ok());
+  int failures = 0;
+  std::thread answer([&] {
+    while (auto a = (*failing)->NextAssignment()) {
+      ++failures;
+      if (!(*failing)->SendDone(a->assignment_id(), {}, "cannot open the data directory")) break;
+    }
+  });
+  InProcessWorker worker((*h)->address(), 1);
+  auto id = (*h)->Submit(spec);
+  ASSERT_TRUE(id.ok());
+  const v1::JobStatus status = (*h)->WatchToEnd(*id)->back().status();
+  (*h)->Shutdown();
+  answer.join();
+  ASSERT_EQ(status.state(), v1::SUCCEEDED) << status.error();
+  EXPECT_GE(failures, 1);
+  EXPECT_EQ((*h)->coordinator().counters().rejected_results, failures);
+  auto bytes = (*h)->coordinator().FetchCheckpoint(*id, "final");
+  ASSERT_TRUE(bytes.ok());
+  ExpectBitIdentical(expected->final_params, ParamsFromCheckpoint(context, bytes->bytes));
 }
 
 TEST(WorkerProtocolTest, SessionMustStartWithHello) {

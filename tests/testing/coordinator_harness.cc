@@ -20,9 +20,9 @@ absl::StatusOr<std::unique_ptr<CoordinatorHarness>> CoordinatorHarness::Start(
     coordinator::CoordinatorOptions options) {
   std::unique_ptr<CoordinatorHarness> h(new CoordinatorHarness());
   h->coordinator_ = std::make_unique<coordinator::Coordinator>(std::move(options));
+  RETURN_IF_ERROR(h->coordinator_->Start());
   ASSIGN_OR_RETURN(h->server_,
                    coordinator::CoordinatorServer::Start("127.0.0.1:0", h->coordinator_.get()));
-  RETURN_IF_ERROR(h->coordinator_->Start());
   h->address_ = absl::StrCat("127.0.0.1:", h->server_->port());
   h->channel_ = grpc::CreateChannel(h->address_, grpc::InsecureChannelCredentials());
   h->stub_ = v1::JobService::NewStub(h->channel_);
