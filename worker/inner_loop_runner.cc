@@ -84,9 +84,11 @@ absl::Status InnerLoopRunner::HandleJobSetup(const v1::JobSetup& setup) {
   setup.spec().SerializeToString(&spec_bytes);
   Job& job = jobs_[job_id];
   job.last_used = ++clock_;
-  if (job.spec_bytes == spec_bytes && (job.context != nullptr || !job.setup_error.ok())) {
-    return job.setup_error;  // same job again (e.g. after a reconnection): keep the data
+  if (job.spec_bytes == spec_bytes && job.context != nullptr) {
+    return absl::OkStatus();  // same job again (e.g. after a reconnection): keep the data
   }
+  // A new job, a reused id with another spec, or a setup that failed before (the data may
+  // have appeared since): build from scratch.
   job.spec_bytes = std::move(spec_bytes);
   job.context.reset();
   job.versions.clear();
