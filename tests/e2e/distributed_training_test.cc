@@ -79,11 +79,14 @@ class Cluster : public ::testing::Test {
     coordinator_.process.reset();
   }
 
+  // Starts a worker and waits until it is connected, so the next step includes it.
   ChildProcess& AddWorker() {
-    auto worker = StartWorker(coordinator_.address,
-                              absl::StrCat(dir_, "/worker-", workers_.size() + 1, ".log"));
+    const std::string log = absl::StrCat(dir_, "/worker-", workers_.size() + 1, ".log");
+    auto worker = StartWorker(coordinator_.address, log);
     EXPECT_TRUE(worker.ok()) << worker.status();
     workers_.push_back(std::move(*worker));
+    absl::Status connected = WaitForWorkerConnected(log, absl::Seconds(60));
+    EXPECT_TRUE(connected.ok()) << connected;
     return *workers_.back();
   }
 

@@ -189,6 +189,20 @@ absl::StatusOr<std::unique_ptr<ChildProcess>> StartWorker(
   return ChildProcess::Start(argv, log_path);
 }
 
+absl::Status WaitForWorkerConnected(const std::string& log_path, absl::Duration timeout) {
+  const absl::Time deadline = absl::Now() + timeout;
+  while (absl::Now() < deadline) {
+    std::ifstream in(log_path);
+    std::string line;
+    while (std::getline(in, line)) {
+      if (line.find(": connected to ") != std::string::npos) return absl::OkStatus();
+    }
+    // The worker's log is the only sign of its connection a client can see; poll it.
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return absl::DeadlineExceededError(absl::StrCat("worker did not connect; see ", log_path));
+}
+
 absl::StatusOr<CommandResult> RunCommand(const std::vector<std::string>& argv,
                                          absl::Duration timeout) {
   const std::string dir = MakeTempDir("metatrain-cmd-");

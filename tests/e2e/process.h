@@ -66,6 +66,10 @@ absl::StatusOr<std::unique_ptr<ChildProcess>> StartWorker(const std::string& add
                                                           const std::string& log_path,
                                                           const std::vector<std::string>& extra_flags = {});
 
+// Waits until a worker's log (its stderr) says it is connected: "connected to ... as
+// worker ...". DEADLINE_EXCEEDED after `timeout`.
+absl::Status WaitForWorkerConnected(const std::string& log_path, absl::Duration timeout);
+
 struct CommandResult {
   int exit_code = -1;
   std::string out, err;
