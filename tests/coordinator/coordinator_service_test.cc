@@ -137,7 +137,47 @@ TEST_P(MatchesTrainerTest, BitIdenticalToSingleProcessTrainer) {
 INSTANTIATE_TEST_SUITE_P(Sharding, MatchesTrainerTest,
                          ::testing::Values(std::make_tuple("maml", 1, 1000),
                                            std::make_tuple("maml", 3, 1),
-                                           std::make_tuple("reptile", 2, 3)));
+                                           std::make_tuple("reptile", 2, 3)),
+                         [](const auto& info) {
+                           return std::get<0>(info.param) + "_" +
+                                  std::to_string(std::get<1>(info.param)) + "workers_capacity" +
+                                  std::to_string(std::get<2>(info.param));
+                         });
+
+TEST(MatchesTrainerClassificationTest, SyntheticImagesOnTwoWorkers) {
+  v1::JobSpec spec;
+  spec.set_algorithm("maml");
+  spec.mutable_model()->add_hidden_sizes(32);
+  spec.mutable_tasks()->set_family("synthetic_images");
+  spec.mutable_tasks()->set_ways(3);
+  spec.mutable_tasks()->set_query_size(2);
+  spec.mutable_tasks()->set_image_size(14);
+  spec.set_meta_batch_size(4);
+  spec.set_steps(3);
+  spec.set_validation_interval(1);
+  spec.set_validation_tasks(5);
+  spec.set_test_tasks(5);
+  spec.set_seed(5);
+  meta::JobContext context = MakeContext(spec);
+  auto expected = meta::Train(context);
+  ASSERT_TRUE(expected.ok()) << expected.status();
+
+  auto h = CoordinatorHarness::Start(FastOptions());
+  ASSERT_TRUE(h.ok()) << h.status();
+  InProcessWorker a((*h)->address(), 1), b((*h)->address(), 3);
+  auto id = (*h)->Submit(spec);
+  ASSERT_TRUE(id.ok()) << id.status();
+  const v1::JobStatus status = Terminal(**h, *id);
+  ASSERT_EQ(status.state(), v1::SUCCEEDED) << status.error();
+  auto bytes = (*h)->Fetch(*id, "final");
+  ASSERT_TRUE(bytes.ok());
+  ExpectBitIdentical(expected->final_params, ParamsFromCheckpoint(context, *bytes));
+  EXPECT_EQ(status.test().accuracy_after().n(), 5);
+  EXPECT_EQ(status.test().accuracy_after().mean(), expected->test.accuracy_after.mean);
+  EXPECT_EQ(status.test().loss_after().mean(), expected->test.loss_after.mean);
+  EXPECT_GE(status.train_accuracy(), 0);
+  EXPECT_LE(status.train_accuracy(), 1);
+}
 
 TEST(JobApiTest, JobWithoutWorkersWaitsThenRunsWhenOneJoins) {
   auto h = CoordinatorHarness::Start(FastOptions());

@@ -205,7 +205,21 @@ INSTANTIATE_TEST_SUITE_P(Faults, BadResultTest,
                                            Fault::kWrongDtype, Fault::kMalformedChunk,
                                            Fault::kTaskOutsideAssignment,
                                            Fault::kDoneWithoutGradients, Fault::kWorkerError,
-                                           Fault::kNonFiniteLoss));
+                                           Fault::kNonFiniteLoss),
+                         [](const ::testing::TestParamInfo<Fault>& info) -> std::string {
+                           switch (info.param) {
+                             case Fault::kNone: return "None";
+                             case Fault::kNonFinite: return "NonFinite";
+                             case Fault::kWrongShape: return "WrongShape";
+                             case Fault::kWrongDtype: return "WrongDtype";
+                             case Fault::kMalformedChunk: return "MalformedChunk";
+                             case Fault::kTaskOutsideAssignment: return "TaskOutsideAssignment";
+                             case Fault::kDoneWithoutGradients: return "DoneWithoutGradients";
+                             case Fault::kWorkerError: return "WorkerError";
+                             case Fault::kNonFiniteLoss: return "NonFiniteLoss";
+                           }
+                           return "Unknown";
+                         });
 
 TEST(WorkerProtocolTest, PersistentlyBadWorkerFailsTheJobWithoutAnUpdate) {
   auto h = CoordinatorHarness::Start(FastOptions());

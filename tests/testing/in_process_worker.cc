@@ -1,5 +1,6 @@
 #include "tests/testing/in_process_worker.h"
 
+#include <algorithm>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -87,8 +88,15 @@ absl::Status InProcessWorker::Serve(const v1::CoordinatorMessage& message) {
                                             job.context->learner->meta_param_specs(),
                                             job.context->dtype));
         job.chunks.erase(p.version());
-        // Only the newest versions are ever asked for again.
-        while (job.params.size() > 2) job.params.erase(job.params.begin());
+        // Keep the two versions received last (the coordinator re-sends an older version,
+        // e.g. the best parameters for the meta-test, when it needs it again).
+        job.received.erase(std::remove(job.received.begin(), job.received.end(), p.version()),
+                           job.received.end());
+        job.received.push_back(p.version());
+        while (job.received.size() > 2) {
+          job.params.erase(job.received.front());
+          job.received.erase(job.received.begin());
+        }
       }
       return absl::OkStatus();
     }

@@ -41,6 +41,7 @@ class InProcessWorker {
     std::unique_ptr<meta::JobContext> context;
     std::map<int64_t, std::vector<v1::TensorChunk>> chunks;  // by version
     std::map<int64_t, meta::TensorList> params;              // complete versions
+    std::vector<int64_t> received;                           // their arrival order
   };
 
   void Loop();
