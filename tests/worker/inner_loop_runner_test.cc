@@ -1,0 +1,270 @@
+#include "worker/inner_loop_runner.h"
+
+#include <map>
+#include <vector>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <torch/cuda.h>
+
+#include "common/meta/job_spec.h"
+#include "common/meta/trainer.h"
+#include "common/rpc/tensor_codec.h"
+
+namespace metatrain::worker {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::IsEmpty;
+using ::testing::Not;
+
+v1::JobSpec SinusoidSpec() {
+  auto spec = meta::ParseJobSpec(R"({
+    "name": "runner-test", "algorithm": "maml",
+    "tasks": {"family": "sinusoid", "shots": 5},
+    "meta_batch_size": 4, "steps": 3, "seed": 11, "test_tasks": 4
+  })");
+  EXPECT_TRUE(spec.ok()) << spec.status();
+  auto normalized = meta::NormalizeJobSpec(*spec);
+  EXPECT_TRUE(normalized.ok()) << normalized.status();
+  return *normalized;
+}
+
+struct Reply {
+  // task index -> chunks, in arrival order
+  std::map<int64_t, std::vector<v1::TaskGradient>> gradients;
+  std::vector<v1::AssignmentDone> done;
+  std::vector<int64_t> order;  // task index of each gradient message
+};
+
+class RunnerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    spec_ = SinusoidSpec();
+    auto context = meta::MakeJobContext(spec_);
+    ASSERT_TRUE(context.ok()) << context.status();
+    context_ = std::make_unique<meta::JobContext>(std::move(*context));
+    auto params = meta::InitialMetaParams(*context_);
+    ASSERT_TRUE(params.ok()) << params.status();
+    params_ = *params;
+  }
+
+  void Setup(InnerLoopRunner& runner, const std::string& job_id, int64_t version) {
+    v1::JobSetup setup;
+    setup.set_job_id(job_id);
+    *setup.mutable_spec() = spec_;
+    ASSERT_TRUE(runner.HandleJobSetup(setup).ok());
+    SendParameters(runner, job_id, version, params_);
+  }
+
+  void SendParameters(InnerLoopRunner& runner, const std::string& job_id, int64_t version,
+                      const meta::TensorList& params) {
+    auto chunks = rpc::EncodeTensors(params, context_->learner->meta_param_specs(), 64);
+    ASSERT_TRUE(chunks.ok()) << chunks.status();
+    for (size_t i = 0; i < chunks->size(); ++i) {
+      v1::Parameters p;
+      p.set_job_id(job_id);
+      p.set_version(version);
+      *p.mutable_chunk() = (*chunks)[i];
+      p.set_last(i + 1 == chunks->size());
+      ASSERT_TRUE(runner.HandleParameters(p).ok());
+    }
+  }
+
+  Reply Run(InnerLoopRunner& runner, const v1::Assignment& assignment) {
+    Reply reply;
+    runner.HandleAssignment(assignment, [&](v1::WorkerMessage m) {
+      if (m.has_gradient()) {
+        reply.order.push_back(m.gradient().task_index());
+        reply.gradients[m.gradient().task_index()].push_back(m.gradient());
+      } else if (m.has_done()) {
+        reply.done.push_back(m.done());
+      }
+    });
+    return reply;
+  }
+
+  meta::TensorList Decode(const std::vector<v1::TaskGradient>& pieces) {
+    rpc::TensorAssembler assembler(context_->learner->meta_param_specs(), context_->dtype);
+    for (const auto& piece : pieces) EXPECT_TRUE(assembler.Add(piece.chunk()).ok());
+    auto tensors = assembler.Finish();
+    EXPECT_TRUE(tensors.ok()) << tensors.status();
+    return tensors.ok() ? *tensors : meta::TensorList{};
+  }
+
+  static v1::Assignment Training(const std::string& job, int64_t version,
+                                 std::vector<int64_t> indices) {
+    v1::Assignment a;
+    a.set_job_id(job);
+    a.set_assignment_id(7);
+    a.set_version(version);
+    a.set_split(v1::TASK_SPLIT_TRAIN);
+    a.set_round(version);
+    for (int64_t i : indices) a.add_task_indices(i);
+    return a;
+  }
+
+  v1::JobSpec spec_;
+  std::unique_ptr<meta::JobContext> context_;
+  meta::TensorList params_;
+};
+
+TEST_F(RunnerTest, TrainingAssignmentReturnsTheCoresPerTaskGradients) {
+  RunnerOptions options;
+  options.max_chunk_bytes = 256;  // several chunks per task
+  InnerLoopRunner runner(options);
+  Setup(runner, "job-1", 2);
+  Reply reply = Run(runner, Training("job-1", 2, {1, 3}));
+
+  ASSERT_EQ(reply.done.size(), 1u);
+  EXPECT_THAT(reply.done[0].error(), IsEmpty());
+  EXPECT_EQ(reply.done[0].assignment_id(), 7);
+  EXPECT_GE(reply.done[0].compute_seconds(), 0.0);
+  ASSERT_EQ(reply.gradients.size(), 2u);
+
+  // The same two tasks computed by the core directly.
+  std::vector<meta::TaskKey> keys = {{meta::Split::kTrain, 2, 1}, {meta::Split::kTrain, 2, 3}};
+  auto tasks = context_->family->Sample(keys, context_->dtype);
+  ASSERT_TRUE(tasks.ok());
+  auto expected = context_->learner->ComputeMetaGradients(params_, *tasks);
+  ASSERT_TRUE(expected.ok());
+
+  int t = 0;
+  for (int64_t index : {1, 3}) {
+    const auto& pieces = reply.gradients[index];
+    ASSERT_GT(pieces.size(), 1u);
+    for (size_t i = 0; i < pieces.size(); ++i) {
+      EXPECT_EQ(pieces[i].last(), i + 1 == pieces.size());
+      EXPECT_EQ(pieces[i].assignment_id(), 7);
+      EXPECT_DOUBLE_EQ(pieces[i].query_loss(), expected->query_loss[t].item<double>());
+      EXPECT_EQ(pieces[i].query_accuracy(), -1);
+    }
+    meta::TensorList got = Decode(pieces);
+    ASSERT_EQ(got.size(), expected->per_task.size());
+    for (size_t p = 0; p < got.size(); ++p) {
+      EXPECT_TRUE(at::equal(got[p], expected->per_task[p][t])) << "param " << p << " task " << index;
+    }
+    ++t;
+  }
+  // All of a task's chunks are contiguous: task 1 entirely before task 3.
+  EXPECT_TRUE(std::is_sorted(reply.order.begin(), reply.order.end()));
+}
+
+TEST_F(RunnerTest, ShardingDoesNotChangeATasksGradientBits) {
+  InnerLoopRunner runner(RunnerOptions{});
+  Setup(runner, "job-1", 0);
+  Reply whole = Run(runner, Training("job-1", 0, {0, 1, 2, 3}));
+  Reply alone = Run(runner, Training("job-1", 0, {2}));
+  ASSERT_EQ(whole.done.size(), 1u);
+  ASSERT_EQ(alone.done.size(), 1u);
+  meta::TensorList a = Decode(whole.gradients[2]);
+  meta::TensorList b = Decode(alone.gradients[2]);
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t p = 0; p < a.size(); ++p) EXPECT_TRUE(at::equal(a[p], b[p])) << "param " << p;
+}
+
+TEST_F(RunnerTest, EvaluationAssignmentReportsMetricsBeforeAndAfterAdaptation) {
+  InnerLoopRunner runner(RunnerOptions{});
+  Setup(runner, "job-1", 5);
+  v1::Assignment a = Training("job-1", 5, {0, 1, 2});
+  a.set_split(v1::TASK_SPLIT_TEST);
+  a.set_round(0);
+  a.set_eval_steps(3);
+  Reply reply = Run(runner, a);
+  EXPECT_TRUE(reply.gradients.empty());
+  ASSERT_EQ(reply.done.size(), 1u);
+  EXPECT_THAT(reply.done[0].error(), IsEmpty());
+  ASSERT_EQ(reply.done[0].metrics_size(), 3);
+
+  std::vector<meta::TaskKey> keys = {
+      {meta::Split::kTest, 0, 0}, {meta::Split::kTest, 0, 1}, {meta::Split::kTest, 0, 2}};
+  auto tasks = context_->family->Sample(keys, context_->dtype);
+  ASSERT_TRUE(tasks.ok());
+  auto expected = context_->learner->Evaluate(params_, *tasks, 3);
+  ASSERT_TRUE(expected.ok());
+  for (int i = 0; i < 3; ++i) {
+    const auto& m = reply.done[0].metrics(i);
+    EXPECT_EQ(m.task_index(), i);
+    EXPECT_DOUBLE_EQ(m.loss_before(), expected->loss_before[i].item<double>());
+    EXPECT_DOUBLE_EQ(m.loss_after(), expected->loss_after[i].item<double>());
+    EXPECT_EQ(m.accuracy_before(), -1);
+    EXPECT_EQ(m.accuracy_after(), -1);
+  }
+}
+
+TEST_F(RunnerTest, ErrorsAreAnsweredNotThrown) {
+  InnerLoopRunner runner(RunnerOptions{});
+  // Unknown job.
+  Reply unknown = Run(runner, Training("nope", 0, {0}));
+  ASSERT_EQ(unknown.done.size(), 1u);
+  EXPECT_THAT(unknown.done[0].error(), HasSubstr("nope"));
+  EXPECT_TRUE(unknown.gradients.empty());
+
+  // Parameters version never sent.
+  Setup(runner, "job-1", 0);
+  Reply missing = Run(runner, Training("job-1", 9, {0}));
+  ASSERT_EQ(missing.done.size(), 1u);
+  EXPECT_THAT(missing.done[0].error(), HasSubstr("version 9"));
+
+  // A chunk that does not fit the job's parameters poisons that version only.
+  v1::Parameters bad;
+  bad.set_job_id("job-1");
+  bad.set_version(4);
+  bad.mutable_chunk()->set_tensor_index(0);
+  bad.mutable_chunk()->set_dtype(v1::DTYPE_FLOAT32);
+  bad.mutable_chunk()->add_shape(3);
+  bad.mutable_chunk()->set_total_bytes(12);
+  bad.mutable_chunk()->set_data(std::string(12, '\0'));
+  EXPECT_FALSE(runner.HandleParameters(bad).ok());
+  Reply poisoned = Run(runner, Training("job-1", 4, {0}));
+  ASSERT_EQ(poisoned.done.size(), 1u);
+  EXPECT_THAT(poisoned.done[0].error(), HasSubstr("version 4"));
+  Reply fine = Run(runner, Training("job-1", 0, {0}));
+  ASSERT_EQ(fine.done.size(), 1u);
+  EXPECT_THAT(fine.done[0].error(), IsEmpty());
+}
+
+TEST_F(RunnerTest, JobWhoseDataCannotBeLoadedFailsItsAssignmentsWithTheCause) {
+  RunnerOptions options;
+  options.data_dir = "/nonexistent/metatrain-data";
+  InnerLoopRunner runner(options);
+  auto spec = meta::ParseJobSpec(R"({"algorithm": "maml",
+      "tasks": {"family": "omniglot", "data_dir": "/somewhere"}})");
+  ASSERT_TRUE(spec.ok());
+  auto normalized = meta::NormalizeJobSpec(*spec);
+  ASSERT_TRUE(normalized.ok()) << normalized.status();
+  v1::JobSetup setup;
+  setup.set_job_id("omni");
+  *setup.mutable_spec() = *normalized;
+  absl::Status status = runner.HandleJobSetup(setup);
+  EXPECT_FALSE(status.ok());
+  // The worker's own --data_dir is the one it tried.
+  EXPECT_THAT(std::string(status.message()), HasSubstr("/nonexistent/metatrain-data"));
+  Reply reply = Run(runner, Training("omni", 0, {0}));
+  ASSERT_EQ(reply.done.size(), 1u);
+  EXPECT_THAT(reply.done[0].error(), HasSubstr("omni setup failed"));
+}
+
+TEST_F(RunnerTest, OlderParameterVersionsAreDroppedButThePreviousIsKept) {
+  InnerLoopRunner runner(RunnerOptions{});
+  Setup(runner, "job-1", 0);
+  SendParameters(runner, "job-1", 1, params_);
+  SendParameters(runner, "job-1", 2, params_);
+  EXPECT_THAT(Run(runner, Training("job-1", 2, {0})).done[0].error(), IsEmpty());
+  EXPECT_THAT(Run(runner, Training("job-1", 1, {0})).done[0].error(), IsEmpty());
+  EXPECT_THAT(Run(runner, Training("job-1", 0, {0})).done[0].error(), Not(IsEmpty()));
+}
+
+TEST(ParseDeviceTest, AcceptsCpuAndRejectsNonsense) {
+  EXPECT_TRUE(ParseDevice("cpu").ok());
+  EXPECT_EQ(ParseDevice("gpu0").status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(ParseDevice("cuda:x").status().code(), absl::StatusCode::kInvalidArgument);
+  if (!torch::cuda::is_available()) {
+    auto cuda = ParseDevice("cuda:0");
+    EXPECT_EQ(cuda.status().code(), absl::StatusCode::kFailedPrecondition);
+    EXPECT_THAT(std::string(cuda.status().message()), HasSubstr("without CUDA"));
+  }
+}
+
+}  // namespace
+}  // namespace metatrain::worker

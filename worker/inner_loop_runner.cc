@@ -1,0 +1,320 @@
+#include "worker/inner_loop_runner.h"
+
+#include <chrono>
+#include <utility>
+#include <vector>
+
+#include <torch/cuda.h>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
+#include "absl/strings/strip.h"
+#include "common/status/status_macros.h"
+#include "common/status/torch_status.h"
+
+namespace metatrain::worker {
+namespace {
+
+// Copies a [T] tensor (possibly on a device, possibly undefined) into doubles.
+std::vector<double> ToDoubles(const at::Tensor& t, int64_t n, double fallback) {
+  std::vector<double> out(n, fallback);
+  if (!t.defined()) return out;
+  at::Tensor cpu = t.detach().to(at::kCPU, at::kDouble).contiguous().reshape({-1});
+  const double* data = cpu.data_ptr<double>();
+  for (int64_t i = 0; i < n && i < cpu.numel(); ++i) out[i] = data[i];
+  return out;
+}
+
+// CatchTorch wraps a StatusOr-returning call into StatusOr<StatusOr<T>>; unwrap it.
+template <typename T>
+absl::StatusOr<T> Flatten(absl::StatusOr<absl::StatusOr<T>> result) {
+  if (!result.ok()) return result.status();
+  return std::move(*result);
+}
+
+meta::TaskBatch ToDevice(const meta::TaskBatch& batch, const at::Device& device) {
+  if (device.is_cpu()) return batch;
+  meta::TaskBatch out;
+  out.support_x = batch.support_x.to(device);
+  out.support_y = batch.support_y.to(device);
+  out.query_x = batch.query_x.to(device);
+  out.query_y = batch.query_y.to(device);
+  return out;
+}
+
+}  // namespace
+
+absl::StatusOr<at::Device> ParseDevice(const std::string& device) {
+  if (device == "cpu") return at::Device(at::kCPU);
+  absl::string_view rest = device;
+  if (rest == "cuda" || absl::ConsumePrefix(&rest, "cuda:")) {
+    int index = 0;
+    if (rest != "cuda" && (!absl::SimpleAtoi(rest, &index) || index < 0)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--device must be cpu or cuda:N (got \"", device, "\")"));
+    }
+    if (!torch::cuda::is_available()) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "--device ", device, ": this metatrain-worker is linked against a LibTorch without "
+          "CUDA support (or no CUDA device is visible); use --device cpu or rebuild with a CUDA "
+          "LibTorch (-DCMAKE_PREFIX_PATH=<libtorch>)"));
+    }
+    const int64_t count = static_cast<int64_t>(torch::cuda::device_count());
+    if (index >= count) {
+      return absl::InvalidArgumentError(absl::StrCat("--device ", device, ": only ", count,
+                                                     " CUDA device(s) visible"));
+    }
+    return at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(index));
+  }
+  return absl::InvalidArgumentError(
+      absl::StrCat("--device must be cpu or cuda:N (got \"", device, "\")"));
+}
+
+InnerLoopRunner::InnerLoopRunner(RunnerOptions options)
+    : options_(std::move(options)), device_(at::kCPU) {
+  auto device = ParseDevice(options_.device);
+  if (device.ok()) device_ = *device;
+}
+
+absl::Status InnerLoopRunner::HandleJobSetup(const v1::JobSetup& setup) {
+  const std::string& job_id = setup.job_id();
+  if (job_id.empty()) return absl::InvalidArgumentError("JobSetup.job_id is empty");
+  std::string spec_bytes;
+  setup.spec().SerializeToString(&spec_bytes);
+  Job& job = jobs_[job_id];
+  job.last_used = ++clock_;
+  if (job.spec_bytes == spec_bytes && job.context != nullptr) {
+    return absl::OkStatus();  // same job again (e.g. after a reconnection): keep the data
+  }
+  // A new job, a reused id with another spec, or a setup that failed before (the data may
+  // have appeared since): build from scratch.
+  job.spec_bytes = std::move(spec_bytes);
+  job.context.reset();
+  job.versions.clear();
+  job.setup_error = absl::OkStatus();
+
+  v1::JobSpec spec = setup.spec();
+  if (!options_.data_dir.empty()) spec.mutable_tasks()->set_data_dir(options_.data_dir);
+  auto context =
+      Flatten(CatchTorch("building the job", [&] { return meta::MakeJobContext(spec); }));
+  if (!context.ok()) {
+    job.setup_error = absl::Status(
+        context.status().code(),
+        absl::StrCat("job ", job_id, " setup failed: ", context.status().message()));
+  } else {
+    job.context = std::make_unique<meta::JobContext>(std::move(*context));
+  }
+  EvictIfNeeded();
+  return job.setup_error;
+}
+
+void InnerLoopRunner::EvictIfNeeded() {
+  while (static_cast<int>(jobs_.size()) > std::max(1, options_.max_cached_jobs)) {
+    auto oldest = jobs_.begin();
+    for (auto it = jobs_.begin(); it != jobs_.end(); ++it) {
+      if (it->second.last_used < oldest->second.last_used) oldest = it;
+    }
+    jobs_.erase(oldest);
+  }
+}
+
+absl::Status InnerLoopRunner::HandleParameters(const v1::Parameters& parameters) {
+  auto it = jobs_.find(parameters.job_id());
+  if (it == jobs_.end()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("Parameters for job ", parameters.job_id(), " before its JobSetup"));
+  }
+  Job& job = it->second;
+  if (job.context == nullptr) return job.setup_error;
+  ParameterVersion& version = job.versions[parameters.version()];
+  const v1::TensorChunk& chunk = parameters.chunk();
+  const bool restart = chunk.tensor_index() == 0 && chunk.offset() == 0;
+  if (version.assembler == nullptr || version.complete || (restart && !version.error.ok())) {
+    version = ParameterVersion();
+    version.assembler = std::make_unique<rpc::TensorAssembler>(
+        job.context->learner->meta_param_specs(), job.context->dtype);
+  }
+  if (!version.error.ok()) return version.error;
+  absl::Status added = version.assembler->Add(chunk);
+  if (added.ok() && parameters.last()) {
+    auto tensors = version.assembler->Finish();
+    if (tensors.ok()) {
+      version.tensors = std::move(*tensors);
+      version.complete = true;
+      version.assembler.reset();
+    } else {
+      added = tensors.status();
+    }
+  }
+  if (!added.ok()) {
+    version.error = absl::Status(
+        added.code(), absl::StrCat("parameters version ", parameters.version(), " of job ",
+                                   parameters.job_id(), ": ", added.message()));
+    return version.error;
+  }
+  if (version.complete) {
+    // Keep this version and the newest older complete one; drop the rest of the past.
+    const int64_t newest = parameters.version();
+    int64_t kept_older = -1;
+    for (auto& [v, pv] : job.versions) {
+      if (v < newest && pv.complete) kept_older = v;
+    }
+    for (auto vit = job.versions.begin(); vit != job.versions.end();) {
+      if (vit->first < newest && vit->first != kept_older) {
+        vit = job.versions.erase(vit);
+      } else {
+        ++vit;
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
+void InnerLoopRunner::ResetSession() {
+  for (auto& [id, job] : jobs_) job.versions.clear();
+}
+
+void InnerLoopRunner::HandleAssignment(const v1::Assignment& assignment, const Emit& emit) {
+  const auto start = std::chrono::steady_clock::now();
+  v1::AssignmentDone done;
+  absl::Status status = Compute(assignment, emit, done);
+  if (!status.ok()) {
+    done.Clear();
+    done.set_error(status.ToString());
+  }
+  done.set_assignment_id(assignment.assignment_id());
+  done.set_compute_seconds(
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+  v1::WorkerMessage message;
+  *message.mutable_done() = std::move(done);
+  emit(std::move(message));
+}
+
+absl::Status InnerLoopRunner::Compute(const v1::Assignment& assignment, const Emit& emit,
+                                      v1::AssignmentDone& done) {
+  auto it = jobs_.find(assignment.job_id());
+  if (it == jobs_.end()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("assignment for job ", assignment.job_id(), " before its JobSetup"));
+  }
+  Job& job = it->second;
+  job.last_used = ++clock_;
+  RETURN_IF_ERROR(job.setup_error);
+  auto vit = job.versions.find(assignment.version());
+  if (vit == job.versions.end() || !vit->second.error.ok() || !vit->second.complete) {
+    if (vit != job.versions.end() && !vit->second.error.ok()) return vit->second.error;
+    return absl::FailedPreconditionError(
+        absl::StrCat("parameters version ", assignment.version(), " of job ",
+                     assignment.job_id(), " not received"));
+  }
+  if (assignment.eval_steps() < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("Assignment.eval_steps must be >= 0 (got ", assignment.eval_steps(), ")"));
+  }
+  const meta::JobContext& context = *job.context;
+  const int64_t n = assignment.task_indices_size();
+  if (n == 0) return absl::OkStatus();
+
+  std::vector<meta::TaskKey> keys;
+  keys.reserve(n);
+  for (int64_t index : assignment.task_indices()) {
+    meta::TaskKey key;
+    key.split = static_cast<meta::Split>(assignment.split());
+    key.step = assignment.round();
+    key.index = index;
+    keys.push_back(key);
+  }
+  ASSIGN_OR_RETURN(meta::TaskBatch cpu_tasks,
+                   Flatten(CatchTorch("sampling tasks", [&] {
+                     return context.family->Sample(keys, context.dtype);
+                   })));
+  ASSIGN_OR_RETURN(meta::TaskBatch tasks,
+                   CatchTorch("moving tasks to " + options_.device,
+                              [&] { return ToDevice(cpu_tasks, device_); }));
+  ASSIGN_OR_RETURN(meta::TensorList params,
+                   CatchTorch("moving parameters to " + options_.device, [&] {
+                     meta::TensorList out;
+                     for (const at::Tensor& t : vit->second.tensors) out.push_back(t.to(device_));
+                     return out;
+                   }));
+
+  if (assignment.eval_steps() > 0) {
+    ASSIGN_OR_RETURN(meta::Adaptation adaptation,
+                     Flatten(CatchTorch("evaluating", [&] {
+                       return context.learner->Evaluate(params, tasks, assignment.eval_steps());
+                     })));
+    const auto lb = ToDoubles(adaptation.loss_before, n, 0);
+    const auto la = ToDoubles(adaptation.loss_after, n, 0);
+    const auto ab = ToDoubles(adaptation.accuracy_before, n, -1);
+    const auto aa = ToDoubles(adaptation.accuracy_after, n, -1);
+    for (int64_t i = 0; i < n; ++i) {
+      v1::TaskMetrics* m = done.add_metrics();
+      m->set_task_index(assignment.task_indices(i));
+      m->set_loss_before(lb[i]);
+      m->set_loss_after(la[i]);
+      m->set_accuracy_before(ab[i]);
+      m->set_accuracy_after(aa[i]);
+    }
+    return absl::OkStatus();
+  }
+
+  ASSIGN_OR_RETURN(meta::MetaGradients gradients,
+                   Flatten(CatchTorch("computing meta-gradients", [&] {
+                     return context.learner->ComputeMetaGradients(params, tasks);
+                   })));
+  const auto& specs = context.learner->meta_param_specs();
+  if (gradients.per_task.size() != specs.size()) {
+    return absl::InternalError(absl::StrCat("learner returned ", gradients.per_task.size(),
+                                            " gradient tensors for ", specs.size(),
+                                            " meta-parameters"));
+  }
+  // Encode every task before emitting anything, so a failure leaves no partial answer.
+  std::vector<std::vector<v1::TensorChunk>> encoded(n);
+  ASSIGN_OR_RETURN(meta::TensorList cpu_grads, CatchTorch("copying gradients", [&] {
+                     meta::TensorList out;
+                     for (const at::Tensor& g : gradients.per_task) {
+                       out.push_back(g.detach().to(at::kCPU).contiguous());
+                     }
+                     return out;
+                   }));
+  for (int64_t t = 0; t < n; ++t) {
+    meta::TensorList task_grad;
+    task_grad.reserve(cpu_grads.size());
+    for (const at::Tensor& g : cpu_grads) {
+      if (g.dim() == 0 || g.size(0) != n) {
+        return absl::InternalError("learner returned gradients without a task dimension");
+      }
+      task_grad.push_back(g[t]);
+    }
+    for (size_t i = 0; i < task_grad.size(); ++i) {
+      const bool finite = CatchTorch("checking gradients", [&] {
+                            return task_grad[i].isfinite().all().item<bool>();
+                          }).value_or(false);
+      if (!finite) {
+        return absl::InternalError(absl::StrCat("meta-gradient of ", specs[i].name, " for task ",
+                                                assignment.task_indices(t),
+                                                " is not finite (diverged?)"));
+      }
+    }
+    ASSIGN_OR_RETURN(encoded[t], rpc::EncodeTensors(task_grad, specs, options_.max_chunk_bytes));
+  }
+  const auto loss = ToDoubles(gradients.query_loss, n, 0);
+  const auto accuracy = ToDoubles(gradients.query_accuracy, n, -1);
+  for (int64_t t = 0; t < n; ++t) {
+    for (size_t c = 0; c < encoded[t].size(); ++c) {
+      v1::WorkerMessage message;
+      v1::TaskGradient* g = message.mutable_gradient();
+      g->set_assignment_id(assignment.assignment_id());
+      g->set_task_index(assignment.task_indices(t));
+      *g->mutable_chunk() = std::move(encoded[t][c]);
+      g->set_last(c + 1 == encoded[t].size());
+      g->set_query_loss(loss[t]);
+      g->set_query_accuracy(accuracy[t]);
+      emit(std::move(message));
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace metatrain::worker

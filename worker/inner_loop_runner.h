@@ -1,0 +1,104 @@
+#ifndef METATRAIN_WORKER_INNER_LOOP_RUNNER_H_
+#define METATRAIN_WORKER_INNER_LOOP_RUNNER_H_
+
+// The worker's business logic, free of gRPC: it turns the coordinator's session messages
+// (JobSetup, Parameters, Assignment; see proto/metatrain/v1/worker_service.proto) into the
+// worker's answers (TaskGradient chunks and AssignmentDone). The session client in
+// worker/rpc/ only moves these messages over the wire.
+//
+// Per job it keeps one JobContext (model, task family with its dataset loaded once,
+// learner) and the most recent complete parameter versions. An assignment rebuilds its
+// tasks from (job seed, TaskKey{split, round, index}) and runs the learner once, batched,
+// over all of them.
+//
+// Errors never escape as crashes: a job that cannot be set up (bad data directory, bad
+// spec) or an assignment that cannot be computed (unknown job, missing parameter version,
+// LibTorch error) is answered with AssignmentDone.error naming the cause.
+//
+// Thread-compatible: the session client calls it from one thread.
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "common/meta/trainer.h"
+#include "common/rpc/tensor_codec.h"
+#include "metatrain/v1/worker_service.pb.h"
+
+namespace metatrain::worker {
+
+struct RunnerOptions {
+  // Replaces JobSpec.tasks.data_dir when non-empty: the worker's own copy of the data.
+  std::string data_dir;
+  // "cpu" or "cuda:N". Tasks and parameters are moved there for the computation.
+  std::string device = "cpu";
+  // Jobs whose context (and dataset) stays cached; the least recently set up goes first.
+  int max_cached_jobs = 4;
+  // Size of the pieces gradients are cut into (tests use small ones to exercise chunking).
+  int64_t max_chunk_bytes = rpc::kDefaultMaxChunkBytes;
+};
+
+// Parses "cpu" / "cuda" / "cuda:N". INVALID_ARGUMENT for anything else; FAILED_PRECONDITION
+// for CUDA when the linked LibTorch has no usable CUDA device.
+absl::StatusOr<at::Device> ParseDevice(const std::string& device);
+
+class InnerLoopRunner {
+ public:
+  using Emit = std::function<void(v1::WorkerMessage)>;
+
+  // `options.device` must have been checked with ParseDevice.
+  explicit InnerLoopRunner(RunnerOptions options);
+
+  // Builds (or reuses, when the spec is unchanged) the job's context. A failure is
+  // returned and also remembered: the job's assignments are answered with it.
+  absl::Status HandleJobSetup(const v1::JobSetup& setup);
+
+  // Adds one chunk of a parameter version. When the last chunk arrives the version becomes
+  // usable and older versions of the job are dropped (except the previous one). A bad
+  // chunk poisons that version; assignments that need it get the error.
+  absl::Status HandleParameters(const v1::Parameters& parameters);
+
+  // Computes the assignment and emits, in order, one set of TaskGradient chunks per task
+  // (training) and then exactly one AssignmentDone (with metrics for evaluation, or an
+  // error). Never fails otherwise.
+  void HandleAssignment(const v1::Assignment& assignment, const Emit& emit);
+
+  // Forgets parameter versions (kept: job contexts). Called when a new session starts,
+  // since a restarted coordinator numbers versions afresh.
+  void ResetSession();
+
+  int cached_jobs() const { return static_cast<int>(jobs_.size()); }
+
+ private:
+  struct ParameterVersion {
+    std::unique_ptr<rpc::TensorAssembler> assembler;  // while chunks arrive
+    meta::TensorList tensors;                          // once complete
+    absl::Status error;
+    bool complete = false;
+  };
+  struct Job {
+    std::string spec_bytes;  // the JobSetup spec, to detect a reused id with a new spec
+    absl::Status setup_error;
+    std::unique_ptr<meta::JobContext> context;
+    std::map<int64_t, ParameterVersion> versions;
+    int64_t last_used = 0;
+  };
+
+  // Runs the assignment; on success fills `done` (metrics) and emits gradients.
+  absl::Status Compute(const v1::Assignment& assignment, const Emit& emit,
+                       v1::AssignmentDone& done);
+  void EvictIfNeeded();
+
+  RunnerOptions options_;
+  at::Device device_;
+  std::map<std::string, Job> jobs_;
+  int64_t clock_ = 0;
+};
+
+}  // namespace metatrain::worker
+
+#endif  // METATRAIN_WORKER_INNER_LOOP_RUNNER_H_

@@ -1,0 +1,181 @@
+#include "worker/rpc/session_client.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <ctime>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "common/meta/rng.h"
+#include "metatrain/v1/worker_service.grpc.pb.h"
+
+namespace metatrain::worker {
+namespace {
+
+std::shared_ptr<grpc::Channel> MakeChannel(const std::string& target) {
+  grpc::ChannelArguments args;
+  // Tensors travel in pieces of at most 1 MiB; leave headroom anyway.
+  args.SetMaxReceiveMessageSize(64 << 20);
+  args.SetMaxSendMessageSize(64 << 20);
+  // Retry the TCP connection quickly so a coordinator that comes up is found within ~1 s;
+  // the session-level backoff below decides how often we try to open a stream.
+  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
+  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
+  // Detect a coordinator host that vanished without closing the connection (a dead
+  // process is noticed at once anyway: its kernel closes the socket). The coordinator's
+  // server accepts pings every 5 s or more (coordinator/rpc/server.cc).
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 10000);
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 10000);
+  return grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(), args);
+}
+
+}  // namespace
+
+SessionClient::SessionClient(SessionOptions options, InnerLoopRunner* runner)
+    : options_(std::move(options)), runner_(runner), channel_(MakeChannel(options_.coordinator)) {}
+
+void SessionClient::Log(const std::string& line) const {
+  if (!options_.verbose) return;
+  std::time_t now = std::time(nullptr);
+  char stamp[32];
+  std::strftime(stamp, sizeof(stamp), "%H:%M:%S", std::localtime(&now));
+  std::fprintf(stderr, "%s metatrain-worker %s: %s\n", stamp, options_.name.c_str(),
+               line.c_str());
+  std::fflush(stderr);
+}
+
+void SessionClient::Stop() {
+  std::lock_guard<std::mutex> lock(mu_);
+  stopped_ = true;
+  if (current_ != nullptr) current_->TryCancel();
+  cv_.notify_all();
+}
+
+bool SessionClient::WaitFor(std::chrono::milliseconds d) {
+  std::unique_lock<std::mutex> lock(mu_);
+  cv_.wait_for(lock, d, [&] { return stopped_; });
+  return !stopped_;
+}
+
+absl::Status SessionClient::Run() {
+  meta::Rng jitter(meta::MixSeed({static_cast<uint64_t>(getpid()),
+                                  static_cast<uint64_t>(std::time(nullptr))}));
+  std::chrono::milliseconds backoff = options_.initial_backoff;
+  bool announced_wait = false;
+  while (true) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (stopped_) return absl::CancelledError("worker stopped");
+    }
+    bool welcomed = false;
+    SessionEnd end = RunSession(welcomed);
+    if (end == SessionEnd::kShutdown) return absl::OkStatus();
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (stopped_) return absl::CancelledError("worker stopped");
+    }
+    if (welcomed) {
+      backoff = options_.initial_backoff;  // a healthy session resets the backoff
+      announced_wait = false;
+    }
+    const double factor = jitter.Uniform(0.75, 1.25);
+    auto wait = std::chrono::milliseconds(static_cast<int64_t>(backoff.count() * factor));
+    if (!announced_wait) {
+      Log(absl::StrCat("waiting for the coordinator at ", options_.coordinator,
+                       " (retrying with backoff up to ", options_.max_backoff.count(), " ms)"));
+      announced_wait = true;
+    }
+    if (!WaitFor(wait)) return absl::CancelledError("worker stopped");
+    backoff = std::min(options_.max_backoff, backoff * 2);
+  }
+}
+
+SessionClient::SessionEnd SessionClient::RunSession(bool& welcomed) {
+  auto stub = v1::WorkerService::NewStub(channel_);
+  grpc::ClientContext context;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (stopped_) return SessionEnd::kLost;
+    current_ = &context;
+  }
+  auto stream = stub->Session(&context);
+  v1::WorkerMessage hello_message;
+  v1::Hello* hello = hello_message.mutable_hello();
+  hello->set_name(options_.name);
+  hello->set_device(options_.device);
+  hello->set_capacity(options_.capacity);
+  hello->set_threads(options_.threads);
+  hello->set_version(METATRAIN_VERSION);
+
+  SessionEnd end = SessionEnd::kLost;
+  bool write_failed = !stream->Write(hello_message);
+  runner_->ResetSession();
+  v1::CoordinatorMessage message;
+  while (!write_failed && stream->Read(&message)) {
+    switch (message.kind_case()) {
+      case v1::CoordinatorMessage::kWelcome:
+        welcomed = true;
+        sessions_.fetch_add(1);
+        Log(absl::StrCat("connected to ", options_.coordinator, " as worker ",
+                         message.welcome().worker_id()));
+        break;
+      case v1::CoordinatorMessage::kJobSetup: {
+        absl::Status status = runner_->HandleJobSetup(message.job_setup());
+        Log(status.ok() ? absl::StrCat("set up job ", message.job_setup().job_id())
+                        : status.ToString());
+        break;
+      }
+      case v1::CoordinatorMessage::kParameters: {
+        absl::Status status = runner_->HandleParameters(message.parameters());
+        if (!status.ok()) Log(status.ToString());
+        break;
+      }
+      case v1::CoordinatorMessage::kAssignment:
+        runner_->HandleAssignment(message.assignment(), [&](v1::WorkerMessage out) {
+          if (out.has_done()) {
+            const v1::AssignmentDone& done = out.done();
+            if (!done.error().empty()) {
+              Log(absl::StrCat("assignment ", done.assignment_id(), " failed: ", done.error()));
+            } else if (options_.log_assignments) {
+              const v1::Assignment& a = message.assignment();
+              Log(absl::StrFormat("assignment %d job %s version %d tasks %d compute %.6f",
+                                  a.assignment_id(), a.job_id(), a.version(),
+                                  a.task_indices_size(), done.compute_seconds()));
+            }
+          }
+          if (!write_failed && !stream->Write(out)) write_failed = true;
+        });
+        break;
+      case v1::CoordinatorMessage::kShutdown:
+        Log(absl::StrCat("coordinator asked to shut down: ", message.shutdown().reason()));
+        end = SessionEnd::kShutdown;
+        break;
+      default:
+        Log("ignoring an empty message from the coordinator");
+        break;
+    }
+    if (end == SessionEnd::kShutdown) break;
+  }
+  if (end == SessionEnd::kShutdown) {
+    stream->WritesDone();
+    context.TryCancel();  // the coordinator may keep its side open; we are done either way
+  }
+  grpc::Status status = stream->Finish();
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    current_ = nullptr;
+  }
+  if (end == SessionEnd::kLost && welcomed) {
+    Log(absl::StrCat("lost the coordinator (", status.error_message().empty()
+                                                   ? std::string("stream closed")
+                                                   : status.error_message(),
+                     ")"));
+  }
+  return end;
+}
+
+}  // namespace metatrain::worker

@@ -1,0 +1,81 @@
+#ifndef METATRAIN_WORKER_RPC_SESSION_CLIENT_H_
+#define METATRAIN_WORKER_RPC_SESSION_CLIENT_H_
+
+// The worker's side of WorkerService.Session (protocol: proto/metatrain/v1/worker_service.proto).
+// It keeps one bidirectional stream open to the coordinator, says Hello, hands every
+// JobSetup / Parameters / Assignment to the InnerLoopRunner and writes the runner's
+// answers back. When the coordinator is not up yet, or goes away, it reconnects with
+// exponential backoff (doubling from `initial_backoff` up to `max_backoff`, each wait
+// jittered by ±25% so restarted fleets do not reconnect in lockstep), forever, until the
+// coordinator sends Shutdown or Stop() is called.
+//
+// Thread safety: Run() is called from one thread; Stop() may be called from any thread
+// (e.g. a signal-watching thread) at any time.
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include <grpcpp/grpcpp.h>
+
+#include "absl/status/status.h"
+#include "worker/inner_loop_runner.h"
+
+namespace metatrain::worker {
+
+struct SessionOptions {
+  std::string coordinator;  // host:port
+  std::string name;         // Hello.name, e.g. hostname:pid
+  std::string device = "cpu";
+  int capacity = 1;
+  int threads = 1;
+  std::chrono::milliseconds initial_backoff{100};
+  std::chrono::milliseconds max_backoff{5000};
+  // Prints one line per connection event to stderr.
+  bool verbose = true;
+  // Also one line per assignment: "assignment <id> job <job> version <v> tasks <n>
+  // compute <seconds>" (bench/distributed_bench reads these).
+  bool log_assignments = false;
+};
+
+class SessionClient {
+ public:
+  // `runner` must outlive the client.
+  SessionClient(SessionOptions options, InnerLoopRunner* runner);
+
+  // Serves sessions until the coordinator says Shutdown (returns OK) or Stop() is called
+  // (returns CANCELLED). Never returns because the coordinator is unreachable: it waits.
+  absl::Status Run();
+
+  // Ends Run() as soon as possible: cancels the open stream (the coordinator then
+  // reassigns this worker's tasks) and interrupts a backoff wait. An assignment being
+  // computed finishes first.
+  void Stop();
+
+  // Completed sessions (streams that got a Welcome), for tests and logs.
+  int sessions() const { return sessions_.load(); }
+
+ private:
+  enum class SessionEnd { kShutdown, kLost };
+  SessionEnd RunSession(bool& welcomed);
+  // Sleeps `d` unless Stop() comes first. Returns false if stopped.
+  bool WaitFor(std::chrono::milliseconds d);
+  void Log(const std::string& line) const;
+
+  SessionOptions options_;
+  InnerLoopRunner* runner_;
+  std::shared_ptr<grpc::Channel> channel_;
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool stopped_ = false;                        // guarded by mu_
+  grpc::ClientContext* current_ = nullptr;      // guarded by mu_
+  std::atomic<int> sessions_{0};
+};
+
+}  // namespace metatrain::worker
+
+#endif  // METATRAIN_WORKER_RPC_SESSION_CLIENT_H_
