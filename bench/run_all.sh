@@ -24,7 +24,7 @@ for threads in 1 2; do
   for order in 2 1; do
     run sinusoid "$order" "$threads" 40 5
     run omniglot_fc "$order" "$threads" 10 5
-    run omniglot_conv "$order" "$threads" 2 3
+    run omniglot_conv "$order" "$threads" 1 3
   done
 done
 

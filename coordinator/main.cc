@@ -1,8 +1,5 @@
 // metatrain-coordinator: serves the job API and the worker sessions on one port.
 
-#include <pthread.h>
-#include <signal.h>
-
 #include <cstdio>
 #include <string>
 #include <thread>
@@ -13,6 +10,7 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
+#include "common/process/shutdown_signals.h"
 #include "coordinator/coordinator.h"
 #include "coordinator/rpc/server.h"
 
@@ -31,12 +29,11 @@ int main(int argc, char** argv) {
   absl::ParseCommandLine(argc, argv);
   at::set_num_threads(1);
 
-  // Every thread started from here on inherits the blocked signals; one thread waits for them.
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGINT);
-  sigaddset(&signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  // NOTE [Signals through a pipe] in common/process/shutdown_signals.h.
+  if (absl::Status installed = metatrain::InstallShutdownSignalHandlers(); !installed.ok()) {
+    std::fprintf(stderr, "metatrain-coordinator: %s\n", installed.ToString().c_str());
+    return 1;
+  }
 
   metatrain::coordinator::CoordinatorOptions options;
   options.checkpoint_dir = absl::GetFlag(FLAGS_checkpoint_dir);
@@ -70,8 +67,7 @@ int main(int argc, char** argv) {
   std::fflush(stdout);
 
   std::thread signal_thread([&] {
-    int signal = 0;
-    sigwait(&signals, &signal);
+    const int signal = metatrain::WaitForShutdownSignal();
     std::fprintf(stderr, "metatrain-coordinator: signal %d, shutting down\n", signal);
     (*server)->Shutdown();
   });

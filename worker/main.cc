@@ -20,6 +20,8 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "common/meta/runtime.h"
+#include "common/process/shutdown_signals.h"
 #include "worker/inner_loop_runner.h"
 #include "worker/rpc/session_client.h"
 
@@ -111,38 +113,22 @@ int main(int argc, char** argv) {
     session.name = absl::StrCat(host, ":", getpid());
   }
 
-  // Signals land in a handler that only writes to a pipe (async-signal-safe); a thread
-  // reads the pipe and stops the client. Masking signals and sigwait-ing would not do:
-  // LibTorch and gRPC may start threads before main, and those would take the signal.
-  static int signal_pipe[2] = {-1, -1};
-  if (pipe(signal_pipe) != 0) {
-    std::perror("metatrain-worker: pipe");
+  // NOTE [Signals through a pipe] in common/process/shutdown_signals.h.
+  if (absl::Status installed = metatrain::InstallShutdownSignalHandlers(); !installed.ok()) {
+    std::fprintf(stderr, "metatrain-worker: %s\n", installed.ToString().c_str());
     return 1;
   }
-  struct sigaction action = {};
-  action.sa_handler = [](int sig) {
-    const char byte = static_cast<char>(sig);
-    ssize_t ignored = write(signal_pipe[1], &byte, 1);
-    (void)ignored;
-  };
-  sigemptyset(&action.sa_mask);
-  action.sa_flags = SA_RESTART;
-  sigaction(SIGINT, &action, nullptr);
-  sigaction(SIGTERM, &action, nullptr);
 
-  at::set_num_threads(session.threads);
+  metatrain::meta::ConfigureRuntime(session.threads);
   InnerLoopRunner runner(runner_options);
   SessionClient client(session, &runner);
 
   std::thread signal_thread([&] {
-    char sig = 0;
-    while (read(signal_pipe[0], &sig, 1) != 1) {
-    }
+    int sig = metatrain::WaitForShutdownSignal();
     std::fprintf(stderr, "metatrain-worker %s: %s received, leaving\n", session.name.c_str(),
                  sig == SIGINT ? "SIGINT" : "SIGTERM");
     client.Stop();
-    while (read(signal_pipe[0], &sig, 1) != 1) {
-    }
+    sig = metatrain::WaitForShutdownSignal();
     std::_Exit(128 + sig);  // a second signal: do not wait for the current assignment
   });
   signal_thread.detach();
