@@ -442,19 +442,26 @@ void JobRunner::HandleEvent(Round& round, Event& event) {
   }
 }
 
-void JobRunner::HandleGradient(Round& round, const std::string& worker_id,
-                               const v1::TaskGradient& gradient) {
-  auto it = in_flight_.find(gradient.assignment_id());
+JobRunner::InFlight* JobRunner::OwnedAssignment(int64_t assignment_id,
+                                                const std::string& worker_id) {
+  auto it = in_flight_.find(assignment_id);
   if (it == in_flight_.end()) {
     if (hooks_.counters) ++hooks_.counters->stale_messages;
-    return;
+    return nullptr;
   }
-  InFlight& a = *it->second;
-  if (a.worker_id != worker_id) {
+  if (it->second->worker_id != worker_id) {
     // Someone else's assignment: refuse the message, leave the assignment alone.
     if (hooks_.counters) ++hooks_.counters->rejected_results;
-    return;
+    return nullptr;
   }
+  return it->second.get();
+}
+
+void JobRunner::HandleGradient(Round& round, const std::string& worker_id,
+                               const v1::TaskGradient& gradient) {
+  InFlight* owned = OwnedAssignment(gradient.assignment_id(), worker_id);
+  if (owned == nullptr) return;
+  InFlight& a = *owned;
   const int64_t t = gradient.task_index();
   if (!round.train) {
     return Requeue(round, a.id, "gradient sent for an evaluation assignment");
@@ -495,16 +502,9 @@ void JobRunner::HandleGradient(Round& round, const std::string& worker_id,
 
 void JobRunner::HandleDone(Round& round, const std::string& worker_id,
                            const v1::AssignmentDone& done) {
-  auto it = in_flight_.find(done.assignment_id());
-  if (it == in_flight_.end()) {
-    if (hooks_.counters) ++hooks_.counters->stale_messages;
-    return;
-  }
-  InFlight& a = *it->second;
-  if (a.worker_id != worker_id) {
-    if (hooks_.counters) ++hooks_.counters->rejected_results;
-    return;
-  }
+  InFlight* owned = OwnedAssignment(done.assignment_id(), worker_id);
+  if (owned == nullptr) return;
+  InFlight& a = *owned;
   if (!done.error().empty()) {
     return Requeue(round, a.id, absl::StrCat(worker_id, ": ", done.error()));
   }
@@ -541,7 +541,7 @@ void JobRunner::HandleDone(Round& round, const std::string& worker_id,
       --round.remaining;
     }
   }
-  in_flight_.erase(it);
+  in_flight_.erase(a.id);  // destroys `a`
   ReleaseWorker(worker_id);
 }
 

@@ -131,6 +131,9 @@ class JobRunner {
   // Drops an in-flight assignment: its unfinished tasks go back to the pending queue.
   // `rejection`: non-empty when the worker's result was refused (counts an attempt).
   void Requeue(Round& round, int64_t assignment_id, const std::string& rejection);
+  // The in-flight assignment `assignment_id` if `worker_id` holds it; otherwise counts the
+  // message as stale (no such assignment) or rejected (someone else's) and returns null.
+  InFlight* OwnedAssignment(int64_t assignment_id, const std::string& worker_id);
   void ReleaseWorker(const std::string& worker_id);
   void HandleWorkerChanges(Round& round);
   void CheckDeadlines(Round& round);
