@@ -223,6 +223,9 @@ absl::Status JobRunner::Run() {
           if (validation) {
             *status.mutable_last_validation() =
                 ToProto(*validation, spec.inner().test_steps());
+            v1::ValidationPoint* point = status.add_validation_history();
+            point->set_step(step + 1);
+            *point->mutable_result() = status.last_validation();
             if (new_best) {
               *status.mutable_best_validation() = *status.mutable_last_validation();
               status.set_best_step(step + 1);

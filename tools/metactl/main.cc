@@ -2,6 +2,7 @@
 //
 //   metactl [--coordinator host:port] submit JOB.json [--watch]
 //   metactl [--coordinator host:port] status JOB | list | watch JOB | cancel JOB
+//   metactl [--coordinator host:port] history JOB        (validation curve as CSV)
 //   metactl [--coordinator host:port] fetch JOB [--which best|final] -o FILE
 //
 // Exit codes: 0 ok; 1 the job failed or was cancelled (watch, submit --watch) or another
@@ -35,6 +36,7 @@ constexpr char kUsageText[] =
     "  submit JOB.json [--watch]        submit a job (JSON or text-format JobSpec); prints its id\n"
     "  status JOB                       show a job's state, progress and results\n"
     "  list                             list jobs\n"
+    "  history JOB                      the job's meta-validation curve as CSV\n"
     "  watch JOB                        follow a job until it ends\n"
     "  cancel JOB                       cancel a queued or running job\n"
     "  fetch JOB [--which best|final] -o FILE\n"
@@ -229,6 +231,18 @@ int Status(Client& client, const std::string& job_id) {
   return kOk;
 }
 
+int History(Client& client, const std::string& job_id) {
+  grpc::ClientContext context;
+  client.SetDeadline(context, kUnaryDeadline);
+  v1::GetJobRequest request;
+  request.set_job_id(job_id);
+  v1::JobStatus response;
+  grpc::Status status = client.stub().GetJob(&context, request, &response);
+  if (!status.ok()) return Fail(client.Convert(status));
+  std::fputs(FormatHistoryCsv(response).c_str(), stdout);
+  return kOk;
+}
+
 int List(Client& client) {
   grpc::ClientContext context;
   client.SetDeadline(context, kUnaryDeadline);
@@ -347,6 +361,10 @@ int Main(int argc, char** argv) {
   if (command == "status") {
     if (!want_args(1, "one job id")) return kUsage;
     return Status(client, positional[1]);
+  }
+  if (command == "history") {
+    if (!want_args(1, "one job id")) return kUsage;
+    return History(client, positional[1]);
   }
   if (command == "list") {
     if (!want_args(0, "no arguments")) return kUsage;

@@ -112,4 +112,22 @@ std::string FormatJobTable(const v1::ListJobsResponse& jobs) {
   return out;
 }
 
+std::string FormatHistoryCsv(const v1::JobStatus& status) {
+  std::string out =
+      "step,loss_before,loss_after,loss_after_ci95,accuracy_before,accuracy_after,"
+      "accuracy_after_ci95\n";
+  for (const v1::ValidationPoint& point : status.validation_history()) {
+    const v1::EvaluationResult& r = point.result();
+    absl::StrAppend(&out, absl::StrFormat("%d,%.6g,%.6g,%.6g", point.step(), r.loss_before().mean(),
+                                          r.loss_after().mean(), r.loss_after().ci95()));
+    if (r.accuracy_after().n() > 0) {
+      absl::StrAppend(&out, absl::StrFormat(",%.6g,%.6g,%.6g\n", r.accuracy_before().mean(),
+                                            r.accuracy_after().mean(), r.accuracy_after().ci95()));
+    } else {
+      absl::StrAppend(&out, ",,,\n");
+    }
+  }
+  return out;
+}
+
 }  // namespace metatrain::metactl

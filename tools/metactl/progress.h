@@ -34,6 +34,11 @@ std::string FormatStatus(const v1::JobStatus& status);
 // Table for `metactl list`, with a header line.
 std::string FormatJobTable(const v1::ListJobsResponse& jobs);
 
+// The validation curve for `metactl history` as CSV with a header line:
+// step,loss_before,loss_after,loss_after_ci95,accuracy_before,accuracy_after,
+// accuracy_after_ci95 (accuracies as fractions; empty for regression).
+std::string FormatHistoryCsv(const v1::JobStatus& status);
+
 }  // namespace metatrain::metactl
 
 #endif  // METATRAIN_TOOLS_METACTL_PROGRESS_H_
