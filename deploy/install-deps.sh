@@ -10,6 +10,8 @@ packages=(
   libabsl-dev prometheus-cpp-dev zlib1g-dev
   libgtest-dev libgmock-dev
   libpng-dev libzip-dev
+  # tools/plot_validation.sh draws validation curves (docs/results.md) with gnuplot.
+  gnuplot-nox
   dataset-fashion-mnist
   # LibTorch calls whatever libblas.so.3 the alternatives system selects; the reference
   # BLAS is ~30x slower than OpenBLAS on the matrix products meta-learning is made of.

@@ -38,6 +38,7 @@ constexpr char kGoodJob[] = R"({
   "model": {"kind": "mlp", "hidden_sizes": [16, 16]},
   "tasks": {"family": "sinusoid", "shots": 5},
   "meta_batch_size": 4, "steps": 20, "test_tasks": 10, "seed": 3,
+  "validation_interval": 5, "validation_tasks": 4,
   "inner": {"test_steps": 3}
 })";
 
@@ -107,7 +108,7 @@ TEST_F(MetactlTest, UsageErrorsExitTwo) {
 
 TEST_F(MetactlTest, UnknownJobExitsThree) {
   StartCluster(0);
-  for (const char* command : {"status", "watch", "cancel"}) {
+  for (const char* command : {"status", "watch", "cancel", "history"}) {
     CommandResult r = Run({command, "no-such-job"});
     EXPECT_EQ(r.exit_code, 3) << command << ": " << r.err;
     EXPECT_THAT(r.err, StartsWith("metactl: NOT_FOUND: ")) << command;
@@ -150,6 +151,19 @@ TEST_F(MetactlTest, SubmitWatchListFetchAndCancel) {
   EXPECT_EQ(r.exit_code, 0) << r.err;
   EXPECT_THAT(r.out, HasSubstr(job_id));
   EXPECT_THAT(r.out, HasSubstr("metactl-e2e"));
+
+  // The validation curve, one CSV row per meta-validation, in step order.
+  r = Run({"history", job_id});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  std::vector<std::string> rows = absl::StrSplit(r.out, '\n', absl::SkipEmpty());
+  ASSERT_EQ(rows.size(), 5u) << r.out;
+  EXPECT_EQ(rows[0],
+            "step,loss_before,loss_after,loss_after_ci95,accuracy_before,accuracy_after,"
+            "accuracy_after_ci95");
+  for (int i = 1; i <= 4; ++i) {
+    EXPECT_THAT(rows[i], StartsWith(absl::StrCat(5 * i, ","))) << r.out;
+    EXPECT_THAT(rows[i], ::testing::EndsWith(",,,")) << "regression rows have no accuracy";
+  }
 
   const std::string out = dir_ + "/final.pt";
   r = Run({"fetch", job_id, "--which", "final", "-o", out});
