@@ -140,7 +140,8 @@ TEST_F(MetactlTest, SubmitWatchListFetchAndCancel) {
   const std::string job_id = lines[0];
   EXPECT_FALSE(job_id.empty());
   EXPECT_THAT(r.out, HasSubstr("SUCCEEDED"));
-  EXPECT_THAT(r.out, HasSubstr("meta-test (10 tasks, 3 inner steps)"));
+  EXPECT_THAT(r.out, HasSubstr("tasks: sinusoid, K = 5, 5 query points\n"
+                               "meta-test (10 tasks, 3 inner steps)"));
   EXPECT_THAT(r.out, HasSubstr("loss      before "));
   EXPECT_THAT(r.out, HasSubstr("step 20/20"));
 

@@ -180,6 +180,7 @@ int Watch(Client& client, const std::string& job_id) {
       std::printf("best validation (step %lld):\n%s\n", static_cast<long long>(last.best_step()),
                   FormatEvaluation(last.best_validation(), "  ").c_str());
     }
+    std::printf("tasks: %s\n", FormatTaskSetting(last.spec()).c_str());
     std::printf("meta-test (%lld tasks, %d inner steps), mean ± 95%% CI:\n%s\n",
                 static_cast<long long>(last.test().loss_after().n()), last.test().inner_steps(),
                 FormatEvaluation(last.test(), "  ").c_str());

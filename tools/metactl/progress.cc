@@ -74,11 +74,24 @@ std::string FormatEvaluation(const v1::EvaluationResult& result, const std::stri
   return out;
 }
 
+std::string FormatTaskSetting(const v1::JobSpec& spec) {
+  const v1::TaskSpec& tasks = spec.tasks();
+  std::string out = tasks.family();
+  if (tasks.family() == "tensor_file") return absl::StrCat(out, " ", tasks.tensor_file());
+  if (!tasks.split().empty()) absl::StrAppend(&out, ", split ", tasks.split());
+  if (tasks.family() == "sinusoid" || tasks.family() == "linear") {
+    return absl::StrCat(out, ", K = ", tasks.shots(), ", ", tasks.query_size(), " query points");
+  }
+  return absl::StrCat(out, ", ", tasks.ways(), "-way ", tasks.shots(), "-shot, ",
+                      tasks.query_size(), " query per class");
+}
+
 std::string FormatStatus(const v1::JobStatus& status) {
   const auto& spec = status.spec();
   std::string out = absl::StrCat("job        ", status.job_id(), "\n");
   if (!spec.name().empty()) absl::StrAppend(&out, "name       ", spec.name(), "\n");
-  absl::StrAppend(&out, "algorithm  ", spec.algorithm(), " on ", spec.tasks().family(), "\n");
+  absl::StrAppend(&out, "algorithm  ", spec.algorithm(), "\n");
+  absl::StrAppend(&out, "tasks      ", FormatTaskSetting(spec), "\n");
   absl::StrAppend(&out, "state      ", StateName(status.state()),
                   status.stopped_early() ? " (stopped early)" : "", "\n");
   absl::StrAppend(&out, "progress   ", FormatProgress(status, 0), "\n");

@@ -28,6 +28,10 @@ std::string FormatMetric(const v1::MetricSummary& metric, bool percent);
 // (classification only).
 std::string FormatEvaluation(const v1::EvaluationResult& result, const std::string& indent);
 
+// The task setting a result belongs to, on one line: "omniglot, split maml, 5-way 1-shot,
+// 15 query per class" or "sinusoid, K = 10, 10 query points".
+std::string FormatTaskSetting(const v1::JobSpec& spec);
+
 // Multi-line description for `metactl status`.
 std::string FormatStatus(const v1::JobStatus& status);
 

@@ -82,5 +82,46 @@ TEST(ProgressTest, TableListsEveryJob) {
   EXPECT_THAT(table, HasSubstr("250/1000"));
 }
 
+TEST(ProgressTest, TaskSettingNamesSplitWaysAndShots) {
+  v1::JobSpec spec;
+  spec.mutable_tasks()->set_family("omniglot");
+  spec.mutable_tasks()->set_split("background_evaluation");
+  spec.mutable_tasks()->set_ways(20);
+  spec.mutable_tasks()->set_shots(5);
+  spec.mutable_tasks()->set_query_size(15);
+  EXPECT_EQ(FormatTaskSetting(spec),
+            "omniglot, split background_evaluation, 20-way 5-shot, 15 query per class");
+  v1::JobStatus status;
+  *status.mutable_spec() = spec;
+  EXPECT_THAT(FormatStatus(status), HasSubstr("split background_evaluation"));
+
+  v1::JobSpec sinusoid;
+  sinusoid.mutable_tasks()->set_family("sinusoid");
+  sinusoid.mutable_tasks()->set_shots(5);
+  sinusoid.mutable_tasks()->set_query_size(10);
+  EXPECT_EQ(FormatTaskSetting(sinusoid), "sinusoid, K = 5, 10 query points");
+}
+
+TEST(ProgressTest, HistoryCsvHasOneRowPerValidation) {
+  v1::JobStatus status;
+  for (int step : {500, 1000}) {
+    v1::ValidationPoint* point = status.add_validation_history();
+    point->set_step(step);
+    v1::EvaluationResult* r = point->mutable_result();
+    r->mutable_loss_before()->set_mean(1.6);
+    r->mutable_loss_after()->set_mean(step == 500 ? 0.75 : 0.5);
+    r->mutable_loss_after()->set_ci95(0.05);
+    r->mutable_accuracy_after()->set_n(100);
+    r->mutable_accuracy_before()->set_mean(0.2);
+    r->mutable_accuracy_after()->set_mean(step == 500 ? 0.7 : 0.8);
+    r->mutable_accuracy_after()->set_ci95(0.025);
+  }
+  EXPECT_EQ(FormatHistoryCsv(status),
+            "step,loss_before,loss_after,loss_after_ci95,accuracy_before,accuracy_after,"
+            "accuracy_after_ci95\n"
+            "500,1.6,0.75,0.05,0.2,0.7,0.025\n"
+            "1000,1.6,0.5,0.05,0.2,0.8,0.025\n");
+}
+
 }  // namespace
 }  // namespace metatrain::metactl
