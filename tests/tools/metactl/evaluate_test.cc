@@ -44,11 +44,12 @@ void WriteFile(const std::string& path, const std::string& text) {
 }
 
 // A tiny sinusoid job (seconds to train).
-std::string SinusoidJob(const std::string& algorithm, const std::string& hidden = "[16, 16]") {
+std::string SinusoidJob(const std::string& algorithm, const std::string& hidden = "[16, 16]",
+                        int steps = 15) {
   return absl::StrCat(R"({"algorithm": ")", algorithm, R"(",
     "model": {"kind": "mlp", "hidden_sizes": )", hidden, R"(},
-    "tasks": {"family": "sinusoid", "shots": 5},
-    "meta_batch_size": 4, "steps": 15, "test_tasks": 12, "seed": 7,
+    "tasks": {"family": "sinusoid", "shots": 10},
+    "meta_batch_size": 4, "steps": )", steps, R"(, "test_tasks": 12, "seed": 7,
     "inner": {"test_steps": 3}})");
 }
 
@@ -108,7 +109,8 @@ INSTANTIATE_TEST_SUITE_P(Algorithms, TrainedCheckpointTest,
 
 TEST(EvaluateTest, SeveralInnerStepCountsOnTheSameTasks) {
   const std::string dir = ScratchDir("evaluate-steps");
-  const std::string json = SinusoidJob("maml");
+  // Trained long enough that adaptation helps on held-out sinusoids.
+  const std::string json = SinusoidJob("maml", "[40, 40]", 300);
   meta::JobContext job = MakeJob(json);
   auto trained = meta::Train(job);
   ASSERT_TRUE(trained.ok()) << trained.status();
@@ -416,7 +418,7 @@ TEST(EvaluateEpisodesTest, RealOmniglotPngsArePreprocessedLikeTheFamily) {
 
 std::string Metactl() { return e2e::BinaryPath("tools/metactl/metactl"); }
 
-e2e::CommandResult Run(std::vector<std::string> args) {
+e2e::CommandResult RunMetactl(std::vector<std::string> args) {
   args.insert(args.begin(), Metactl());
   auto result = e2e::RunCommand(args, absl::Seconds(120));
   EXPECT_TRUE(result.ok()) << result.status();
@@ -434,7 +436,7 @@ TEST(MetactlEvaluateTest, PrintsOneBlockPerStepCountAndFailsInOneLine) {
   WriteFile(dir + "/job.json", SinusoidJob("maml"));
 
   // No coordinator anywhere: evaluate is local.
-  e2e::CommandResult ok = Run({"--coordinator", "127.0.0.1:1", "evaluate", dir + "/m.pt", "--job",
+  e2e::CommandResult ok = RunMetactl({"--coordinator", "127.0.0.1:1", "evaluate", dir + "/m.pt", "--job",
                                dir + "/job.json", "--inner_steps", "1,10", "--tasks", "5"});
   EXPECT_EQ(ok.exit_code, 0) << ok.err;
   EXPECT_THAT(ok.out, StartsWith(absl::StrCat("checkpoint ", dir, "/m.pt (maml, mlp on sinusoid): "
@@ -442,24 +444,24 @@ TEST(MetactlEvaluateTest, PrintsOneBlockPerStepCountAndFailsInOneLine) {
   EXPECT_THAT(ok.out, HasSubstr("\n1 inner step, mean ± 95% CI over 5 tasks:\n  loss      before "));
   EXPECT_THAT(ok.out, HasSubstr("\n10 inner steps, mean ± 95% CI over 5 tasks:\n"));
 
-  e2e::CommandResult missing = Run({"evaluate", dir + "/nope.pt", "--job", dir + "/job.json"});
+  e2e::CommandResult missing = RunMetactl({"evaluate", dir + "/nope.pt", "--job", dir + "/job.json"});
   EXPECT_EQ(missing.exit_code, 3);
   EXPECT_THAT(missing.err, StartsWith("metactl: NOT_FOUND: "));
   EXPECT_EQ(std::count(missing.err.begin(), missing.err.end(), '\n'), 1) << missing.err;
 
   WriteFile(dir + "/corrupt.pt", "not a zip at all");
-  e2e::CommandResult corrupt = Run({"evaluate", dir + "/corrupt.pt", "--job", dir + "/job.json"});
+  e2e::CommandResult corrupt = RunMetactl({"evaluate", dir + "/corrupt.pt", "--job", dir + "/job.json"});
   EXPECT_EQ(corrupt.exit_code, 2);
   EXPECT_THAT(corrupt.err, StartsWith("metactl: INVALID_ARGUMENT: "));
   EXPECT_THAT(corrupt.err, HasSubstr("corrupt.pt"));
   EXPECT_EQ(std::count(corrupt.err.begin(), corrupt.err.end(), '\n'), 1) << corrupt.err;
 
-  e2e::CommandResult bad = Run({"evaluate", dir + "/m.pt", "--job", dir + "/job.json",
+  e2e::CommandResult bad = RunMetactl({"evaluate", dir + "/m.pt", "--job", dir + "/job.json",
                                 "--inner_steps", "-1"});
   EXPECT_EQ(bad.exit_code, 2);
   EXPECT_THAT(bad.err, HasSubstr("--inner_steps must be integers >= 0"));
 
-  e2e::CommandResult no_job = Run({"evaluate", dir + "/m.pt", "--job", dir + "/none.json"});
+  e2e::CommandResult no_job = RunMetactl({"evaluate", dir + "/m.pt", "--job", dir + "/none.json"});
   EXPECT_EQ(no_job.exit_code, 2);
   EXPECT_THAT(no_job.err, StartsWith("metactl: INVALID_ARGUMENT: --job: "));
 }
