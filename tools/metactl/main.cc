@@ -4,6 +4,8 @@
 //   metactl [--coordinator host:port] status JOB | list | watch JOB | cancel JOB
 //   metactl [--coordinator host:port] history JOB        (validation curve as CSV)
 //   metactl [--coordinator host:port] fetch JOB [--which best|final] -o FILE
+//   metactl evaluate CHECKPOINT.pt --job JOB.json [--episodes DIR] [--split test|validation]
+//       [--tasks N] [--inner_steps N[,N...]] [--seed S] [--verbose]   (local, no coordinator)
 //
 // Exit codes: 0 ok; 1 the job failed or was cancelled (watch, submit --watch) or another
 // error; 2 usage or invalid argument; 3 not found; 4 coordinator unavailable. Errors are
@@ -26,6 +28,7 @@
 #include "common/meta/job_spec.h"
 #include "common/status/grpc_status.h"
 #include "metatrain/v1/job_service.grpc.pb.h"
+#include "tools/metactl/evaluate.h"
 #include "tools/metactl/progress.h"
 
 namespace metatrain::metactl {
@@ -41,6 +44,10 @@ constexpr char kUsageText[] =
     "  cancel JOB                       cancel a queued or running job\n"
     "  fetch JOB [--which best|final] -o FILE\n"
     "                                   download a checkpoint (torch.save state_dict)\n"
+    "  evaluate CHECKPOINT.pt --job JOB.json [--episodes DIR] [--split test|validation]\n"
+    "      [--tasks N] [--inner_steps N[,N...]] [--seed S] [--verbose]\n"
+    "                                   meta-test a checkpoint here, on sampled tasks or on\n"
+    "                                   your own episodes (DIR/<episode>/{support,query}/<class>/*.png)\n"
     "The coordinator defaults to $METATRAIN_COORDINATOR, then 127.0.0.1:50051.\n"
     "Exit codes: 0 ok, 1 job failed/cancelled, 2 usage or invalid argument, 3 not found,\n"
     "4 coordinator unavailable.\n";
@@ -305,7 +312,33 @@ int Fetch(Client& client, const std::string& job_id, const std::string& which,
   return kOk;
 }
 
+// `evaluate` runs here, without a coordinator, and has flags of its own.
+int Evaluate(const std::vector<std::string>& args) {
+  for (const std::string& arg : args) {
+    if (arg == "-h" || arg == "--help") {
+      std::fputs(kUsageText, stdout);
+      return kOk;
+    }
+  }
+  absl::StatusOr<EvaluateOptions> options = ParseEvaluateArgs(args);
+  if (!options.ok()) return Usage(std::string(options.status().message()));
+  absl::StatusOr<EvaluationReport> report = RunEvaluation(*options);
+  if (!report.ok()) return Fail(report.status());
+  std::fputs(FormatReport(*report, options->verbose).c_str(), stdout);
+  return kOk;
+}
+
 int Main(int argc, char** argv) {
+  // The first word that is neither a flag nor --coordinator's value names the command.
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    if (arg == "--coordinator") {
+      ++i;
+    } else if (arg.empty() || arg[0] != '-') {
+      if (arg != "evaluate") break;
+      return Evaluate(std::vector<std::string>(argv + i + 1, argv + argc));
+    }
+  }
   const char* env = std::getenv("METATRAIN_COORDINATOR");
   std::string coordinator = (env != nullptr && *env != '\0') ? env : "127.0.0.1:50051";
   std::string which, out_path;
