@@ -1,6 +1,7 @@
 #include "tools/metactl/evaluate.h"
 
 #include <algorithm>
+#include <optional>
 #include <utility>
 
 #include "absl/strings/numbers.h"
@@ -11,6 +12,8 @@
 #include "common/data/image_folder.h"
 #include "common/meta/checkpoint.h"
 #include "common/meta/job_spec.h"
+#include "common/meta/learner.h"
+#include "common/meta/model.h"
 #include "common/meta/rng.h"
 #include "common/status/status_macros.h"
 #include "common/status/torch_status.h"
@@ -286,6 +289,46 @@ absl::StatusOr<meta::TaskBatch> EpisodeToTask(const meta::JobContext& job,
   });
 }
 
+// The job's model and learner for `channels`-channel images, without its task family.
+absl::StatusOr<meta::JobContext> ModelOnlyContext(const v1::JobSpec& spec, int64_t channels) {
+  const int64_t size = spec.tasks().image_size();
+  meta::JobContext job;
+  job.spec = spec;
+  job.dtype = spec.dtype() == "float64" ? at::kDouble : at::kFloat;
+  ASSIGN_OR_RETURN(std::unique_ptr<meta::Model> model,
+                   meta::MakeModel(spec.model(), {channels, size, size}, spec.tasks().ways()));
+  job.model = std::move(model);
+  ASSIGN_OR_RETURN(job.learner,
+                   meta::MakeMetaLearner(spec, job.model, meta::LossKind::kCrossEntropy));
+  return job;
+}
+
+// The context for evaluating episodes. Episodes bring their own data, so for families that
+// read a dataset only the model and learner are built: a user with a checkpoint and
+// episodes needs no copy of the training data. Omniglot and Fashion-MNIST models take gray
+// images; an image_folder model takes gray or colour, whichever the checkpoint was trained
+// on. synthetic_images has no files: its family is built as usual.
+absl::StatusOr<meta::JobContext> EpisodesContext(const v1::JobSpec& spec,
+                                                 const std::string& checkpoint) {
+  const std::string& family = spec.tasks().family();
+  if (family == "omniglot" || family == "fashion_mnist") return ModelOnlyContext(spec, 1);
+  if (family != "image_folder") return meta::MakeJobContext(spec);
+  absl::StatusOr<meta::StateDict> state = meta::LoadStateDict(checkpoint);
+  if (state.ok()) {
+    for (int64_t channels : {1, 3}) {
+      ASSIGN_OR_RETURN(meta::JobContext job, ModelOnlyContext(spec, channels));
+      bool fits = true;
+      for (const meta::ParamSpec& param : job.learner->meta_param_specs()) {
+        auto it = state->find(param.name);
+        fits = fits && (it == state->end() || it->second.sizes().vec() == param.shape);
+      }
+      if (fits) return job;
+    }
+  }
+  // The checkpoint is unreadable or fits neither: loading it reports what is wrong.
+  return ModelOnlyContext(spec, 1);
+}
+
 absl::StatusOr<EvaluationReport> RunEvaluation(const EvaluateOptions& options) {
   auto read = meta::ReadJobSpecFile(options.job);
   if (!read.ok()) {
@@ -295,7 +338,22 @@ absl::StatusOr<EvaluationReport> RunEvaluation(const EvaluateOptions& options) {
   v1::JobSpec spec = *read;
   if (options.seed.has_value()) spec.set_seed(*options.seed);
   ASSIGN_OR_RETURN(spec, meta::NormalizeJobSpec(spec));
-  absl::StatusOr<meta::JobContext> made = meta::MakeJobContext(spec);
+  std::optional<data::EpisodeSet> episodes;
+  if (!options.episodes.empty()) {
+    RETURN_IF_ERROR(FamilyInvertsPixels(spec.tasks().family()).status());
+    absl::StatusOr<data::EpisodeSet> loaded =
+        data::LoadEpisodes(options.episodes, spec.tasks().image_size());
+    if (!loaded.ok()) {
+      // An unreadable PNG is a bad argument of this command, like a corrupt checkpoint.
+      if (loaded.status().code() == absl::StatusCode::kDataLoss) {
+        return absl::InvalidArgumentError(loaded.status().message());
+      }
+      return loaded.status();
+    }
+    episodes = std::move(*loaded);
+  }
+  absl::StatusOr<meta::JobContext> made =
+      episodes ? EpisodesContext(spec, options.checkpoint) : meta::MakeJobContext(spec);
   if (!made.ok()) return made.status();
   const meta::JobContext& job = *made;
 
@@ -330,16 +388,7 @@ absl::StatusOr<EvaluationReport> RunEvaluation(const EvaluateOptions& options) {
     return report;
   }
 
-  RETURN_IF_ERROR(FamilyInvertsPixels(spec.tasks().family()).status());
-  absl::StatusOr<data::EpisodeSet> loaded =
-      data::LoadEpisodes(options.episodes, spec.tasks().image_size());
-  if (!loaded.ok()) {
-    // An unreadable PNG is a bad argument of this command, like a corrupt checkpoint.
-    if (loaded.status().code() == absl::StatusCode::kDataLoss) {
-      return absl::InvalidArgumentError(loaded.status().message());
-    }
-    return loaded.status();
-  }
+  const data::EpisodeSet* loaded = &*episodes;
   std::vector<meta::TaskBatch> batches;
   for (const data::Episode& episode : loaded->episodes) {
     ASSIGN_OR_RETURN(meta::TaskBatch batch, EpisodeToTask(job, episode));

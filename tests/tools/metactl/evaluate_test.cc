@@ -16,6 +16,7 @@
 #include <gtest/gtest.h>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "common/data/image_dataset.h"
@@ -23,6 +24,8 @@
 #include "common/data/zip_reader.h"
 #include "common/meta/checkpoint.h"
 #include "common/meta/job_spec.h"
+#include "common/meta/rng.h"
+#include "common/meta/model.h"
 #include "common/meta/trainer.h"
 #include "tests/common/data/data_test_util.h"
 #include "tests/e2e/process.h"
@@ -334,6 +337,46 @@ TEST(EvaluateEpisodesTest, EpisodeThatDoesNotFitTheModelIsNamed) {
   EXPECT_THAT(report.status().message(), HasSubstr("tasks.family is 'sinusoid'"));
 }
 
+// An image_folder model trained on colour images evaluates gray episodes (expanded to
+// RGB) without its training folder: the input channels come from the checkpoint.
+TEST(EvaluateEpisodesTest, ImageFolderChannelsComeFromTheCheckpoint) {
+  const std::string dir = ScratchDir("evaluate-image-folder");
+  const std::string json = absl::StrCat(R"({"algorithm": "maml",
+    "model": {"kind": "mlp", "hidden_sizes": [8]},
+    "tasks": {"family": "image_folder", "data_dir": ")", dir, R"(/no-training-folder",
+              "ways": 2, "shots": 1, "query_size": 1, "image_size": 8},
+    "steps": 1, "seed": 1})");
+  WriteFile(dir + "/job.json", json);
+  for (int k = 0; k < 2; ++k) {
+    for (const char* part : {"support", "query"}) {
+      const std::string class_dir = absl::StrCat(dir, "/episodes/e/", part, "/c", k);
+      fs::create_directories(class_dir);
+      ASSERT_TRUE(data::WritePngFile(data::testing::PatternImage(1, 8, 8, 2 * k + (*part == 'q')),
+                                     class_dir + "/0.png")
+                      .ok());
+    }
+  }
+  auto spec = meta::NormalizeJobSpec(*meta::ParseJobSpec(json));
+  ASSERT_TRUE(spec.ok()) << spec.status();
+  for (int64_t channels : {3, 1}) {
+    auto model = meta::MakeModel(spec->model(), {channels, 8, 8}, 2);
+    ASSERT_TRUE(model.ok()) << model.status();
+    const std::string checkpoint = absl::StrCat(dir, "/rgb", channels, ".pt");
+    meta::Rng rng(1);
+    ASSERT_TRUE(meta::SaveStateDict(checkpoint,
+                                    meta::ToStateDict((*model)->param_specs(),
+                                                      (*model)->Initialize(rng, at::kFloat)))
+                    .ok());
+    EvaluateOptions options;
+    options.checkpoint = checkpoint;
+    options.job = dir + "/job.json";
+    options.episodes = dir + "/episodes";
+    auto report = RunEvaluation(options);
+    ASSERT_TRUE(report.ok()) << channels << " channels: " << report.status();
+    EXPECT_EQ(report->runs[0].summary.accuracy_after.n, 1) << channels << " channels";
+  }
+}
+
 // Real Omniglot PNGs, as a user would copy them out of the archive, must become exactly the
 // tensors the omniglot family trains on (decoded, resized, inverted to 255 = ink, / 255).
 // Forgetting the inversion, or scaling differently, fails here.
@@ -412,6 +455,28 @@ TEST(EvaluateEpisodesTest, RealOmniglotPngsArePreprocessedLikeTheFamily) {
       EXPECT_LT(image.mean().item<double>(), 0.3);
     }
   }
+
+  // Evaluating episodes needs the checkpoint and the episodes, not the training data:
+  // the same job with its data_dir gone gives the same scores.
+  auto params = meta::InitialMetaParams(job);
+  ASSERT_TRUE(params.ok());
+  ASSERT_TRUE(meta::SaveStateDict(dir + "/m.pt",
+                                  meta::ToStateDict(job.learner->meta_param_specs(), *params))
+                  .ok());
+  WriteFile(dir + "/with_data.json", json);
+  WriteFile(dir + "/without_data.json",
+            absl::StrReplaceAll(json, {{OmniglotDir(), dir + "/no-such-omniglot"}}));
+  EvaluateOptions options;
+  options.checkpoint = dir + "/m.pt";
+  options.episodes = dir + "/episodes";
+  options.job = dir + "/with_data.json";
+  auto with_data = RunEvaluation(options);
+  ASSERT_TRUE(with_data.ok()) << with_data.status();
+  options.job = dir + "/without_data.json";
+  auto without_data = RunEvaluation(options);
+  ASSERT_TRUE(without_data.ok()) << without_data.status();
+  ExpectSameSummary(without_data->runs[0].summary, with_data->runs[0].summary);
+  EXPECT_EQ(without_data->runs[0].summary.loss_after.n, 1);
 }
 
 // ---- The metactl binary ----
