@@ -49,8 +49,10 @@ if [[ -z $metric ]]; then metric=$([[ $all_accuracy == 1 ]] && echo accuracy || 
 
 if [[ $metric == accuracy ]]; then
   ylabel="accuracy after adaptation (%)" y='(100*$6)' lo='(100*($6-$7))' hi='(100*($6+$7))'
+  key="bottom right"  # curves rise: the lower right corner stays empty
 else
   ylabel="query loss after adaptation" y='($3)' lo='($3-$4)' hi='($3+$4)'
+  key="top right"
 fi
 script=$(mktemp)
 trap 'rm -f "$script"' EXIT
@@ -62,7 +64,7 @@ trap 'rm -f "$script"' EXIT
   echo "set xlabel 'meta-training step'"
   echo "set ylabel '$ylabel'"
   echo "set grid"
-  echo "set key bottom right"
+  echo "set key $key box opaque"
   echo "set style fill transparent solid 0.2 noborder"
   plots=()
   i=1
