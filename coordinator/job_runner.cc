@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/meta/aggregation.h"
 #include "common/meta/checkpoint.h"
+#include "common/meta/evaluation_proto.h"
 #include "common/meta/job_spec.h"
 #include "common/status/status_macros.h"
 #include "common/status/torch_status.h"
@@ -29,24 +30,6 @@ meta::TensorList CloneParams(const meta::TensorList& params) {
 double MeanInDtype(const std::vector<double>& values, at::ScalarType dtype) {
   at::Tensor t = at::tensor(at::ArrayRef<double>(values), at::kDouble).to(dtype);
   return t.mean().item<double>();
-}
-
-v1::MetricSummary ToProto(const meta::MeanCi& m) {
-  v1::MetricSummary out;
-  out.set_mean(m.mean);
-  out.set_ci95(m.ci95);
-  out.set_n(m.n);
-  return out;
-}
-
-v1::EvaluationResult ToProto(const meta::EvaluationSummary& s, int inner_steps) {
-  v1::EvaluationResult out;
-  *out.mutable_loss_before() = ToProto(s.loss_before);
-  *out.mutable_loss_after() = ToProto(s.loss_after);
-  *out.mutable_accuracy_before() = ToProto(s.accuracy_before);
-  *out.mutable_accuracy_after() = ToProto(s.accuracy_after);
-  out.set_inner_steps(inner_steps);
-  return out;
 }
 
 }  // namespace
@@ -222,7 +205,7 @@ absl::Status JobRunner::Run() {
           status.set_tasks_per_second(seconds > 0 ? train.num_tasks / seconds : 0);
           if (validation) {
             *status.mutable_last_validation() =
-                ToProto(*validation, spec.inner().test_steps());
+                meta::ToEvaluationResult(*validation, spec.inner().test_steps());
             v1::ValidationPoint* point = status.add_validation_history();
             point->set_step(step + 1);
             *point->mutable_result() = status.last_validation();
@@ -261,7 +244,7 @@ absl::Status JobRunner::Run() {
   const meta::EvaluationSummary summary = Summarize(test);
   hooks_.update(
       [&](v1::JobStatus& status) {
-        *status.mutable_test() = ToProto(summary, spec.inner().test_steps());
+        *status.mutable_test() = meta::ToEvaluationResult(summary, spec.inner().test_steps());
         status.set_workers(0);
       },
       v1::JobEvent::KIND_UNSPECIFIED);

@@ -11,6 +11,7 @@
 #include "absl/strings/str_split.h"
 #include "common/data/image_folder.h"
 #include "common/meta/checkpoint.h"
+#include "common/meta/evaluation_proto.h"
 #include "common/meta/job_spec.h"
 #include "common/meta/learner.h"
 #include "common/meta/model.h"
@@ -59,24 +60,6 @@ data::ImageSet FirstChannel(const data::ImageSet& images) {
     std::copy_n(images.pixels.data() + i * images.image_bytes(), plane,
                 out.pixels.data() + i * plane);
   }
-  return out;
-}
-
-v1::MetricSummary ToProto(const meta::MeanCi& m) {
-  v1::MetricSummary out;
-  out.set_mean(m.mean);
-  out.set_ci95(m.ci95);
-  out.set_n(m.n);
-  return out;
-}
-
-v1::EvaluationResult ToProto(const meta::EvaluationSummary& s, int inner_steps) {
-  v1::EvaluationResult out;
-  *out.mutable_loss_before() = ToProto(s.loss_before);
-  *out.mutable_loss_after() = ToProto(s.loss_after);
-  *out.mutable_accuracy_before() = ToProto(s.accuracy_before);
-  *out.mutable_accuracy_after() = ToProto(s.accuracy_after);
-  out.set_inner_steps(inner_steps);
   return out;
 }
 
@@ -433,7 +416,9 @@ std::string FormatReport(const EvaluationReport& report, bool verbose) {
     absl::StrAppend(&out, run.inner_steps, run.inner_steps == 1 ? " inner step" : " inner steps",
                     ", mean ± 95% CI over ", run.summary.loss_after.n,
                     episodes ? " episodes" : " tasks", ":\n",
-                    FormatEvaluation(ToProto(run.summary, run.inner_steps), "  "), "\n");
+                    FormatEvaluation(meta::ToEvaluationResult(run.summary, run.inner_steps),
+                                     "  "),
+                    "\n");
     if (!verbose) continue;
     for (const EpisodeScore& e : run.episodes) {
       absl::StrAppend(&out, absl::StrFormat("    %s: %d-way, %d support, %d query: loss %.4f -> "

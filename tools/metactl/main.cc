@@ -227,7 +227,9 @@ int Submit(Client& client, const std::string& path, bool watch) {
   return Watch(client, response.job_id());
 }
 
-int Status(Client& client, const std::string& job_id) {
+// `status` and `history`: one GetJob, printed by `format`.
+int PrintJob(Client& client, const std::string& job_id,
+             std::string (*format)(const v1::JobStatus&)) {
   grpc::ClientContext context;
   client.SetDeadline(context, kUnaryDeadline);
   v1::GetJobRequest request;
@@ -235,19 +237,7 @@ int Status(Client& client, const std::string& job_id) {
   v1::JobStatus response;
   grpc::Status status = client.stub().GetJob(&context, request, &response);
   if (!status.ok()) return Fail(client.Convert(status));
-  std::fputs(FormatStatus(response).c_str(), stdout);
-  return kOk;
-}
-
-int History(Client& client, const std::string& job_id) {
-  grpc::ClientContext context;
-  client.SetDeadline(context, kUnaryDeadline);
-  v1::GetJobRequest request;
-  request.set_job_id(job_id);
-  v1::JobStatus response;
-  grpc::Status status = client.stub().GetJob(&context, request, &response);
-  if (!status.ok()) return Fail(client.Convert(status));
-  std::fputs(FormatHistoryCsv(response).c_str(), stdout);
+  std::fputs(format(response).c_str(), stdout);
   return kOk;
 }
 
@@ -394,11 +384,11 @@ int Main(int argc, char** argv) {
   }
   if (command == "status") {
     if (!want_args(1, "one job id")) return kUsage;
-    return Status(client, positional[1]);
+    return PrintJob(client, positional[1], FormatStatus);
   }
   if (command == "history") {
     if (!want_args(1, "one job id")) return kUsage;
-    return History(client, positional[1]);
+    return PrintJob(client, positional[1], FormatHistoryCsv);
   }
   if (command == "list") {
     if (!want_args(0, "no arguments")) return kUsage;
