@@ -139,6 +139,7 @@ absl::Status Coordinator::Start() {
     if (!status.ok()) {
       std::fprintf(stderr, "metatrain-coordinator: not resuming %s: %s\n", name.c_str(),
                    std::string(status.message()).c_str());
+      ListUnresumableJob(name, seq, status);
     }
   }
   std::lock_guard<std::mutex> lock(mu_);
@@ -197,6 +198,27 @@ absl::Status Coordinator::LoadJob(const std::string& dir_name) {
   by_seq_[job->seq] = job;
   queue_.push_back(job);
   return absl::OkStatus();
+}
+
+void Coordinator::ListUnresumableJob(const std::string& dir_name, int64_t seq,
+                                     const absl::Status& why) {
+  auto job = std::make_shared<Job>();
+  job->id = dir_name;
+  job->seq = seq;
+  // The spec as submitted, for listings; a corrupt file leaves it empty.
+  const fs::path dir = fs::path(options_.checkpoint_dir) / dir_name;
+  if (auto bytes = ReadFile((dir / kSubmittedFile).string()); bytes.ok()) {
+    if (!job->status.ParseFromString(*bytes)) job->status.Clear();
+  }
+  job->status.set_job_id(dir_name);
+  job->status.set_state(v1::FAILED);
+  job->status.set_workers(0);
+  job->status.set_error(absl::StrCat(
+      "not resumed after a coordinator restart: ", why.message(),
+      " (fix this and restart the coordinator to resume from its last checkpoint)"));
+  std::lock_guard<std::mutex> lock(mu_);
+  jobs_[job->id] = job;
+  by_seq_[job->seq] = job;
 }
 
 void Coordinator::Shutdown(const std::string& reason) {

@@ -120,6 +120,9 @@ class Coordinator {
   void RunJob(std::shared_ptr<Job> job);
   std::string JobDir(const std::string& job_id) const;
   absl::Status LoadJob(const std::string& dir_name);
+  // A job on disk that could not be resumed: listed as FAILED with the reason (in memory
+  // only, so a restart after the cause is fixed resumes it), never silently dropped.
+  void ListUnresumableJob(const std::string& dir_name, int64_t seq, const absl::Status& why);
 
   const CoordinatorOptions options_;
   WorkerRegistry workers_;

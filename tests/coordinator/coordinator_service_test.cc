@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <fstream>
 #include <memory>
 #include <string>
 #include <vector>
@@ -27,12 +28,23 @@ coordinator::CoordinatorOptions FastOptions(const std::string& checkpoint_dir = 
   return options;
 }
 
+// A fresh folder for one test, removed when the test process exits (ctest runs each
+// case in its own process).
 std::string TempDir(const std::string& name) {
+  struct Cleanup {
+    std::vector<fs::path> dirs;
+    ~Cleanup() {
+      std::error_code ignored;
+      for (const fs::path& dir : dirs) fs::remove_all(dir, ignored);
+    }
+  };
+  static Cleanup cleanup;
   const fs::path dir = fs::temp_directory_path() /
                        (name + "-" + std::to_string(::getpid()) + "-" +
                         ::testing::UnitTest::GetInstance()->current_test_info()->name());
   fs::remove_all(dir);
   fs::create_directories(dir);
+  cleanup.dirs.push_back(dir);
   return dir.string();
 }
 
@@ -390,6 +402,53 @@ TEST(ResumeTest, InterruptedRunResumesBitIdentically) {
   auto fetched = (*again)->Fetch(job_id, "final");
   ASSERT_TRUE(fetched.ok()) << fetched.status();
   EXPECT_EQ(*fetched, *final_bytes);
+}
+
+// A job whose checkpoint cannot be read at restart is listed as FAILED with the reason,
+// not dropped; once the cause is fixed, the next restart resumes it.
+TEST(ResumeTest, UnreadableCheckpointIsListedAsFailedAndResumesOnceFixed) {
+  v1::JobSpec spec = SmallSinusoidSpec("maml", 9);
+  spec.set_checkpoint_interval(2);
+  const std::string dir = TempDir("unresumable");
+  std::string job_id;
+  {
+    auto h = CoordinatorHarness::Start(FastOptions(dir));
+    ASSERT_TRUE(h.ok()) << h.status();
+    auto worker = std::make_unique<InProcessWorker>((*h)->address());
+    auto id = (*h)->Submit(spec);
+    ASSERT_TRUE(id.ok());
+    job_id = *id;
+    auto reached = (*h)->WatchUntil(job_id, [](const v1::JobEvent& e) {
+      return e.kind() == v1::JobEvent::STEP && e.status().step() >= 4;
+    });
+    ASSERT_TRUE(reached.ok() && *reached);
+    worker->Stop();
+    (*h)->Shutdown();
+  }
+  const fs::path resume = fs::path(dir) / job_id / "resume.pt";
+  ASSERT_TRUE(fs::exists(resume));
+  const fs::path aside = fs::path(dir) / "resume.pt.aside";
+  fs::rename(resume, aside);
+  { std::ofstream(resume, std::ios::binary) << "not a checkpoint"; }
+  {
+    auto h = CoordinatorHarness::Start(FastOptions(dir));
+    ASSERT_TRUE(h.ok()) << h.status();
+    auto listed = (*h)->Get(job_id);
+    ASSERT_TRUE(listed.ok()) << listed.status();
+    EXPECT_EQ(listed->state(), v1::FAILED);
+    EXPECT_THAT(listed->error(), HasSubstr("not resumed after a coordinator restart"));
+    EXPECT_THAT(listed->error(), HasSubstr("resume.pt"));
+    EXPECT_EQ(listed->spec().meta_batch_size(), spec.meta_batch_size()) << "spec kept for listings";
+    (*h)->Shutdown();
+  }
+  fs::remove(resume);
+  fs::rename(aside, resume);
+  auto h = CoordinatorHarness::Start(FastOptions(dir));
+  ASSERT_TRUE(h.ok()) << h.status();
+  InProcessWorker worker((*h)->address());
+  const v1::JobStatus done = Terminal(**h, job_id);
+  EXPECT_EQ(done.state(), v1::SUCCEEDED) << done.error();
+  EXPECT_EQ(done.step(), 9);
 }
 
 TEST(ResumeTest, QueuedJobSurvivesARestart) {
