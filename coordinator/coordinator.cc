@@ -486,6 +486,9 @@ void Coordinator::PublishLocked(Job& job, v1::JobEvent::Kind kind) {
   v1::JobEvent event;
   event.set_kind(kind);
   *event.mutable_status() = job.status;
+  // The curve changes only at validations; resending it with every step would make a long
+  // watch quadratic in the number of validations.
+  if (kind == v1::JobEvent::STEP) event.mutable_status()->clear_validation_history();
   std::vector<std::weak_ptr<JobEventQueue>> alive;
   for (auto& weak : job.watchers) {
     if (auto queue = weak.lock()) {

@@ -330,7 +330,13 @@ TEST(JobApiTest, WatchSendsSnapshotFirstAndEndsAfterTerminalState) {
   int validations = 0;
   int64_t last_step = events->front().status().step();
   for (const auto& e : *events) {
-    if (e.kind() == v1::JobEvent::VALIDATION) ++validations;
+    if (e.kind() == v1::JobEvent::VALIDATION) {
+      ++validations;
+      EXPECT_GT(e.status().validation_history_size(), 0) << "validation events carry the curve";
+    }
+    if (e.kind() == v1::JobEvent::STEP) {
+      EXPECT_EQ(e.status().validation_history_size(), 0) << "step events leave the curve out";
+    }
     EXPECT_GE(e.status().step(), last_step);
     last_step = e.status().step();
   }
