@@ -133,6 +133,13 @@ absl::Status ValidateSpec(const v1::JobSpec& spec) {
   RETURN_IF_ERROR(NonNegative("validation_interval", spec.validation_interval()));
   RETURN_IF_ERROR(Positive("validation_tasks", spec.validation_tasks()));
   RETURN_IF_ERROR(NonNegative("early_stopping_patience", spec.early_stopping_patience()));
+  const char* kSelectionMetrics[] = {"loss", "accuracy"};
+  RETURN_IF_ERROR(CheckOneOf("select_best_by", spec.select_best_by(), kSelectionMetrics));
+  if (spec.select_best_by() == "accuracy" && !IsClassificationFamily(spec.tasks().family())) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "select_best_by 'accuracy' needs a classification family (tasks.family is '",
+        spec.tasks().family(), "', which has no accuracy)"));
+  }
   if (spec.early_stopping_patience() > 0 && spec.validation_interval() == 0) {
     return absl::InvalidArgumentError(
         "early_stopping_patience needs validation_interval > 0");
@@ -258,6 +265,7 @@ absl::StatusOr<v1::JobSpec> NormalizeJobSpec(v1::JobSpec spec) {
   if (spec.validation_tasks() == 0) spec.set_validation_tasks(100);
   if (spec.test_tasks() == 0) spec.set_test_tasks(600);
   if (spec.dtype().empty()) spec.set_dtype("float32");
+  if (spec.select_best_by().empty()) spec.set_select_best_by("loss");
 
   RETURN_IF_ERROR(ValidateSpec(spec));
   return spec;

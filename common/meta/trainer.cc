@@ -79,6 +79,11 @@ double LinearScheduleLr(const v1::JobSpec& spec, int64_t step) {
   return spec.outer().lr() * (1.0 - frac);
 }
 
+double SelectionScore(const v1::JobSpec& spec, const EvaluationSummary& validation) {
+  return spec.select_best_by() == "accuracy" ? -validation.accuracy_after.mean
+                                             : validation.loss_after.mean;
+}
+
 absl::StatusOr<double> ApplyMetaUpdate(const v1::JobSpec& spec,
                                        const std::vector<ParamSpec>& specs,
                                        std::vector<TensorList> task_gradients,
@@ -148,7 +153,7 @@ absl::StatusOr<TrainingResult> Train(const JobContext& job,
       ASSIGN_OR_RETURN(EvaluationSummary summary, MetaValidate(job, params, step + 1));
       const double loss = summary.loss_after.mean;
       if (use_plateau) optimizer->set_lr(plateau.Observe(loss, optimizer->lr()));
-      if (early.Observe(loss)) result.best_params = CloneParams(params);
+      if (early.Observe(SelectionScore(spec, summary))) result.best_params = CloneParams(params);
       validated = true;
       report.validation = summary;
     }

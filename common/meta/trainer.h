@@ -56,6 +56,10 @@ absl::StatusOr<TensorList> InitialMetaParams(const JobContext& job);
 // outer.lr towards 0 over spec.steps() (Reptile).
 double LinearScheduleLr(const v1::JobSpec& spec, int64_t step);
 
+// The meta-validation score that spec.select_best_by ranks by, lower is better: the loss
+// after adaptation, or minus the accuracy after adaptation.
+double SelectionScore(const v1::JobSpec& spec, const EvaluationSummary& validation);
+
 // One outer update from a meta-batch's per-task gradients (MetaGradients::per_task layout
 // split with SplitPerTask, or gathered from workers): aggregates in task order, clips to
 // outer.clip_grad_norm, steps the optimizer. Returns the pre-clipping gradient norm.

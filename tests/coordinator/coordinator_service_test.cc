@@ -350,12 +350,42 @@ TEST(JobApiTest, WatchSendsSnapshotFirstAndEndsAfterTerminalState) {
   EXPECT_EQ((*again)[0].kind(), v1::JobEvent::SNAPSHOT);
 }
 
-TEST(ResumeTest, InterruptedRunResumesBitIdentically) {
-  v1::JobSpec spec = SmallSinusoidSpec("maml", 9);
-  spec.set_checkpoint_interval(2);
-  spec.mutable_outer()->set_schedule("plateau");
-  spec.mutable_outer()->set_plateau_patience(1);
+// Jobs whose outer loop carries state from validation to validation, which a resumed run
+// must replay: the plateau schedule (on loss), and best-by-accuracy selection with early
+// stopping (on accuracy).
+v1::JobSpec ResumableSpec(const std::string& kind) {
+  if (kind == "plateau") {
+    v1::JobSpec spec = SmallSinusoidSpec("maml", 9);
+    spec.mutable_outer()->set_schedule("plateau");
+    spec.mutable_outer()->set_plateau_patience(1);
+    spec.set_checkpoint_interval(2);
+    spec.set_validation_interval(1);
+    return spec;
+  }
+  v1::JobSpec spec;
+  spec.set_algorithm("maml");
+  spec.mutable_model()->add_hidden_sizes(32);
+  spec.mutable_tasks()->set_family("synthetic_images");
+  spec.mutable_tasks()->set_ways(3);
+  spec.mutable_tasks()->set_query_size(2);
+  spec.mutable_tasks()->set_image_size(14);
+  spec.mutable_outer()->set_lr(0.05);
+  spec.set_meta_batch_size(4);
+  spec.set_steps(9);
   spec.set_validation_interval(1);
+  spec.set_validation_tasks(8);
+  spec.set_test_tasks(5);
+  spec.set_early_stopping_patience(6);
+  spec.set_select_best_by("accuracy");
+  spec.set_checkpoint_interval(2);
+  spec.set_seed(6);
+  return spec;
+}
+
+class InterruptedResumeTest : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(InterruptedResumeTest, ResumesBitIdentically) {
+  const v1::JobSpec spec = ResumableSpec(GetParam());
   meta::JobContext context = MakeContext(spec);
   auto expected = meta::Train(context);
   ASSERT_TRUE(expected.ok()) << expected.status();
@@ -408,7 +438,27 @@ TEST(ResumeTest, InterruptedRunResumesBitIdentically) {
   auto fetched = (*again)->Fetch(job_id, "final");
   ASSERT_TRUE(fetched.ok()) << fetched.status();
   EXPECT_EQ(*fetched, *final_bytes);
+
+  if (spec.select_best_by() == "accuracy") {
+    // best.pt holds the first most accurate validation, across the interruption.
+    double best_accuracy = -1;
+    int64_t best_step = 0;
+    for (const v1::ValidationPoint& point : done.validation_history()) {
+      if (point.result().accuracy_after().mean() > best_accuracy) {
+        best_accuracy = point.result().accuracy_after().mean();
+        best_step = point.step();
+      }
+    }
+    EXPECT_EQ(done.best_step(), best_step);
+    EXPECT_EQ(done.best_validation().accuracy_after().mean(), best_accuracy);
+  }
 }
+
+INSTANTIATE_TEST_SUITE_P(OuterLoopState, InterruptedResumeTest,
+                         ::testing::Values("plateau", "best_by_accuracy"),
+                         [](const ::testing::TestParamInfo<std::string>& info) {
+                           return info.param;
+                         });
 
 // A job whose checkpoint cannot be read at restart is listed as FAILED with the reason,
 // not dropped; once the cause is fixed, the next restart resumes it.

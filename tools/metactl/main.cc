@@ -183,10 +183,7 @@ int Watch(Client& client, const std::string& job_id) {
   stream->Finish();
   if (last.state() == v1::SUCCEEDED) {
     if (last.stopped_early()) std::printf("stopped early at step %lld\n", static_cast<long long>(last.step()));
-    if (last.best_step() > 0 && last.best_validation().loss_after().n() > 0) {
-      std::printf("best validation (step %lld):\n%s\n", static_cast<long long>(last.best_step()),
-                  FormatEvaluation(last.best_validation(), "  ").c_str());
-    }
+    std::printf("%s", FormatBestValidation(last).c_str());
     std::printf("tasks: %s\n", FormatTaskSetting(last.spec()).c_str());
     std::printf("meta-test (%lld tasks, %d inner steps), mean ± 95%% CI:\n%s\n",
                 static_cast<long long>(last.test().loss_after().n()), last.test().inner_steps(),

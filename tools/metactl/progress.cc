@@ -97,10 +97,7 @@ std::string FormatStatus(const v1::JobStatus& status) {
   absl::StrAppend(&out, "progress   ", FormatProgress(status, 0), "\n");
   absl::StrAppend(&out, absl::StrFormat("outer lr   %g\n", status.learning_rate()));
   absl::StrAppend(&out, "workers    ", status.workers(), "\n");
-  if (status.best_step() > 0 && status.best_validation().loss_after().n() > 0) {
-    absl::StrAppend(&out, "best validation (step ", status.best_step(), "):\n",
-                    FormatEvaluation(status.best_validation(), "  "), "\n");
-  }
+  absl::StrAppend(&out, FormatBestValidation(status));
   if (status.test().loss_after().n() > 0) {
     absl::StrAppend(&out, "meta-test (", status.test().loss_after().n(), " tasks, ",
                     status.test().inner_steps(), " inner steps):\n",
@@ -141,6 +138,14 @@ std::string FormatHistoryCsv(const v1::JobStatus& status) {
     }
   }
   return out;
+}
+
+std::string FormatBestValidation(const v1::JobStatus& status) {
+  if (status.best_step() == 0 || status.best_validation().loss_after().n() == 0) return "";
+  const std::string& metric = status.spec().select_best_by();
+  return absl::StrCat("best validation (step ", status.best_step(), ", by ",
+                      metric.empty() ? "loss" : metric, "):\n",
+                      FormatEvaluation(status.best_validation(), "  "), "\n");
 }
 
 }  // namespace metatrain::metactl

@@ -32,6 +32,10 @@ std::string FormatEvaluation(const v1::EvaluationResult& result, const std::stri
 // 15 query per class" or "sinusoid, K = 10, 10 query points".
 std::string FormatTaskSetting(const v1::JobSpec& spec);
 
+// "best validation (step N, by loss|accuracy):" and its metrics, one line each, ending in a
+// newline; empty before the first validation.
+std::string FormatBestValidation(const v1::JobStatus& status);
+
 // Multi-line description for `metactl status`.
 std::string FormatStatus(const v1::JobStatus& status);
 

@@ -47,6 +47,20 @@ TEST(JobSpecTest, RegressionDefaults) {
   EXPECT_EQ(spec->test_tasks(), 600);
   EXPECT_EQ(spec->dtype(), "float32");
   EXPECT_EQ(spec->tasks().input_dim(), 1);
+  EXPECT_EQ(spec->select_best_by(), "loss");
+}
+
+TEST(JobSpecTest, SelectBestByIsLossOrAccuracyOfAClassificationFamily) {
+  auto spec = Normalize(R"({"algorithm": "reptile", "tasks": {"family": "synthetic_images"},
+                            "select_best_by": "accuracy"})");
+  ASSERT_TRUE(spec.ok()) << spec.status();
+  EXPECT_EQ(spec->select_best_by(), "accuracy");
+  ExpectInvalid(R"({"algorithm": "maml", "tasks": {"family": "synthetic_images"},
+                    "select_best_by": "f1"})",
+                "select_best_by: unknown 'f1'");
+  ExpectInvalid(R"({"algorithm": "maml", "tasks": {"family": "sinusoid"},
+                    "select_best_by": "accuracy"})",
+                "select_best_by 'accuracy' needs a classification family");
 }
 
 TEST(JobSpecTest, ClassificationDefaults) {

@@ -137,6 +137,31 @@ TEST(TrainerTest, EarlyStoppingKeepsBestParams) {
   EXPECT_FALSE(same);
 }
 
+TEST(TrainerTest, SelectBestByAccuracyKeepsMostAccurateParams) {
+  // A large outer lr makes validation accuracy peak early and then wander.
+  JobContext job = Context(R"({"algorithm": "maml", "model": {"hidden_sizes": [32]},
+      "tasks": {"family": "synthetic_images", "ways": 3, "query_size": 3, "image_size": 14},
+      "meta_batch_size": 4, "outer": {"lr": 0.05}, "steps": 200, "validation_interval": 2,
+      "validation_tasks": 10, "early_stopping_patience": 3, "select_best_by": "accuracy",
+      "test_tasks": 10, "seed": 4})");
+  double best_accuracy = -1;
+  int64_t best_step = -1;
+  auto result = Train(job, [&](const StepReport& r) {
+    if (r.validation && r.validation->accuracy_after.mean > best_accuracy) {
+      best_accuracy = r.validation->accuracy_after.mean;
+      best_step = r.step;
+    }
+    return true;
+  });
+  ASSERT_TRUE(result.ok()) << result.status();
+  // Patience counts validations without a more accurate one, not without a lower loss.
+  EXPECT_TRUE(result->stopped_early);
+  EXPECT_EQ(result->steps_run, best_step + 3 * 2);
+  auto again = MetaValidate(job, result->best_params, best_step);
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(again->accuracy_after.mean, best_accuracy);
+}
+
 TEST(TrainerTest, PlateauScheduleLowersLearningRate) {
   JobContext job = Context(R"({"algorithm": "fomaml", "tasks": {"family": "sinusoid"},
       "outer": {"lr": 0.3, "schedule": "plateau", "plateau_patience": 1, "plateau_factor": 0.5},

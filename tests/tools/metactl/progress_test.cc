@@ -102,6 +102,20 @@ TEST(ProgressTest, TaskSettingNamesSplitWaysAndShots) {
   EXPECT_EQ(FormatTaskSetting(sinusoid), "sinusoid, K = 5, 10 query points");
 }
 
+TEST(ProgressTest, BestValidationNamesTheSelectionMetric) {
+  v1::JobStatus status;
+  EXPECT_EQ(FormatBestValidation(status), "");  // nothing validated yet
+  status.set_best_step(1500);
+  status.mutable_best_validation()->mutable_loss_after()->set_n(100);
+  status.mutable_best_validation()->mutable_accuracy_after()->set_mean(0.9);
+  status.mutable_best_validation()->mutable_accuracy_after()->set_n(100);
+  EXPECT_THAT(FormatBestValidation(status), HasSubstr("best validation (step 1500, by loss)"));
+  status.mutable_spec()->set_select_best_by("accuracy");
+  EXPECT_THAT(FormatBestValidation(status),
+              HasSubstr("best validation (step 1500, by accuracy)"));
+  EXPECT_THAT(FormatStatus(status), HasSubstr("by accuracy"));
+}
+
 TEST(ProgressTest, HistoryCsvHasOneRowPerValidation) {
   v1::JobStatus status;
   for (int step : {500, 1000}) {
