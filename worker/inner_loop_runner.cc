@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "absl/strings/strip.h"
+#include "common/meta/params.h"
 #include "common/status/status_macros.h"
 #include "common/status/torch_status.h"
 
@@ -289,7 +290,7 @@ absl::Status InnerLoopRunner::Compute(const v1::Assignment& assignment, const Em
     }
     for (size_t i = 0; i < task_grad.size(); ++i) {
       const bool finite = CatchTorch("checking gradients", [&] {
-                            return task_grad[i].isfinite().all().item<bool>();
+                            return meta::AllFinite(task_grad[i]);
                           }).value_or(false);
       if (!finite) {
         return absl::InternalError(absl::StrCat("meta-gradient of ", specs[i].name, " for task ",

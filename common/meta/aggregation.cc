@@ -34,7 +34,7 @@ absl::Status TaskOrderAggregator::Add(int64_t index, TensorList gradient) {
       return absl::InvalidArgumentError(
           absl::StrCat("task ", index, ": gradient of ", specs_[i].name, " is not floating point"));
     }
-    if (!g.isfinite().all().item<bool>()) {
+    if (!AllFinite(g)) {
       return absl::InvalidArgumentError(absl::StrCat(
           "task ", index, ": gradient of ", specs_[i].name, " has non-finite values"));
     }

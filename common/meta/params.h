@@ -23,6 +23,11 @@ struct ParamSpec {
 int64_t NumElements(const ParamSpec& spec);
 int64_t TotalNumElements(const std::vector<ParamSpec>& specs);
 
+// True when no element is NaN or infinite. For contiguous CPU float/double tensors, one
+// read pass without temporaries: at::isfinite materialises three full-size intermediates,
+// which made it most of the coordinator's cost per received gradient (docs/benchmarks.md).
+bool AllFinite(const at::Tensor& tensor);
+
 }  // namespace metatrain::meta
 
 #endif  // METATRAIN_COMMON_META_PARAMS_H_

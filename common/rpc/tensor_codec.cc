@@ -245,7 +245,7 @@ absl::Status TensorAssembler::AddImpl(const v1::TensorChunk& chunk) {
     received_bytes_ += size;
   }
   if (received_bytes_ == expected_total && at::isFloatingType(dtype_)) {
-    const bool finite = at::isfinite(tensors_[index]).all().item<bool>();
+    const bool finite = meta::AllFinite(tensors_[index]);
     if (!finite) {
       return absl::InvalidArgumentError(absl::StrCat(what, ": non-finite values"));
     }
