@@ -63,8 +63,6 @@ absl::StatusOr<std::string> SerializeResumeState(const ResumeState& state,
     dict["step"] = at::scalar_tensor(state.step, at::kLong);
     dict["validation_losses"] =
         at::tensor(at::ArrayRef<double>(state.validation_losses), at::kDouble).clone();
-    dict["validation_accuracies"] =
-        at::tensor(at::ArrayRef<double>(state.validation_accuracies), at::kDouble).clone();
     dict["status"] = BytesTensor(state.status.SerializeAsString());
     dict["spec_json"] = BytesTensor(meta::JobSpecToJson(state.status.spec()));
     return meta::SerializeStateDict(dict);
@@ -94,10 +92,6 @@ absl::StatusOr<ResumeState> ResumeStateFromDict(const meta::StateDict& dict,
     state.step = step->second.item<int64_t>();
     at::Tensor l = losses->second.to(at::kDouble).contiguous();
     state.validation_losses.assign(l.data_ptr<double>(), l.data_ptr<double>() + l.numel());
-    if (auto accuracies = dict.find("validation_accuracies"); accuracies != dict.end()) {
-      at::Tensor a = accuracies->second.to(at::kDouble).contiguous();
-      state.validation_accuracies.assign(a.data_ptr<double>(), a.data_ptr<double>() + a.numel());
-    }
     ASSIGN_OR_RETURN(state.params, meta::FromStateDict(specs, Prefixed("params.", dict), dtype));
     const meta::StateDict best = Prefixed("best.", dict);
     if (!best.empty()) {

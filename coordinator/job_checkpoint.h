@@ -11,9 +11,9 @@
 //   "optimizer.<key>"      OuterOptimizer::State()
 //   "step"                 int64 scalar: steps completed
 //   "validation_losses"    float64 [k]: every meta-validation loss so far, in order; the
-//                          plateau schedule and early stopping are replayed from it
-//   "validation_accuracies" float64 [k]: the accuracies of the same validations (for
-//                          select_best_by "accuracy"; absent in files from before it)
+//                          plateau schedule and early stopping are replayed from it (with
+//                          the accuracies of status.validation_history, for
+//                          select_best_by "accuracy")
 //   "status"               uint8: the serialised v1::JobStatus (spec, state, metrics)
 //   "spec_json"            uint8: the normalised JobSpec as JSON, for people
 // Task sampling needs no state: tasks derive from (seed, TaskKey) and the step.
@@ -36,7 +36,6 @@ struct ResumeState {
   meta::TensorList params;
   std::map<std::string, at::Tensor> optimizer_state;
   std::vector<double> validation_losses;
-  std::vector<double> validation_accuracies;
   meta::TensorList best_params;  // empty until the first validation
 };
 

@@ -129,19 +129,21 @@ absl::Status JobRunner::Run() {
     params_ = std::move(resume_->params);
     RETURN_IF_ERROR(optimizer->LoadState(resume_->optimizer_state));
     validation_losses_ = resume_->validation_losses;
-    validation_accuracies_ = resume_->validation_accuracies;
-    if (spec.select_best_by() == "accuracy" &&
-        validation_accuracies_.size() != validation_losses_.size()) {
+    // The saved status's validation curve holds the same validations' accuracies, exactly
+    // (EvaluationResult keeps the double), for replaying select_best_by "accuracy".
+    const auto& history = resume_->status.validation_history();
+    const int validations = static_cast<int>(validation_losses_.size());
+    if (spec.select_best_by() == "accuracy" && history.size() != validations) {
       return absl::InvalidArgumentError(absl::StrCat(
-          "resume checkpoint has ", validation_losses_.size(), " validation losses but ",
-          validation_accuracies_.size(), " validation accuracies (select_best_by 'accuracy')"));
+          "resume checkpoint has ", validations, " validation losses but ", history.size(),
+          " points of validation history (select_best_by 'accuracy')"));
     }
-    for (size_t i = 0; i < validation_losses_.size(); ++i) {
+    for (int i = 0; i < validations; ++i) {
       plateau.Observe(validation_losses_[i], optimizer->lr());
       meta::EvaluationSummary replayed;
       replayed.loss_after.mean = validation_losses_[i];
-      if (i < validation_accuracies_.size()) {
-        replayed.accuracy_after.mean = validation_accuracies_[i];
+      if (i < history.size()) {
+        replayed.accuracy_after.mean = history[i].result().accuracy_after().mean();
       }
       early.Observe(meta::SelectionScore(spec, replayed));
     }
@@ -199,7 +201,6 @@ absl::Status JobRunner::Run() {
       const double loss = validation->loss_after.mean;
       if (use_plateau) optimizer->set_lr(plateau.Observe(loss, optimizer->lr()));
       validation_losses_.push_back(loss);
-      validation_accuracies_.push_back(validation->accuracy_after.mean);
       if (early.Observe(meta::SelectionScore(spec, *validation))) {
         best_params_ = CloneParams(params_);
         best_version = step + 1;
@@ -671,7 +672,6 @@ absl::Status JobRunner::WriteResume(int64_t step, const meta::OuterOptimizer& op
   state.params = params_;
   state.optimizer_state = optimizer.State();
   state.validation_losses = validation_losses_;
-  state.validation_accuracies = validation_accuracies_;
   state.best_params = best_params_;
   ASSIGN_OR_RETURN(std::string bytes, SerializeResumeState(state, specs_));
   return meta::WriteFileAtomically(

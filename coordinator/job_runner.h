@@ -154,7 +154,6 @@ class JobRunner {
   meta::TensorList best_params_;
   std::optional<ResumeState> resume_;
   std::vector<double> validation_losses_;
-  std::vector<double> validation_accuracies_;
   std::vector<Participant> participants_;
   std::map<std::string, SessionState> sessions_;
   std::map<int64_t, std::unique_ptr<InFlight>> in_flight_;
