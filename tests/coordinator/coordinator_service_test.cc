@@ -157,19 +157,8 @@ INSTANTIATE_TEST_SUITE_P(Sharding, MatchesTrainerTest,
                          });
 
 TEST(MatchesTrainerClassificationTest, SyntheticImagesOnTwoWorkers) {
-  v1::JobSpec spec;
-  spec.set_algorithm("maml");
-  spec.mutable_model()->add_hidden_sizes(32);
-  spec.mutable_tasks()->set_family("synthetic_images");
-  spec.mutable_tasks()->set_ways(3);
-  spec.mutable_tasks()->set_query_size(2);
-  spec.mutable_tasks()->set_image_size(14);
-  spec.set_meta_batch_size(4);
-  spec.set_steps(3);
-  spec.set_validation_interval(1);
+  v1::JobSpec spec = SmallImageSpec(/*steps=*/3, /*seed=*/5);
   spec.set_validation_tasks(5);
-  spec.set_test_tasks(5);
-  spec.set_seed(5);
   meta::JobContext context = MakeContext(spec);
   auto expected = meta::Train(context);
   ASSERT_TRUE(expected.ok()) << expected.status();
@@ -362,23 +351,12 @@ v1::JobSpec ResumableSpec(const std::string& kind) {
     spec.set_validation_interval(1);
     return spec;
   }
-  v1::JobSpec spec;
-  spec.set_algorithm("maml");
-  spec.mutable_model()->add_hidden_sizes(32);
-  spec.mutable_tasks()->set_family("synthetic_images");
-  spec.mutable_tasks()->set_ways(3);
-  spec.mutable_tasks()->set_query_size(2);
-  spec.mutable_tasks()->set_image_size(14);
+  v1::JobSpec spec = SmallImageSpec(/*steps=*/9, /*seed=*/6);
   spec.mutable_outer()->set_lr(0.05);
-  spec.set_meta_batch_size(4);
-  spec.set_steps(9);
-  spec.set_validation_interval(1);
   spec.set_validation_tasks(8);
-  spec.set_test_tasks(5);
   spec.set_early_stopping_patience(6);
   spec.set_select_best_by("accuracy");
   spec.set_checkpoint_interval(2);
-  spec.set_seed(6);
   return spec;
 }
 

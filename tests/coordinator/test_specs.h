@@ -30,6 +30,24 @@ inline v1::JobSpec SmallSinusoidSpec(const std::string& algorithm, int64_t steps
   return spec;
 }
 
+// 3-way image classification (synthetic images, 14x14), a 32-unit MLP, 4 tasks per step,
+// validated every step.
+inline v1::JobSpec SmallImageSpec(int64_t steps, uint64_t seed) {
+  v1::JobSpec spec;
+  spec.set_algorithm("maml");
+  spec.mutable_model()->add_hidden_sizes(32);
+  spec.mutable_tasks()->set_family("synthetic_images");
+  spec.mutable_tasks()->set_ways(3);
+  spec.mutable_tasks()->set_query_size(2);
+  spec.mutable_tasks()->set_image_size(14);
+  spec.set_meta_batch_size(4);
+  spec.set_steps(steps);
+  spec.set_validation_interval(1);
+  spec.set_test_tasks(5);
+  spec.set_seed(seed);
+  return spec;
+}
+
 inline meta::JobContext MakeContext(const v1::JobSpec& spec) {
   auto normalized = meta::NormalizeJobSpec(spec);
   EXPECT_TRUE(normalized.ok()) << normalized.status();
