@@ -98,8 +98,10 @@ int Run(int argc, char** argv) {
         return 1;
       }
     }
-    auto mean = aggregator.Mean();
-    if (!mean.ok()) return 1;
+    if (auto mean = aggregator.Mean(); !mean.ok()) {
+      std::fprintf(stderr, "gradient_intake_bench: %s\n", mean.status().ToString().c_str());
+      return 1;
+    }
     const double ms = std::chrono::duration<double, std::milli>(
                           std::chrono::steady_clock::now() - start)
                           .count();
