@@ -6,6 +6,7 @@
 //
 // One JSON line per run, like bench/reference_maml.py, so bench/run_all.sh can tabulate both.
 
+#include <ATen/Parallel.h>
 #include <sys/resource.h>
 
 #include <algorithm>
@@ -14,8 +15,6 @@
 #include <cstdlib>
 #include <string>
 #include <vector>
-
-#include <ATen/Parallel.h>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -130,7 +129,8 @@ int Run(const Options& options) {
   getrusage(RUSAGE_SELF, &usage);
   std::printf(
       "{\"impl\": \"metatrain-cpp-batched\", \"workload\": \"%s\", \"order\": %d, \"threads\": %d, "
-      "\"meta_batch\": %d, \"tasks_per_second\": [%s], \"median\": %.1f, \"sampling_share\": %.3f, \"peak_rss_mib\": %.1f}\n",
+      "\"meta_batch\": %d, \"tasks_per_second\": [%s], \"median\": %.1f, \"sampling_share\": %.3f, "
+      "\"peak_rss_mib\": %.1f}\n",
       options.workload.c_str(), options.algorithm == "maml" ? 2 : 1, options.threads,
       spec->meta_batch_size(), absl::StrJoin(rates, ", ").c_str(), sorted[sorted.size() / 2],
       sample_seconds / measured_seconds, usage.ru_maxrss / 1024.0);
@@ -151,11 +151,16 @@ int main(int argc, char** argv) {
       }
       return argv[++i];
     };
-    if (arg == "--workload") options.workload = value();
-    else if (arg == "--algorithm") options.algorithm = value();
-    else if (arg == "--threads") options.threads = std::atoi(value().c_str());
-    else if (arg == "--steps") options.steps = std::atoi(value().c_str());
-    else if (arg == "--repeats") options.repeats = std::atoi(value().c_str());
+    if (arg == "--workload")
+      options.workload = value();
+    else if (arg == "--algorithm")
+      options.algorithm = value();
+    else if (arg == "--threads")
+      options.threads = std::atoi(value().c_str());
+    else if (arg == "--steps")
+      options.steps = std::atoi(value().c_str());
+    else if (arg == "--repeats")
+      options.repeats = std::atoi(value().c_str());
     else {
       std::fprintf(stderr, "metatrain-core-bench: unknown flag %s\n", arg.c_str());
       return 2;

@@ -2,13 +2,13 @@
 // cache) against a load from the decode cache.
 //   data_load_bench [omniglot_dir] [image_size] [threads]
 
+#include <unistd.h>
+
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <string>
-
-#include <unistd.h>
 
 #include "common/data/omniglot.h"
 

@@ -12,6 +12,8 @@
 // wall time once the busiest worker's compute time for that step (AssignmentDone.
 // compute_seconds, logged by the workers with --log_assignments) is taken out.
 
+#include <ATen/Parallel.h>
+#include <grpcpp/grpcpp.h>
 #include <signal.h>
 
 #include <algorithm>
@@ -23,9 +25,6 @@
 #include <sstream>
 #include <string>
 #include <vector>
-
-#include <ATen/Parallel.h>
-#include <grpcpp/grpcpp.h>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -51,20 +50,22 @@ std::vector<BenchJob> Jobs(int64_t sinusoid_steps, int64_t conv_steps) {
         "model": {"kind": "mlp", "hidden_sizes": [40, 40]},
         "tasks": {"family": "sinusoid", "shots": 10, "query_size": 10},
         "meta_batch_size": 25, "inner": {"steps": 1, "lr": 0.01},
-        "steps": )", sinusoid_steps, R"(, "test_tasks": 10, "seed": 1})")},
+        "steps": )",
+                                sinusoid_steps, R"(, "test_tasks": 10, "seed": 1})")},
       {"omniglot_conv", absl::StrCat(R"({"name": "bench-conv", "algorithm": "maml",
         "model": {"kind": "conv"},
         "tasks": {"family": "synthetic_images", "ways": 5, "shots": 1, "query_size": 15,
                   "image_size": 28},
         "meta_batch_size": 32, "inner": {"steps": 1, "lr": 0.4, "test_steps": 1},
-        "steps": )", conv_steps, R"(, "test_tasks": 10, "seed": 1})")},
+        "steps": )",
+                                     conv_steps, R"(, "test_tasks": 10, "seed": 1})")},
   };
 }
 
 struct Result {
   double tasks_per_second = 0;
-  double step_seconds = 0;          // mean wall time per step
-  double critical_compute = 0;      // mean busiest-worker compute per step
+  double step_seconds = 0;      // mean wall time per step
+  double critical_compute = 0;  // mean busiest-worker compute per step
   int64_t steps_timed = 0;
 };
 
@@ -222,8 +223,9 @@ int Main(int argc, char** argv) {
     }
   }
   at::set_num_threads(1);
-  std::printf("| job | setup | tasks/s | step time (ms) | busiest worker compute / step (ms) | "
-              "coordinator share of step |\n|---|---|---|---|---|---|\n");
+  std::printf(
+      "| job | setup | tasks/s | step time (ms) | busiest worker compute / step (ms) | "
+      "coordinator share of step |\n|---|---|---|---|---|---|\n");
   std::fflush(stdout);
   for (const BenchJob& job : Jobs(sinusoid_steps, conv_steps)) {
     if (!only.empty() && only != job.name) continue;

@@ -8,13 +8,13 @@
 //
 // One JSON line: milliseconds per task (median over repeats) and the gradient's size.
 
+#include <ATen/Parallel.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <string>
 #include <vector>
-
-#include <ATen/Parallel.h>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -28,8 +28,8 @@ namespace {
 
 std::string SpecJson(const std::string& workload) {
   if (workload == "sinusoid") return R"({"algorithm": "maml", "tasks": {"family": "sinusoid"}})";
-  const std::string model = workload == "omniglot_conv" ? R"({"kind": "conv"})"
-                                                        : R"({"kind": "mlp"})";
+  const std::string model =
+      workload == "omniglot_conv" ? R"({"kind": "conv"})" : R"({"kind": "mlp"})";
   return absl::StrCat(R"({"algorithm": "maml", "model": )", model,
                       R"(, "tasks": {"family": "synthetic_images", "image_size": 28}})");
 }
@@ -46,8 +46,7 @@ int Run(int argc, char** argv) {
     } else if ((flag == "--tasks" && absl::SimpleAtoi(value, &tasks) && tasks > 0) ||
                (flag == "--repeats" && absl::SimpleAtoi(value, &repeats) && repeats > 0)) {
     } else {
-      std::fprintf(stderr, "gradient_intake_bench: bad flag %s %s\n", flag.c_str(),
-                   value.c_str());
+      std::fprintf(stderr, "gradient_intake_bench: bad flag %s %s\n", flag.c_str(), value.c_str());
       return 2;
     }
   }
@@ -91,8 +90,8 @@ int Run(int argc, char** argv) {
         }
       }
       auto gradient = assembler.Finish();
-      absl::Status added = gradient.ok() ? aggregator.Add(t, std::move(*gradient))
-                                         : gradient.status();
+      absl::Status added =
+          gradient.ok() ? aggregator.Add(t, std::move(*gradient)) : gradient.status();
       if (!added.ok()) {
         std::fprintf(stderr, "gradient_intake_bench: %s\n", added.ToString().c_str());
         return 1;
@@ -102,9 +101,8 @@ int Run(int argc, char** argv) {
       std::fprintf(stderr, "gradient_intake_bench: %s\n", mean.status().ToString().c_str());
       return 1;
     }
-    const double ms = std::chrono::duration<double, std::milli>(
-                          std::chrono::steady_clock::now() - start)
-                          .count();
+    const double ms =
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
     ms_per_task.push_back(ms / tasks);
   }
   std::sort(ms_per_task.begin(), ms_per_task.end());
@@ -112,8 +110,8 @@ int Run(int argc, char** argv) {
       "{\"bench\": \"gradient_intake\", \"workload\": \"%s\", \"gradient_bytes\": %lld, "
       "\"tasks\": %d, \"repeats\": %d, \"ms_per_task_median\": %.4f, \"ms_per_task_min\": "
       "%.4f}\n",
-      workload.c_str(), static_cast<long long>(meta::TotalNumElements(specs) * 4), tasks,
-      repeats, ms_per_task[ms_per_task.size() / 2], ms_per_task.front());
+      workload.c_str(), static_cast<long long>(meta::TotalNumElements(specs) * 4), tasks, repeats,
+      ms_per_task[ms_per_task.size() / 2], ms_per_task.front());
   return 0;
 }
 

@@ -115,8 +115,8 @@ absl::Status Coordinator::Start() {
   std::error_code ec;
   fs::create_directories(options_.checkpoint_dir, ec);
   if (ec) {
-    return absl::InvalidArgumentError(absl::StrCat("--checkpoint_dir '", options_.checkpoint_dir,
-                                                   "': ", ec.message()));
+    return absl::InvalidArgumentError(
+        absl::StrCat("--checkpoint_dir '", options_.checkpoint_dir, "': ", ec.message()));
   }
   std::vector<std::pair<int64_t, std::string>> found;
   for (const auto& entry : fs::directory_iterator(options_.checkpoint_dir, ec)) {
@@ -213,9 +213,9 @@ void Coordinator::ListUnresumableJob(const std::string& dir_name, int64_t seq,
   job->status.set_job_id(dir_name);
   job->status.set_state(v1::FAILED);
   job->status.set_workers(0);
-  job->status.set_error(absl::StrCat(
-      "not resumed after a coordinator restart: ", why.message(),
-      " (fix this and restart the coordinator to resume from its last checkpoint)"));
+  job->status.set_error(
+      absl::StrCat("not resumed after a coordinator restart: ", why.message(),
+                   " (fix this and restart the coordinator to resume from its last checkpoint)"));
   std::lock_guard<std::mutex> lock(mu_);
   jobs_[job->id] = job;
   by_seq_[job->seq] = job;
@@ -276,8 +276,8 @@ absl::StatusOr<v1::JobStatus> Coordinator::SubmitJob(const v1::JobSpec& spec) {
     std::error_code ec;
     fs::create_directories(JobDir(job->id), ec);
     if (ec) {
-      return absl::InternalError(absl::StrCat("cannot create ", JobDir(job->id), ": ",
-                                              ec.message()));
+      return absl::InternalError(
+          absl::StrCat("cannot create ", JobDir(job->id), ": ", ec.message()));
     }
   }
   v1::JobStatus& status = job->status;
@@ -395,8 +395,7 @@ absl::StatusOr<CheckpointData> Coordinator::FetchCheckpoint(const std::string& j
 }
 
 void Coordinator::MaybeStartJobsLocked() {
-  while (!shutting_down_ && running_ < std::max(1, options_.max_running_jobs) &&
-         !queue_.empty()) {
+  while (!shutting_down_ && running_ < std::max(1, options_.max_running_jobs) && !queue_.empty()) {
     std::shared_ptr<Job> job = queue_.front();
     queue_.pop_front();
     StartJobLocked(job);
@@ -434,9 +433,9 @@ void Coordinator::StartJobLocked(const std::shared_ptr<Job>& job) {
   runner_options.assignment_timeout = options_.assignment_timeout;
   runner_options.max_task_attempts = options_.max_task_attempts;
   runner_options.poll_interval = options_.poll_interval;
-  job->runner = std::make_shared<JobRunner>(job->id, job->context, std::move(job->initial_params),
-                                            std::move(job->resume), runner_options,
-                                            std::move(hooks));
+  job->runner =
+      std::make_shared<JobRunner>(job->id, job->context, std::move(job->initial_params),
+                                  std::move(job->resume), runner_options, std::move(hooks));
   job->resume.reset();
   PublishLocked(*job, v1::JobEvent::STATE_CHANGE);
   threads_.emplace_back(&Coordinator::RunJob, this, job);

@@ -307,9 +307,8 @@ absl::Status JobRunner::RunRound(Round& round) {
       const absl::Time now = absl::Now();
       for (const auto& [id, a] : in_flight_) wait = std::min(wait, a->deadline - now);
       wait = std::max(wait, absl::ZeroDuration());
-      cv_.wait_for(lock, absl::ToChronoNanoseconds(wait), [&] {
-        return !inbox_.empty() || workers_changed_ || cancelled_ || stopped_;
-      });
+      cv_.wait_for(lock, absl::ToChronoNanoseconds(wait),
+                   [&] { return !inbox_.empty() || workers_changed_ || cancelled_ || stopped_; });
       if (cancelled_) return finish(absl::CancelledError("job cancelled"));
       if (stopped_) return finish(absl::AbortedError("coordinator shutting down"));
       events.swap(inbox_);
@@ -372,8 +371,7 @@ void JobRunner::Dispatch(Round& round) {
   }
 }
 
-bool JobRunner::SendAssignment(Participant& participant, Round& round, int64_t begin,
-                               int64_t end) {
+bool JobRunner::SendAssignment(Participant& participant, Round& round, int64_t begin, int64_t end) {
   WorkerConnection& connection = *participant.info.connection;
   SessionState& session = sessions_[participant.info.id];
   if (!session.setup_sent) {
@@ -474,9 +472,9 @@ void JobRunner::HandleGradient(Round& round, const std::string& worker_id,
     a.current_task = t;
     a.assembler->Reset();
   } else if (a.current_task != t) {
-    return Requeue(round, a.id,
-                   absl::StrCat("gradient chunks of task ", t, " interleaved with task ",
-                                a.current_task));
+    return Requeue(
+        round, a.id,
+        absl::StrCat("gradient chunks of task ", t, " interleaved with task ", a.current_task));
   }
   absl::Status status = a.assembler->Add(gradient.chunk());
   if (!status.ok()) {
@@ -564,8 +562,8 @@ void JobRunner::Requeue(Round& round, int64_t assignment_id, const std::string& 
     if (!rejection.empty() && ++round.attempts[t] >= options_.max_task_attempts &&
         round.failure.ok()) {
       round.failure = absl::FailedPreconditionError(
-          absl::StrCat("task ", t, " of ", v1::TaskSplit_Name(round.split), " round ",
-                       round.round, " failed ", round.attempts[t], " times; last: ", rejection));
+          absl::StrCat("task ", t, " of ", v1::TaskSplit_Name(round.split), " round ", round.round,
+                       " failed ", round.attempts[t], " times; last: ", rejection));
     }
   }
   for (auto r = runs.rbegin(); r != runs.rend(); ++r) round.pending.push_front(*r);
@@ -575,11 +573,10 @@ void JobRunner::Requeue(Round& round, int64_t assignment_id, const std::string& 
   if (!rejection.empty()) {
     // Let the other workers retry; if none is left, the round takes the whole pool again
     // (this worker included) and the attempt limit decides.
-    participants_.erase(std::remove_if(participants_.begin(), participants_.end(),
-                                       [&](const Participant& p) {
-                                         return p.info.id == worker_id && !p.busy;
-                                       }),
-                        participants_.end());
+    participants_.erase(
+        std::remove_if(participants_.begin(), participants_.end(),
+                       [&](const Participant& p) { return p.info.id == worker_id && !p.busy; }),
+        participants_.end());
     ReportWorkers();
   }
 }
@@ -614,9 +611,10 @@ void JobRunner::CheckDeadlines(Round& round) {
   for (const auto& [id, worker_id] : late) {
     Requeue(round, id, "");
     // A worker that misses its deadline is presumed hung: it sits out the rest of the round.
-    participants_.erase(std::remove_if(participants_.begin(), participants_.end(),
-                                       [&](const Participant& p) { return p.info.id == worker_id; }),
-                        participants_.end());
+    participants_.erase(
+        std::remove_if(participants_.begin(), participants_.end(),
+                       [&](const Participant& p) { return p.info.id == worker_id; }),
+        participants_.end());
   }
   if (!late.empty()) ReportWorkers();
 }
@@ -650,12 +648,10 @@ meta::EvaluationSummary JobRunner::Summarize(const Round& round) const {
 
 absl::Status JobRunner::WriteStateDict(const std::string& which, const meta::TensorList& params,
                                        int64_t step) {
-  ASSIGN_OR_RETURN(std::string bytes,
-                   meta::SerializeStateDict(meta::ToStateDict(specs_, params)));
+  ASSIGN_OR_RETURN(std::string bytes, meta::SerializeStateDict(meta::ToStateDict(specs_, params)));
   if (!options_.job_dir.empty()) {
-    RETURN_IF_ERROR(
-        meta::WriteFileAtomically((std::filesystem::path(options_.job_dir) / which).string(),
-                                  bytes));
+    RETURN_IF_ERROR(meta::WriteFileAtomically(
+        (std::filesystem::path(options_.job_dir) / which).string(), bytes));
   }
   if (hooks_.checkpoint) {
     hooks_.checkpoint(which == kBestFile ? "best" : "final", bytes, step);
@@ -674,8 +670,8 @@ absl::Status JobRunner::WriteResume(int64_t step, const meta::OuterOptimizer& op
   state.validation_losses = validation_losses_;
   state.best_params = best_params_;
   ASSIGN_OR_RETURN(std::string bytes, SerializeResumeState(state, specs_));
-  return meta::WriteFileAtomically(
-      (std::filesystem::path(options_.job_dir) / kResumeFile).string(), bytes);
+  return meta::WriteFileAtomically((std::filesystem::path(options_.job_dir) / kResumeFile).string(),
+                                   bytes);
 }
 
 }  // namespace metatrain::coordinator

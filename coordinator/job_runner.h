@@ -76,8 +76,7 @@ class JobRunner {
     std::function<std::vector<WorkerInfo>()> live_workers;
     // Applies `mutate` to the job's status (under the owner's lock) and, unless `kind`
     // is KIND_UNSPECIFIED, publishes an event of that kind to the job's watchers.
-    std::function<void(const std::function<void(v1::JobStatus&)>& mutate,
-                       v1::JobEvent::Kind kind)>
+    std::function<void(const std::function<void(v1::JobStatus&)>& mutate, v1::JobEvent::Kind kind)>
         update;
     // A globally unique assignment id that routes back to this job.
     std::function<int64_t()> next_assignment_id;
@@ -125,8 +124,7 @@ class JobRunner {
   void Dispatch(Round& round);
   bool SendAssignment(Participant& participant, Round& round, int64_t begin, int64_t end);
   void HandleEvent(Round& round, Event& event);
-  void HandleGradient(Round& round, const std::string& worker_id,
-                      const v1::TaskGradient& gradient);
+  void HandleGradient(Round& round, const std::string& worker_id, const v1::TaskGradient& gradient);
   void HandleDone(Round& round, const std::string& worker_id, const v1::AssignmentDone& done);
   // Drops an in-flight assignment: its unfinished tasks go back to the pending queue.
   // `rejection`: non-empty when the worker's result was refused (counts an attempt).

@@ -1,10 +1,10 @@
 // metatrain-coordinator: serves the job API and the worker sessions on one port.
 
+#include <ATen/Parallel.h>
+
 #include <cstdio>
 #include <string>
 #include <thread>
-
-#include <ATen/Parallel.h>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"

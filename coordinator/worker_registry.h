@@ -47,8 +47,8 @@ class WorkerRegistry {
 
  private:
   mutable std::mutex mu_;
-  int64_t next_id_ = 1;                       // GUARDED_BY(mu_)
-  std::map<int64_t, WorkerInfo> workers_;     // GUARDED_BY(mu_), keyed by join number
+  int64_t next_id_ = 1;                    // GUARDED_BY(mu_)
+  std::map<int64_t, WorkerInfo> workers_;  // GUARDED_BY(mu_), keyed by join number
 };
 
 }  // namespace metatrain::coordinator

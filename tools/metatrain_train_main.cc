@@ -6,6 +6,7 @@
 // Prints progress (in place on a terminal), validation results and the final meta-test.
 // Any error: one line on stderr, exit status 2.
 
+#include <ATen/Parallel.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -13,8 +14,6 @@
 #include <cstdlib>
 #include <iostream>
 #include <string>
-
-#include <ATen/Parallel.h>
 
 #include "absl/status/status.h"
 #include "absl/strings/numbers.h"
@@ -57,9 +56,10 @@ absl::StatusOr<Options> ParseArgs(int argc, char** argv) {
       std::cout << kUsage << "\n";
       std::exit(0);
     }
-    const bool known = arg == "--job" || arg == "--steps" || arg == "--out" ||
-                       arg == "--threads" || arg == "--seed";
-    if (!known) return absl::InvalidArgumentError(absl::StrCat("unknown argument '", arg, "'; ", kUsage));
+    const bool known = arg == "--job" || arg == "--steps" || arg == "--out" || arg == "--threads" ||
+                       arg == "--seed";
+    if (!known)
+      return absl::InvalidArgumentError(absl::StrCat("unknown argument '", arg, "'; ", kUsage));
     if (!inline_value) {
       if (i + 1 >= argc) return absl::InvalidArgumentError(absl::StrCat(arg, " needs a value"));
       value = argv[++i];
@@ -70,15 +70,18 @@ absl::StatusOr<Options> ParseArgs(int argc, char** argv) {
       o.out = value;
     } else if (arg == "--steps") {
       if (!absl::SimpleAtoi(value, &o.steps) || o.steps <= 0) {
-        return absl::InvalidArgumentError(absl::StrCat("--steps must be a positive integer (got '", value, "')"));
+        return absl::InvalidArgumentError(
+            absl::StrCat("--steps must be a positive integer (got '", value, "')"));
       }
     } else if (arg == "--threads") {
       if (!absl::SimpleAtoi(value, &o.threads) || o.threads <= 0) {
-        return absl::InvalidArgumentError(absl::StrCat("--threads must be a positive integer (got '", value, "')"));
+        return absl::InvalidArgumentError(
+            absl::StrCat("--threads must be a positive integer (got '", value, "')"));
       }
     } else if (arg == "--seed") {
       if (!absl::SimpleAtoi(value, &o.seed)) {
-        return absl::InvalidArgumentError(absl::StrCat("--seed must be a non-negative integer (got '", value, "')"));
+        return absl::InvalidArgumentError(
+            absl::StrCat("--seed must be a non-negative integer (got '", value, "')"));
       }
       o.has_seed = true;
     }

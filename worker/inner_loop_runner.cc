@@ -1,10 +1,10 @@
 #include "worker/inner_loop_runner.h"
 
+#include <torch/cuda.h>
+
 #include <chrono>
 #include <utility>
 #include <vector>
-
-#include <torch/cuda.h>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -57,14 +57,15 @@ absl::StatusOr<at::Device> ParseDevice(const std::string& device) {
     }
     if (!torch::cuda::is_available()) {
       return absl::FailedPreconditionError(absl::StrCat(
-          "--device ", device, ": this metatrain-worker is linked against a LibTorch without "
+          "--device ", device,
+          ": this metatrain-worker is linked against a LibTorch without "
           "CUDA support (or no CUDA device is visible); use --device cpu or rebuild with a CUDA "
           "LibTorch (-DCMAKE_PREFIX_PATH=<libtorch>)"));
     }
     const int64_t count = static_cast<int64_t>(torch::cuda::device_count());
     if (index >= count) {
-      return absl::InvalidArgumentError(absl::StrCat("--device ", device, ": only ", count,
-                                                     " CUDA device(s) visible"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("--device ", device, ": only ", count, " CUDA device(s) visible"));
     }
     return at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(index));
   }
@@ -100,9 +101,9 @@ absl::Status InnerLoopRunner::HandleJobSetup(const v1::JobSetup& setup) {
   auto context =
       Flatten(CatchTorch("building the job", [&] { return meta::MakeJobContext(spec); }));
   if (!context.ok()) {
-    job.setup_error = absl::Status(
-        context.status().code(),
-        absl::StrCat("job ", job_id, " setup failed: ", context.status().message()));
+    job.setup_error =
+        absl::Status(context.status().code(),
+                     absl::StrCat("job ", job_id, " setup failed: ", context.status().message()));
   } else {
     job.context = std::make_unique<meta::JobContext>(std::move(*context));
   }
@@ -205,9 +206,9 @@ absl::Status InnerLoopRunner::Compute(const v1::Assignment& assignment, const Em
   auto vit = job.versions.find(assignment.version());
   if (vit == job.versions.end() || !vit->second.error.ok() || !vit->second.complete) {
     if (vit != job.versions.end() && !vit->second.error.ok()) return vit->second.error;
-    return absl::FailedPreconditionError(
-        absl::StrCat("parameters version ", assignment.version(), " of job ",
-                     assignment.job_id(), " not received"));
+    return absl::FailedPreconditionError(absl::StrCat("parameters version ", assignment.version(),
+                                                      " of job ", assignment.job_id(),
+                                                      " not received"));
   }
   if (assignment.eval_steps() < 0) {
     return absl::InvalidArgumentError(
@@ -226,13 +227,11 @@ absl::Status InnerLoopRunner::Compute(const v1::Assignment& assignment, const Em
     key.index = index;
     keys.push_back(key);
   }
-  ASSIGN_OR_RETURN(meta::TaskBatch cpu_tasks,
-                   Flatten(CatchTorch("sampling tasks", [&] {
+  ASSIGN_OR_RETURN(meta::TaskBatch cpu_tasks, Flatten(CatchTorch("sampling tasks", [&] {
                      return context.family->Sample(keys, context.dtype);
                    })));
-  ASSIGN_OR_RETURN(meta::TaskBatch tasks,
-                   CatchTorch("moving tasks to " + options_.device,
-                              [&] { return ToDevice(cpu_tasks, device_); }));
+  ASSIGN_OR_RETURN(meta::TaskBatch tasks, CatchTorch("moving tasks to " + options_.device,
+                                                     [&] { return ToDevice(cpu_tasks, device_); }));
   ASSIGN_OR_RETURN(meta::TensorList params,
                    CatchTorch("moving parameters to " + options_.device, [&] {
                      meta::TensorList out;
@@ -241,8 +240,7 @@ absl::Status InnerLoopRunner::Compute(const v1::Assignment& assignment, const Em
                    }));
 
   if (assignment.eval_steps() > 0) {
-    ASSIGN_OR_RETURN(meta::Adaptation adaptation,
-                     Flatten(CatchTorch("evaluating", [&] {
+    ASSIGN_OR_RETURN(meta::Adaptation adaptation, Flatten(CatchTorch("evaluating", [&] {
                        return context.learner->Evaluate(params, tasks, assignment.eval_steps());
                      })));
     const auto lb = ToDoubles(adaptation.loss_before, n, 0);

@@ -76,7 +76,7 @@ class InnerLoopRunner {
  private:
   struct ParameterVersion {
     std::unique_ptr<rpc::TensorAssembler> assembler;  // while chunks arrive
-    meta::TensorList tensors;                          // once complete
+    meta::TensorList tensors;                         // once complete
     absl::Status error;
     bool complete = false;
   };

@@ -7,6 +7,7 @@
 // Runs until the coordinator sends Shutdown or the process gets SIGINT/SIGTERM (a second
 // signal exits at once).
 
+#include <ATen/Parallel.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -14,8 +15,6 @@
 #include <cstdlib>
 #include <string>
 #include <thread>
-
-#include <ATen/Parallel.h>
 
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
@@ -91,8 +90,8 @@ int main(int argc, char** argv) {
     } else if (name == "threads" || name == "capacity") {
       int n = 0;
       if (!absl::SimpleAtoi(value, &n) || n <= 0) {
-        return UsageError(absl::StrCat("--", name, " must be a positive integer (got \"", value,
-                                       "\")"));
+        return UsageError(
+            absl::StrCat("--", name, " must be a positive integer (got \"", value, "\")"));
       }
       (name == "threads" ? session.threads : session.capacity) = n;
     } else {
@@ -133,7 +132,8 @@ int main(int argc, char** argv) {
   });
   signal_thread.detach();
 
-  std::fprintf(stderr, "metatrain-worker %s: device %s, %d thread(s), capacity %d, coordinator %s\n",
+  std::fprintf(stderr,
+               "metatrain-worker %s: device %s, %d thread(s), capacity %d, coordinator %s\n",
                session.name.c_str(), session.device.c_str(), session.threads, session.capacity,
                session.coordinator.c_str());
   absl::Status status = client.Run();

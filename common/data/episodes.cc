@@ -28,7 +28,8 @@ absl::StatusOr<ImageSet> LoadPart(const fs::path& episode, const char* part, int
 
 absl::StatusOr<EpisodeSet> LoadEpisodes(const std::string& dir, int image_size) {
   if (image_size <= 0) {
-    return absl::InvalidArgumentError(absl::StrCat("image size must be > 0 (got ", image_size, ")"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("image size must be > 0 (got ", image_size, ")"));
   }
   std::error_code ec;
   if (!fs::is_directory(dir, ec)) {
@@ -54,8 +55,8 @@ absl::StatusOr<EpisodeSet> LoadEpisodes(const std::string& dir, int image_size) 
       const std::string& cls = query.class_names[label];
       const auto it = std::find(e.support.class_names.begin(), e.support.class_names.end(), cls);
       if (it == e.support.class_names.end()) {
-        return absl::InvalidArgumentError(absl::StrCat("episode ", episode.string(), ": query class '",
-                                                       cls, "' has no support examples"));
+        return absl::InvalidArgumentError(absl::StrCat(
+            "episode ", episode.string(), ": query class '", cls, "' has no support examples"));
       }
       label = static_cast<int32_t>(it - e.support.class_names.begin());
     }

@@ -39,7 +39,8 @@ absl::StatusOr<std::string> ReadMaybeGz(const std::string& dir, const std::strin
 uint32_t BigEndian32(const std::string& b, size_t at) {
   return (uint32_t{static_cast<uint8_t>(b[at])} << 24) |
          (uint32_t{static_cast<uint8_t>(b[at + 1])} << 16) |
-         (uint32_t{static_cast<uint8_t>(b[at + 2])} << 8) | uint32_t{static_cast<uint8_t>(b[at + 3])};
+         (uint32_t{static_cast<uint8_t>(b[at + 2])} << 8) |
+         uint32_t{static_cast<uint8_t>(b[at + 3])};
 }
 
 absl::Status AppendPart(const std::string& dir, const std::string& prefix, int image_size,
@@ -49,12 +50,12 @@ absl::Status AppendPart(const std::string& dir, const std::string& prefix, int i
   ASSIGN_OR_RETURN(std::string pixels, ReadMaybeGz(dir, image_stem));
   ASSIGN_OR_RETURN(std::string labels, ReadMaybeGz(dir, label_stem));
   if (pixels.size() < 16 || BigEndian32(pixels, 0) != 0x803) {
-    return absl::DataLossError(absl::StrCat(dir, "/", image_stem,
-                                            ": not an IDX3 unsigned-byte file (bad magic)"));
+    return absl::DataLossError(
+        absl::StrCat(dir, "/", image_stem, ": not an IDX3 unsigned-byte file (bad magic)"));
   }
   if (labels.size() < 8 || BigEndian32(labels, 0) != 0x801) {
-    return absl::DataLossError(absl::StrCat(dir, "/", label_stem,
-                                            ": not an IDX1 unsigned-byte file (bad magic)"));
+    return absl::DataLossError(
+        absl::StrCat(dir, "/", label_stem, ": not an IDX1 unsigned-byte file (bad magic)"));
   }
   const uint64_t n = BigEndian32(pixels, 4), rows = BigEndian32(pixels, 8),
                  cols = BigEndian32(pixels, 12);
@@ -67,8 +68,8 @@ absl::Status AppendPart(const std::string& dir, const std::string& prefix, int i
                                             " bytes for ", n, " images (truncated?)"));
   }
   if (BigEndian32(labels, 4) != n || labels.size() != 8 + n) {
-    return absl::DataLossError(absl::StrCat(dir, "/", label_stem, ": ", labels.size() - 8,
-                                            " labels for ", n, " images"));
+    return absl::DataLossError(
+        absl::StrCat(dir, "/", label_stem, ": ", labels.size() - 8, " labels for ", n, " images"));
   }
   DecodedImage one;
   one.height = rows;

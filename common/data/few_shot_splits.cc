@@ -22,7 +22,8 @@ std::vector<ClassRef> Refs(std::vector<int64_t> classes, bool rotations) {
   std::sort(classes.begin(), classes.end());
   std::vector<ClassRef> refs;
   for (int64_t c : classes) {
-    for (int q = 0; q < (rotations ? 4 : 1); ++q) refs.push_back(ClassRef{static_cast<int32_t>(c), q});
+    for (int q = 0; q < (rotations ? 4 : 1); ++q)
+      refs.push_back(ClassRef{static_cast<int32_t>(c), q});
   }
   return refs;
 }
@@ -33,14 +34,15 @@ absl::StatusOr<ClassSplit> SplitOmniglotMaml(const ImageSet& omniglot, bool rota
   const int64_t n = omniglot.class_names.size();
   const int64_t trainval = kOmniglotMamlTrainCharacters + kOmniglotMamlValidationCharacters;
   if (n <= trainval) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "tasks.split: \"maml\" needs more than ", trainval, " classes (got ", n, ")"));
+    return absl::FailedPreconditionError(
+        absl::StrCat("tasks.split: \"maml\" needs more than ", trainval, " classes (got ", n, ")"));
   }
   meta::Rng rng(kOmniglotMamlSeed);
   const std::vector<int64_t> order = rng.SampleWithoutReplacement(n, n);
   ClassSplit split;
   split.train = Refs({order.begin(), order.begin() + kOmniglotMamlTrainCharacters}, rotations);
-  split.validation = Refs({order.begin() + kOmniglotMamlTrainCharacters, order.begin() + trainval}, false);
+  split.validation =
+      Refs({order.begin() + kOmniglotMamlTrainCharacters, order.begin() + trainval}, false);
   split.test = Refs({order.begin() + trainval, order.end()}, false);
   split.description = absl::StrCat(
       "omniglot split \"maml\": ", n, " characters shuffled with fixed seed ", kOmniglotMamlSeed,
@@ -64,21 +66,24 @@ absl::StatusOr<ClassSplit> SplitOmniglotBackgroundEvaluation(const ImageSet& omn
       test.push_back(c);
       test_alphabets.insert(OmniglotAlphabet(name));
     } else {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "tasks.split: \"background_evaluation\" needs Omniglot class names (got \"", name, "\")"));
+      return absl::FailedPreconditionError(
+          absl::StrCat("tasks.split: \"background_evaluation\" needs Omniglot class names (got \"",
+                       name, "\")"));
     }
   }
   const int64_t alphabets = background.size();
   if (alphabets <= kOmniglotBackgroundValidationAlphabets || test.empty()) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "tasks.split: \"background_evaluation\" needs more than ",
-        kOmniglotBackgroundValidationAlphabets, " background alphabets and some evaluation ones (got ",
-        alphabets, " and ", test_alphabets.size(), ")"));
+    return absl::FailedPreconditionError(
+        absl::StrCat("tasks.split: \"background_evaluation\" needs more than ",
+                     kOmniglotBackgroundValidationAlphabets,
+                     " background alphabets and some evaluation ones (got ", alphabets, " and ",
+                     test_alphabets.size(), ")"));
   }
   std::vector<std::string> names;
   for (const auto& [name, classes] : background) names.push_back(name);
   meta::Rng rng(kOmniglotAlphabetSeed);
-  std::vector<int64_t> picked = rng.SampleWithoutReplacement(alphabets, kOmniglotBackgroundValidationAlphabets);
+  std::vector<int64_t> picked =
+      rng.SampleWithoutReplacement(alphabets, kOmniglotBackgroundValidationAlphabets);
   std::sort(picked.begin(), picked.end());
   std::vector<int64_t> train, validation;
   std::vector<std::string> validation_names;
@@ -99,9 +104,9 @@ absl::StatusOr<ClassSplit> SplitOmniglotBackgroundEvaluation(const ImageSet& omn
       "omniglot split \"background_evaluation\": meta-train ", alphabets - picked.size(),
       " background alphabets, ", train.size(), " characters",
       rotations ? " x 4 rotations = " : " (no rotations) = ", split.train.size(),
-      " classes; meta-validation ", picked.size(), " background alphabets (", absl::StrJoin(validation_names, ", "),
-      "), ", validation.size(), " characters; meta-test ", test_alphabets.size(),
-      " evaluation alphabets, ", test.size(), " characters");
+      " classes; meta-validation ", picked.size(), " background alphabets (",
+      absl::StrJoin(validation_names, ", "), "), ", validation.size(), " characters; meta-test ",
+      test_alphabets.size(), " evaluation alphabets, ", test.size(), " characters");
   return split;
 }
 
@@ -112,10 +117,11 @@ ClassSplit SplitFashionMnist(const ImageSet& fashion_mnist) {
   std::vector<std::string> train_names, test_names;
   for (const ClassRef& r : split.train) train_names.push_back(fashion_mnist.class_names[r.base]);
   for (const ClassRef& r : split.test) test_names.push_back(fashion_mnist.class_names[r.base]);
-  split.description = absl::StrCat(
-      "fashion_mnist: train+t10k pooled (", fashion_mnist.size(), " images); meta-train classes 0-4 (",
-      absl::StrJoin(train_names, ", "), "); meta-test classes 5-9 (", absl::StrJoin(test_names, ", "),
-      "); no meta-validation classes");
+  split.description =
+      absl::StrCat("fashion_mnist: train+t10k pooled (", fashion_mnist.size(),
+                   " images); meta-train classes 0-4 (", absl::StrJoin(train_names, ", "),
+                   "); meta-test classes 5-9 (", absl::StrJoin(test_names, ", "),
+                   "); no meta-validation classes");
   return split;
 }
 
@@ -127,9 +133,9 @@ absl::StatusOr<ClassSplit> SplitClassesByFraction(const ImageSet& images, int mi
   const int64_t n_val = std::max<int64_t>(fraction, min_ways);
   const int64_t n_train = n - n_test - n_val;
   if (n_train < min_ways) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "tasks.data_dir: ", n, " classes cannot make class-disjoint ", min_ways,
-        "-way train/validation/test splits (need at least ", 3 * min_ways, ")"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("tasks.data_dir: ", n, " classes cannot make class-disjoint ", min_ways,
+                     "-way train/validation/test splits (need at least ", 3 * min_ways, ")"));
   }
   meta::Rng rng(kFolderSeed);
   const std::vector<int64_t> order = rng.SampleWithoutReplacement(n, n);
@@ -142,10 +148,11 @@ absl::StatusOr<ClassSplit> SplitClassesByFraction(const ImageSet& images, int mi
     for (const ClassRef& r : refs) out.push_back(images.class_names[r.base]);
     return absl::StrJoin(out, ", ");
   };
-  split.description = absl::StrCat(
-      "image_folder: ", n, " classes, fixed-seed shuffle, 15% (>= ", min_ways, ") test, 15% (>= ",
-      min_ways, ") validation, rest train; meta-train ", n_train, " classes; meta-validation ", n_val,
-      " (", names(split.validation), "); meta-test ", n_test, " (", names(split.test), ")");
+  split.description =
+      absl::StrCat("image_folder: ", n, " classes, fixed-seed shuffle, 15% (>= ", min_ways,
+                   ") test, 15% (>= ", min_ways, ") validation, rest train; meta-train ", n_train,
+                   " classes; meta-validation ", n_val, " (", names(split.validation),
+                   "); meta-test ", n_test, " (", names(split.test), ")");
   return split;
 }
 

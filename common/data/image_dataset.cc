@@ -36,28 +36,29 @@ std::vector<std::vector<int64_t>> GroupByClass(const ImageSet& images) {
 absl::StatusOr<FewShotDataset> LoadFewShotDataset(const v1::TaskSpec& spec, uint64_t /*seed*/) {
   const int image_size = spec.image_size() == 0 ? kDefaultImageSize : spec.image_size();
   if (image_size < 1 || image_size > kMaxImageSize) {
-    return absl::InvalidArgumentError(absl::StrCat("tasks.image_size must be in [1, ", kMaxImageSize,
-                                                   "] (got ", spec.image_size(), ")"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "tasks.image_size must be in [1, ", kMaxImageSize, "] (got ", spec.image_size(), ")"));
   }
   const std::string& family = spec.family();
   if (family == "omniglot") {
     const std::string split = spec.split().empty() ? "maml" : spec.split();
     if (split != "maml" && split != "background_evaluation") {
       return absl::InvalidArgumentError(absl::StrCat(
-          "tasks.split must be \"maml\" or \"background_evaluation\" for omniglot (got \"", split, "\")"));
+          "tasks.split must be \"maml\" or \"background_evaluation\" for omniglot (got \"", split,
+          "\")"));
     }
     OmniglotOptions options;
     options.image_size = image_size;
     ASSIGN_OR_RETURN(ImageSet images, LoadOmniglot(spec.data_dir(), options));
     const bool rotations = !spec.no_rotations();
-    ASSIGN_OR_RETURN(ClassSplit classes, split == "maml"
-                                             ? SplitOmniglotMaml(images, rotations)
-                                             : SplitOmniglotBackgroundEvaluation(images, rotations));
+    ASSIGN_OR_RETURN(ClassSplit classes,
+                     split == "maml" ? SplitOmniglotMaml(images, rotations)
+                                     : SplitOmniglotBackgroundEvaluation(images, rotations));
     return Assemble(std::move(images), std::move(classes));
   }
   if (!spec.split().empty()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "tasks.split is only for omniglot (got \"", spec.split(), "\" for ", family, ")"));
+    return absl::InvalidArgumentError(absl::StrCat("tasks.split is only for omniglot (got \"",
+                                                   spec.split(), "\" for ", family, ")"));
   }
   if (family == "fashion_mnist") {
     const std::string dir = spec.data_dir().empty() ? kDefaultFashionMnistDir : spec.data_dir();
@@ -76,8 +77,9 @@ absl::StatusOr<FewShotDataset> LoadFewShotDataset(const v1::TaskSpec& spec, uint
                      SplitClassesByFraction(images, spec.ways() > 0 ? spec.ways() : kDefaultWays));
     return Assemble(std::move(images), std::move(classes));
   }
-  return absl::InvalidArgumentError(absl::StrCat(
-      "tasks.family \"", family, "\" has no image dataset (expected omniglot, fashion_mnist or image_folder)"));
+  return absl::InvalidArgumentError(
+      absl::StrCat("tasks.family \"", family,
+                   "\" has no image dataset (expected omniglot, fashion_mnist or image_folder)"));
 }
 
 }  // namespace metatrain::data

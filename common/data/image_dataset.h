@@ -22,8 +22,8 @@ namespace metatrain::data {
 
 struct ImageSet {
   int64_t channels = 1, height = 0, width = 0;
-  std::vector<uint8_t> pixels;       // N * C * H * W
-  std::vector<int32_t> labels;       // N, in [0, class_names.size())
+  std::vector<uint8_t> pixels;  // N * C * H * W
+  std::vector<int32_t> labels;  // N, in [0, class_names.size())
   std::vector<std::string> class_names;
   int64_t size() const { return static_cast<int64_t>(labels.size()); }
   int64_t image_bytes() const { return channels * height * width; }

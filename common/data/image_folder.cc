@@ -33,7 +33,8 @@ std::vector<std::string> ListSubdirectories(const std::string& dir, std::error_c
   return names;
 }
 
-absl::StatusOr<ImageSet> LoadImageFolder(const std::string& dir, const ImageFolderOptions& options) {
+absl::StatusOr<ImageSet> LoadImageFolder(const std::string& dir,
+                                         const ImageFolderOptions& options) {
   if (options.image_size <= 0) {
     return absl::InvalidArgumentError(
         absl::StrCat("tasks.image_size must be > 0 (got ", options.image_size, ")"));
@@ -89,7 +90,8 @@ absl::StatusOr<ImageSet> LoadImageFolder(const std::string& dir, const ImageFold
       std::vector<uint8_t> gray(plane);
       for (int64_t i = 0; i < plane; ++i) {
         gray[i] = static_cast<uint8_t>((image.pixels[i] * 299 + image.pixels[plane + i] * 587 +
-                                        image.pixels[2 * plane + i] * 114 + 500) / 1000);
+                                        image.pixels[2 * plane + i] * 114 + 500) /
+                                       1000);
       }
       image.pixels = std::move(gray);
       image.channels = 1;

@@ -41,7 +41,7 @@ struct Drawing {
 struct SetSource {
   std::string zip_path;  // empty: folder
   std::string folder;
-  std::string key;       // part of the cache key
+  std::string key;  // part of the cache key
   // "<set>/<Alphabet>/<character>" -> drawings, sorted by file name.
   std::map<std::string, std::vector<Drawing>> characters;
   std::string where() const { return zip_path.empty() ? folder : zip_path; }
@@ -112,8 +112,9 @@ absl::Status ListFolder(const SetSpec& set, SetSource& source) {
     ++files;
     bytes += st.st_size;
     newest = std::max(newest, MtimeNs(st));
-    const std::string character = absl::StrCat(set.name, "/", p.parent_path().parent_path().filename().string(),
-                                               "/", p.parent_path().filename().string());
+    const std::string character =
+        absl::StrCat(set.name, "/", p.parent_path().parent_path().filename().string(), "/",
+                     p.parent_path().filename().string());
     source.characters[character].push_back(Drawing{p.string(), {}});
   }
   if (ec) {
@@ -153,8 +154,8 @@ absl::StatusOr<DecodedImage> DecodeDrawing(const SetSource& source, ZipReader* z
   }
   if (!image.ok()) return image.status();
   if (image->channels != 1) {
-    return absl::DataLossError(absl::StrCat(source.where(), ": ", d.file,
-                                            " is a colour PNG; Omniglot drawings are gray"));
+    return absl::DataLossError(
+        absl::StrCat(source.where(), ": ", d.file, " is a colour PNG; Omniglot drawings are gray"));
   }
   DecodedImage out = ResizeLanczos(*image, image_size, image_size);
   for (uint8_t& v : out.pixels) v = 255 - v;
@@ -200,8 +201,7 @@ absl::StatusOr<ImageSet> Decode(const std::vector<SetSource>& sources, int image
       if (!job.source->zip_path.empty()) {
         auto& reader = zips[job.source];
         if (reader == nullptr) {
-          absl::StatusOr<std::unique_ptr<ZipReader>> opened =
-              ZipReader::Open(job.source->zip_path);
+          absl::StatusOr<std::unique_ptr<ZipReader>> opened = ZipReader::Open(job.source->zip_path);
           if (!opened.ok()) {
             errors[t] = opened.status();
             error_index[t] = i;
@@ -211,13 +211,15 @@ absl::StatusOr<ImageSet> Decode(const std::vector<SetSource>& sources, int image
         }
         zip = reader.get();
       }
-      absl::StatusOr<DecodedImage> image = DecodeDrawing(*job.source, zip, *job.drawing, image_size);
+      absl::StatusOr<DecodedImage> image =
+          DecodeDrawing(*job.source, zip, *job.drawing, image_size);
       if (!image.ok()) {
         errors[t] = image.status();
         error_index[t] = i;
         return;
       }
-      std::copy(image->pixels.begin(), image->pixels.end(), images.pixels.begin() + i * image_bytes);
+      std::copy(image->pixels.begin(), image->pixels.end(),
+                images.pixels.begin() + i * image_bytes);
     }
   };
   std::vector<std::thread> pool;
@@ -255,10 +257,12 @@ absl::StatusOr<ImageSet> LoadOmniglot(const std::string& data_dir, const Omniglo
     if (source.zip_path.empty()) RETURN_IF_ERROR(ListFolder(set, source));
     sources.push_back(std::move(source));
   }
-  const std::string key = absl::StrCat("omniglot pipeline=", kPipelineVersion, " size=",
-                                       options.image_size, " ", sources[0].key, " ", sources[1].key);
+  const std::string key =
+      absl::StrCat("omniglot pipeline=", kPipelineVersion, " size=", options.image_size, " ",
+                   sources[0].key, " ", sources[1].key);
   const std::string abs_dir = fs::absolute(data_dir, ec).lexically_normal().string();
-  const std::string cache_dir = options.cache_dir.empty() ? DefaultCacheDir(data_dir) : options.cache_dir;
+  const std::string cache_dir =
+      options.cache_dir.empty() ? DefaultCacheDir(data_dir) : options.cache_dir;
   info->cache_path = absl::StrFormat("%s/metatrain-omniglot-%d-%016x.cache", cache_dir,
                                      options.image_size, Fnv1a(abs_dir));
   auto seconds = [&] {

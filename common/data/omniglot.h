@@ -2,8 +2,8 @@
 #define METATRAIN_COMMON_DATA_OMNIGLOT_H_
 
 // Omniglot (Lake et al. 2015) in its original layout:
-//   <data_dir>/images_background.zip   or   <data_dir>/images_background/<Alphabet>/characterNN/*.png
-//   <data_dir>/images_evaluation.zip   or   <data_dir>/images_evaluation/<Alphabet>/characterNN/*.png
+//   <data_dir>/images_background.zip   or <data_dir>/images_background/<Alphabet>/characterNN/*.png
+//   <data_dir>/images_evaluation.zip   or <data_dir>/images_evaluation/<Alphabet>/characterNN/*.png
 // 964 background + 659 evaluation characters, 20 drawings each, 105x105 1-bit PNGs.
 //
 // Pixel convention: 255 = ink, 0 = background (the PNGs store white paper, black ink; like
@@ -47,8 +47,7 @@ struct OmniglotLoadInfo {
 // naming the zip/folder/file for a truncated zip, a corrupt PNG, a missing character or a
 // character without exactly 20 drawings. A corrupt or stale cache is rebuilt. Thread-safe
 // (no shared state besides the cache file, which is replaced atomically).
-absl::StatusOr<ImageSet> LoadOmniglot(const std::string& data_dir,
-                                      const OmniglotOptions& options,
+absl::StatusOr<ImageSet> LoadOmniglot(const std::string& data_dir, const OmniglotOptions& options,
                                       OmniglotLoadInfo* info = nullptr);
 
 // "images_background/Latin/character01" -> "images_background/Latin".

@@ -15,8 +15,8 @@ absl::StatusOr<DecodedImage> DecodePng(std::string_view bytes, const std::string
   std::memset(&image, 0, sizeof(image));
   image.version = PNG_IMAGE_VERSION;
   if (!png_image_begin_read_from_memory(&image, bytes.data(), bytes.size())) {
-    absl::Status status = absl::DataLossError(
-        absl::StrCat(name, ": not a valid PNG (", image.message, ")"));
+    absl::Status status =
+        absl::DataLossError(absl::StrCat(name, ": not a valid PNG (", image.message, ")"));
     png_image_free(&image);
     return status;
   }
@@ -24,8 +24,8 @@ absl::StatusOr<DecodedImage> DecodePng(std::string_view bytes, const std::string
   // file) instead of dying in operator new.
   constexpr uint64_t kMaxPixels = uint64_t{1} << 26;
   if (uint64_t{image.width} * image.height > kMaxPixels) {
-    absl::Status status = absl::DataLossError(absl::StrCat(
-        name, ": PNG of ", image.width, "x", image.height, " pixels is too large"));
+    absl::Status status = absl::DataLossError(
+        absl::StrCat(name, ": PNG of ", image.width, "x", image.height, " pixels is too large"));
     png_image_free(&image);
     return status;
   }
@@ -39,8 +39,8 @@ absl::StatusOr<DecodedImage> DecodePng(std::string_view bytes, const std::string
   out.width = image.width;
   std::vector<uint8_t> interleaved(PNG_IMAGE_SIZE(image));
   if (!png_image_finish_read(&image, &background, interleaved.data(), 0, nullptr)) {
-    absl::Status status = absl::DataLossError(
-        absl::StrCat(name, ": corrupt or truncated PNG (", image.message, ")"));
+    absl::Status status =
+        absl::DataLossError(absl::StrCat(name, ": corrupt or truncated PNG (", image.message, ")"));
     png_image_free(&image);
     return status;
   }

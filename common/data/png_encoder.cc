@@ -11,11 +11,10 @@ namespace metatrain::data {
 
 absl::Status WritePngFile(const DecodedImage& image, const std::string& path) {
   if ((image.channels != 1 && image.channels != 3) || image.height <= 0 || image.width <= 0 ||
-      static_cast<int64_t>(image.pixels.size()) !=
-          image.channels * image.height * image.width) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(path, ": cannot write a ", image.channels, "x", image.height, "x",
-                     image.width, " image with ", image.pixels.size(), " bytes"));
+      static_cast<int64_t>(image.pixels.size()) != image.channels * image.height * image.width) {
+    return absl::InvalidArgumentError(absl::StrCat(path, ": cannot write a ", image.channels, "x",
+                                                   image.height, "x", image.width, " image with ",
+                                                   image.pixels.size(), " bytes"));
   }
   const int64_t plane = image.height * image.width;
   std::vector<uint8_t> interleaved(image.pixels.size());

@@ -45,13 +45,13 @@ absl::StatusOr<std::string> ZipReader::Read(const Entry& entry) {
   // The size comes from the archive; refuse absurd ones instead of allocating them.
   constexpr uint64_t kMaxEntryBytes = uint64_t{1} << 30;
   if (entry.size > kMaxEntryBytes) {
-    return absl::DataLossError(absl::StrCat(path_, ": entry ", entry.name, " claims ",
-                                            entry.size, " bytes (corrupt archive?)"));
+    return absl::DataLossError(absl::StrCat(path_, ": entry ", entry.name, " claims ", entry.size,
+                                            " bytes (corrupt archive?)"));
   }
   zip_file_t* file = zip_fopen_index(archive_, entry.index, 0);
   if (file == nullptr) {
-    return absl::DataLossError(absl::StrCat(path_, ": cannot open entry ", entry.name, " (",
-                                            zip_strerror(archive_), ")"));
+    return absl::DataLossError(
+        absl::StrCat(path_, ": cannot open entry ", entry.name, " (", zip_strerror(archive_), ")"));
   }
   std::string bytes(entry.size, '\0');
   uint64_t got = 0;
@@ -66,8 +66,8 @@ absl::StatusOr<std::string> ZipReader::Read(const Entry& entry) {
   std::string error = tail != 0 ? zip_file_strerror(file) : "";
   zip_fclose(file);
   if (tail != 0) {
-    return absl::DataLossError(absl::StrCat(path_, ": entry ", entry.name, " is corrupt (",
-                                            got, " of ", entry.size, " bytes; ", error, ")"));
+    return absl::DataLossError(absl::StrCat(path_, ": entry ", entry.name, " is corrupt (", got,
+                                            " of ", entry.size, " bytes; ", error, ")"));
   }
   return bytes;
 }

@@ -19,24 +19,23 @@ absl::Status TaskOrderAggregator::Add(int64_t index, TensorList gradient) {
   }
   if (gradient.size() != specs_.size()) {
     return absl::InvalidArgumentError(absl::StrCat("task ", index, ": ", gradient.size(),
-                                                   " gradient tensors, expected ",
-                                                   specs_.size()));
+                                                   " gradient tensors, expected ", specs_.size()));
   }
   for (size_t i = 0; i < specs_.size(); ++i) {
     const at::Tensor& g = gradient[i];
     if (!g.defined() || g.sizes() != at::IntArrayRef(specs_[i].shape)) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "task ", index, ": gradient of ", specs_[i].name, " has shape [",
-          g.defined() ? absl::StrJoin(g.sizes(), ", ") : "undefined", "], expected [",
-          absl::StrJoin(specs_[i].shape, ", "), "]"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("task ", index, ": gradient of ", specs_[i].name, " has shape [",
+                       g.defined() ? absl::StrJoin(g.sizes(), ", ") : "undefined", "], expected [",
+                       absl::StrJoin(specs_[i].shape, ", "), "]"));
     }
     if (!at::isFloatingType(g.scalar_type())) {
       return absl::InvalidArgumentError(
           absl::StrCat("task ", index, ": gradient of ", specs_[i].name, " is not floating point"));
     }
     if (!AllFinite(g)) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "task ", index, ": gradient of ", specs_[i].name, " has non-finite values"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("task ", index, ": gradient of ", specs_[i].name, " has non-finite values"));
     }
   }
   gradients_[index] = std::move(gradient);
@@ -50,8 +49,8 @@ bool TaskOrderAggregator::complete() const {
 
 absl::StatusOr<TensorList> TaskOrderAggregator::Mean() const {
   if (!complete()) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "aggregation incomplete: ", received_, " of ", gradients_.size(), " tasks received"));
+    return absl::FailedPreconditionError(absl::StrCat("aggregation incomplete: ", received_, " of ",
+                                                      gradients_.size(), " tasks received"));
   }
   const auto num_tasks = static_cast<double>(gradients_.size());
   TensorList mean;

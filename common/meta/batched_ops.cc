@@ -14,8 +14,8 @@ at::Tensor BatchedLinear(const at::Tensor& x, const at::Tensor& weight, const at
 at::Tensor BatchNormOverBatch(const at::Tensor& x, const at::Tensor& weight,
                               const at::Tensor& bias) {
   const int64_t t = x.size(0), b = x.size(1);
-  const at::Tensor ones_row = at::ones({t, 1, b}, x.options());  // reduces over B
-  const at::Tensor ones_col = at::ones({t, b, 1}, x.options());  // broadcasts over B
+  const at::Tensor ones_row = at::ones({t, 1, b}, x.options());     // reduces over B
+  const at::Tensor ones_col = at::ones({t, b, 1}, x.options());     // broadcasts over B
   at::Tensor mean = at::bmm(ones_row, x) / static_cast<double>(b);  // [T, 1, F]
   at::Tensor centered = x - at::bmm(ones_col, mean);
   at::Tensor var = at::bmm(ones_row, centered * centered) / static_cast<double>(b);

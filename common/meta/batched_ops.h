@@ -46,10 +46,10 @@
 // must stay 1 (metatrain's default), since a multi-threaded OpenBLAS GEMM may split its
 // reductions by thread.
 
+#include <ATen/ATen.h>
+
 #include <cstdint>
 #include <vector>
-
-#include <ATen/ATen.h>
 
 #include "common/meta/rng.h"
 

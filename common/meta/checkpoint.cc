@@ -2,14 +2,13 @@
 
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <torch/serialize.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
 #include <fstream>
 #include <iterator>
-
-#include <torch/serialize.h>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -27,7 +26,9 @@ absl::Status ErrnoError(const std::string& what, const std::string& path) {
   return absl::InternalError(message);
 }
 
-std::string Shape(at::IntArrayRef shape) { return absl::StrCat("[", absl::StrJoin(shape, ", "), "]"); }
+std::string Shape(at::IntArrayRef shape) {
+  return absl::StrCat("[", absl::StrJoin(shape, ", "), "]");
+}
 
 }  // namespace
 
@@ -54,8 +55,9 @@ absl::StatusOr<StateDict> DeserializeStateDict(const std::string& bytes) {
   }
   const std::vector<char> data(bytes.begin(), bytes.end());
   ASSIGN_OR_RETURN(c10::IValue value,
-                   CatchTorch("not a torch.save file", [&] { return torch::pickle_load(data); },
-                              absl::StatusCode::kInvalidArgument));
+                   CatchTorch(
+                       "not a torch.save file", [&] { return torch::pickle_load(data); },
+                       absl::StatusCode::kInvalidArgument));
   if (!value.isGenericDict()) {
     return absl::InvalidArgumentError(
         absl::StrCat("expected a state dict (dict of name -> tensor), got ", value.tagKind()));
@@ -94,7 +96,8 @@ absl::StatusOr<StateDict> LoadStateDict(const std::string& path) {
 
 absl::Status WriteFileAtomically(const std::string& path, const std::string& bytes) {
   const auto slash = path.rfind('/');
-  const std::string dir = slash == std::string::npos ? "." : (slash == 0 ? "/" : path.substr(0, slash));
+  const std::string dir =
+      slash == std::string::npos ? "." : (slash == 0 ? "/" : path.substr(0, slash));
   std::string tmp = absl::StrCat(path, ".tmp.XXXXXX");
   const int fd = mkstemp(tmp.data());
   if (fd < 0) return ErrnoError("cannot create temporary file in", dir);
@@ -151,15 +154,13 @@ absl::StatusOr<TensorList> FromStateDict(const std::vector<ParamSpec>& specs,
   for (const auto& spec : specs) {
     auto it = state.find(spec.name);
     if (it == state.end()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("checkpoint has no '", spec.name, "' (model needs ", Shape(spec.shape),
-                       ")"));
+      return absl::InvalidArgumentError(absl::StrCat("checkpoint has no '", spec.name,
+                                                     "' (model needs ", Shape(spec.shape), ")"));
     }
     const at::Tensor& t = it->second;
     if (t.sizes() != at::IntArrayRef(spec.shape)) {
-      return absl::InvalidArgumentError(absl::StrCat(spec.name, ": checkpoint has ",
-                                                     Shape(t.sizes()), ", model needs ",
-                                                     Shape(spec.shape)));
+      return absl::InvalidArgumentError(absl::StrCat(
+          spec.name, ": checkpoint has ", Shape(t.sizes()), ", model needs ", Shape(spec.shape)));
     }
     if (!at::isFloatingType(t.scalar_type())) {
       return absl::InvalidArgumentError(absl::StrCat(spec.name, ": checkpoint tensor is ",
@@ -173,9 +174,9 @@ absl::StatusOr<TensorList> FromStateDict(const std::vector<ParamSpec>& specs,
       bool known = false;
       for (const auto& spec : specs) known = known || spec.name == name;
       if (!known) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("checkpoint has unexpected entry '", name, "' ", Shape(tensor.sizes()),
-                         " that the model does not have"));
+        return absl::InvalidArgumentError(absl::StrCat("checkpoint has unexpected entry '", name,
+                                                       "' ", Shape(tensor.sizes()),
+                                                       " that the model does not have"));
       }
     }
   }

@@ -72,8 +72,7 @@ at::Tensor ConvNet::Forward(const TensorList& params, const at::Tensor& x) const
     }
     features[task] = h.reshape({b, feature_size_});  // torch.flatten(1) order
   }
-  return internal::BatchedLinear(at::stack(features), params[4 * kBlocks],
-                                 params[4 * kBlocks + 1]);
+  return internal::BatchedLinear(at::stack(features), params[4 * kBlocks], params[4 * kBlocks + 1]);
 }
 
 }  // namespace metatrain::meta

@@ -17,9 +17,7 @@ void Append(const at::Tensor& values, std::vector<double>& out) {
   out.insert(out.end(), data, data + v.numel());
 }
 
-std::string FormatLoss(const MeanCi& m) {
-  return absl::StrFormat("%.3g ± %.2g", m.mean, m.ci95);
-}
+std::string FormatLoss(const MeanCi& m) { return absl::StrFormat("%.3g ± %.2g", m.mean, m.ci95); }
 
 std::string FormatAccuracy(const MeanCi& m) {
   return absl::StrFormat("%.1f%% ± %.1f", 100 * m.mean, 100 * m.ci95);
@@ -72,8 +70,7 @@ absl::StatusOr<EvaluationSummary> EvaluateTasks(const MetaLearner& learner,
                                                 const TaskFamily& family,
                                                 const TensorList& meta_params, uint64_t seed,
                                                 Split split, int64_t round, int64_t num_tasks,
-                                                int steps, int64_t batch,
-                                                at::ScalarType dtype) {
+                                                int steps, int64_t batch, at::ScalarType dtype) {
   if (num_tasks <= 0) return absl::InvalidArgumentError("evaluation needs at least one task");
   if (batch <= 0) batch = num_tasks;
   (void)seed;  // The family was built with the job seed; tasks depend on (seed, key) only.

@@ -42,8 +42,7 @@ absl::StatusOr<EvaluationSummary> EvaluateTasks(const MetaLearner& learner,
                                                 const TaskFamily& family,
                                                 const TensorList& meta_params, uint64_t seed,
                                                 Split split, int64_t round, int64_t num_tasks,
-                                                int steps, int64_t batch,
-                                                at::ScalarType dtype);
+                                                int steps, int64_t batch, at::ScalarType dtype);
 
 }  // namespace metatrain::meta
 

@@ -35,8 +35,7 @@ const char* SplitName(Split split) {
 
 class ImageClassificationTasks : public TaskFamily {
  public:
-  ImageClassificationTasks(data::FewShotDataset dataset, const v1::TaskSpec& spec,
-                           uint64_t seed)
+  ImageClassificationTasks(data::FewShotDataset dataset, const v1::TaskSpec& spec, uint64_t seed)
       : dataset_(std::move(dataset)),
         ways_(spec.ways()),
         shots_(spec.shots()),
@@ -45,9 +44,9 @@ class ImageClassificationTasks : public TaskFamily {
         seed_(seed) {
     const auto& im = dataset_.images;
     // A byte tensor over the dataset's pixels (no copy; dataset_ outlives it).
-    pixels_ = at::from_blob(dataset_.images.pixels.data(),
-                            {im.size(), im.channels, im.height, im.width},
-                            at::TensorOptions().dtype(at::kByte));
+    pixels_ =
+        at::from_blob(dataset_.images.pixels.data(), {im.size(), im.channels, im.height, im.width},
+                      at::TensorOptions().dtype(at::kByte));
   }
 
   std::vector<int64_t> input_shape() const override {
@@ -67,9 +66,9 @@ class ImageClassificationTasks : public TaskFamily {
       const auto& classes = ClassesOf(dataset_, key.split);
       if (static_cast<int64_t>(classes.size()) < ways_) {
         // Only the validation split may be empty (Fashion-MNIST has none): Validate() checked.
-        return absl::InvalidArgumentError(absl::StrCat(
-            "this dataset has no ", SplitName(key.split), " classes (",
-            dataset_.split_description, "); set validation_interval to 0"));
+        return absl::InvalidArgumentError(absl::StrCat("this dataset has no ", SplitName(key.split),
+                                                       " classes (", dataset_.split_description,
+                                                       "); set validation_interval to 0"));
       }
       Rng rng(TaskSeed(seed_, key));
       // Random order: position in `picked` is the label, so labels are shuffled too.
@@ -82,8 +81,8 @@ class ImageClassificationTasks : public TaskFamily {
             rng.SampleWithoutReplacement(static_cast<int64_t>(examples.size()), per_class);
         std::vector<int64_t> indices(per_class);
         for (int64_t j = 0; j < per_class; ++j) indices[j] = examples[chosen[j]];
-        at::Tensor images = pixels_.index_select(
-            0, at::tensor(indices, at::TensorOptions().dtype(at::kLong)));
+        at::Tensor images =
+            pixels_.index_select(0, at::tensor(indices, at::TensorOptions().dtype(at::kLong)));
         if (ref.quarter_turns % 4 != 0) images = at::rot90(images, ref.quarter_turns, {2, 3});
         support.push_back(images.narrow(0, 0, shots_));
         query.push_back(images.narrow(0, shots_, query_));
@@ -115,21 +114,21 @@ class ImageClassificationTasks : public TaskFamily {
       return absl::InvalidArgumentError("dataset has no images");
     }
     if (static_cast<int64_t>(im.pixels.size()) != im.size() * im.image_bytes()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "dataset has ", im.pixels.size(), " pixel bytes, expected ", im.size() * im.image_bytes()));
+      return absl::InvalidArgumentError(absl::StrCat("dataset has ", im.pixels.size(),
+                                                     " pixel bytes, expected ",
+                                                     im.size() * im.image_bytes()));
     }
     for (Split split : {Split::kTrain, Split::kValidation, Split::kTest}) {
       const auto& classes = ClassesOf(dataset_, split);
       // Some datasets have no meta-validation classes; validating on them is refused later.
       if (split == Split::kValidation && classes.empty()) continue;
       if (static_cast<int64_t>(classes.size()) < ways_) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "tasks.ways is ", ways_, " but the ", SplitName(split), " split has only ",
-            classes.size(), " classes"));
+        return absl::InvalidArgumentError(absl::StrCat("tasks.ways is ", ways_, " but the ",
+                                                       SplitName(split), " split has only ",
+                                                       classes.size(), " classes"));
       }
       for (const auto& ref : classes) {
-        if (ref.base < 0 ||
-            ref.base >= static_cast<int64_t>(dataset_.examples_by_class.size())) {
+        if (ref.base < 0 || ref.base >= static_cast<int64_t>(dataset_.examples_by_class.size())) {
           return absl::InvalidArgumentError(
               absl::StrCat("dataset: class ", ref.base, " out of range"));
         }

@@ -1,8 +1,8 @@
 #include "common/meta/inner_loop.h"
 
-#include <string>
-
 #include <torch/csrc/autograd/autograd.h>
+
+#include <string>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -10,8 +10,7 @@
 namespace metatrain::meta::internal {
 namespace {
 
-std::string ExpectedShape(const std::vector<int64_t>& tail, bool with_output,
-                          int64_t output_size) {
+std::string ExpectedShape(const std::vector<int64_t>& tail, bool with_output, int64_t output_size) {
   std::vector<std::string> parts = {"T", "n"};
   for (int64_t d : tail) parts.push_back(absl::StrCat(d));
   if (with_output) parts.push_back(absl::StrCat(output_size));
@@ -24,13 +23,11 @@ absl::Status CheckX(const char* name, const at::Tensor& x, const std::vector<int
   bool ok = x.dim() == static_cast<int64_t>(input.size()) + 2 && x.size(0) > 0 && x.size(1) > 0;
   for (size_t i = 0; ok && i < input.size(); ++i) ok = x.size(i + 2) == input[i];
   if (!ok) {
-    return absl::InvalidArgumentError(absl::StrCat(name, ": expected ",
-                                                   ExpectedShape(input, false, 0), ", got ",
-                                                   ShapeString(x.sizes())));
+    return absl::InvalidArgumentError(absl::StrCat(
+        name, ": expected ", ExpectedShape(input, false, 0), ", got ", ShapeString(x.sizes())));
   }
   if (x.scalar_type() != dtype) {
-    return absl::InvalidArgumentError(absl::StrCat(name, ": dtype ",
-                                                   c10::toString(x.scalar_type()),
+    return absl::InvalidArgumentError(absl::StrCat(name, ": dtype ", c10::toString(x.scalar_type()),
                                                    " does not match the parameters' ",
                                                    c10::toString(dtype)));
   }
@@ -50,22 +47,20 @@ absl::Status CheckY(const char* name, const at::Tensor& y, const at::Tensor& x, 
   }
   if (regression) {
     if (y.scalar_type() != dtype) {
-      return absl::InvalidArgumentError(absl::StrCat(name, ": dtype ",
-                                                     c10::toString(y.scalar_type()),
-                                                     " does not match the parameters' ",
-                                                     c10::toString(dtype)));
+      return absl::InvalidArgumentError(
+          absl::StrCat(name, ": dtype ", c10::toString(y.scalar_type()),
+                       " does not match the parameters' ", c10::toString(dtype)));
     }
     return absl::OkStatus();
   }
   if (y.scalar_type() != at::kLong) {
-    return absl::InvalidArgumentError(absl::StrCat(name, ": labels must be int64 (got ",
-                                                   c10::toString(y.scalar_type()), ")"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(name, ": labels must be int64 (got ", c10::toString(y.scalar_type()), ")"));
   }
   const int64_t low = y.min().item<int64_t>(), high = y.max().item<int64_t>();
   if (low < 0 || high >= output_size) {
-    return absl::InvalidArgumentError(absl::StrCat(name, ": labels must be in [0, ",
-                                                   output_size, ") (got ",
-                                                   low < 0 ? low : high, ")"));
+    return absl::InvalidArgumentError(absl::StrCat(name, ": labels must be in [0, ", output_size,
+                                                   ") (got ", low < 0 ? low : high, ")"));
   }
   return absl::OkStatus();
 }
@@ -78,8 +73,8 @@ std::string ShapeString(at::IntArrayRef shape) {
 
 absl::Status ValidateMetaParams(const std::vector<ParamSpec>& specs, const TensorList& params) {
   if (params.size() != specs.size()) {
-    return absl::InvalidArgumentError(absl::StrCat("meta_params: expected ", specs.size(),
-                                                   " tensors, got ", params.size()));
+    return absl::InvalidArgumentError(
+        absl::StrCat("meta_params: expected ", specs.size(), " tensors, got ", params.size()));
   }
   for (size_t i = 0; i < specs.size(); ++i) {
     const at::Tensor& p = params[i];
@@ -89,10 +84,9 @@ absl::Status ValidateMetaParams(const std::vector<ParamSpec>& specs, const Tenso
           ", got ", p.defined() ? ShapeString(p.sizes()) : "undefined"));
     }
     if (!at::isFloatingType(p.scalar_type()) || p.scalar_type() != params[0].scalar_type()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("meta_params[", i, "] (", specs[i].name, "): dtype ",
-                       c10::toString(p.scalar_type()), ", expected ",
-                       c10::toString(params[0].scalar_type()), " like the others"));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "meta_params[", i, "] (", specs[i].name, "): dtype ", c10::toString(p.scalar_type()),
+          ", expected ", c10::toString(params[0].scalar_type()), " like the others"));
     }
   }
   return absl::OkStatus();
@@ -108,9 +102,8 @@ absl::Status ValidateTaskBatch(const Model& model, LossKind loss, const TaskBatc
   if (status.ok()) status = CheckY("query_y", tasks.query_y, tasks.query_x, loss, out, dtype);
   if (!status.ok()) return status;
   if (tasks.query_x.size(0) != tasks.support_x.size(0)) {
-    return absl::InvalidArgumentError(absl::StrCat("query_x: ", tasks.query_x.size(0),
-                                                   " tasks but support_x has ",
-                                                   tasks.support_x.size(0)));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "query_x: ", tasks.query_x.size(0), " tasks but support_x has ", tasks.support_x.size(0)));
   }
   return absl::OkStatus();
 }
@@ -121,9 +114,8 @@ at::Tensor PerTaskLoss(LossKind loss, const at::Tensor& out, const at::Tensor& y
     return (diff * diff).mean({1, 2});
   }
   const int64_t t = out.size(0), n = out.size(1);
-  at::Tensor per_example = at::cross_entropy_loss(out.reshape({t * n, out.size(2)}),
-                                                  y.reshape({t * n}), /*weight=*/{},
-                                                  at::Reduction::None);
+  at::Tensor per_example = at::cross_entropy_loss(
+      out.reshape({t * n, out.size(2)}), y.reshape({t * n}), /*weight=*/{}, at::Reduction::None);
   return per_example.reshape({t, n}).mean(1);
 }
 
@@ -149,8 +141,7 @@ at::Tensor InnerUpdate(const InnerRule& rule, size_t i, const at::Tensor& phi,
 }
 
 TensorList AdaptWithoutGraph(const Model& model, LossKind loss, const InnerRule& rule,
-                             TensorList phi, const at::Tensor& x, const at::Tensor& y,
-                             int steps) {
+                             TensorList phi, const at::Tensor& x, const at::Tensor& y, int steps) {
   for (auto& p : phi) p = p.detach();
   for (int s = 0; s < steps; ++s) {
     std::vector<at::Tensor> inputs;

@@ -5,11 +5,11 @@
 // per-task losses and accuracies, and the graph-free inner loop used for evaluation.
 // Internal to the meta-learning core.
 
+#include <ATen/ATen.h>
+
 #include <cstdint>
 #include <string>
 #include <vector>
-
-#include <ATen/ATen.h>
 
 #include "absl/status/status.h"
 #include "common/meta/model.h"
@@ -53,14 +53,12 @@ struct InnerRule {
 
 // phi - step * g, written as two separately rounded ops (see NOTE [Task independence is
 // bitwise] in batched_ops.h).
-at::Tensor InnerUpdate(const InnerRule& rule, size_t i, const at::Tensor& phi,
-                       const at::Tensor& g);
+at::Tensor InnerUpdate(const InnerRule& rule, size_t i, const at::Tensor& phi, const at::Tensor& g);
 
 // `steps` inner steps on (x, y) from phi ([T, ...], any graph state), keeping no graph:
 // returns detached tensors. Runs its own autograd; callers need not enable grad mode.
 TensorList AdaptWithoutGraph(const Model& model, LossKind loss, const InnerRule& rule,
-                             TensorList phi, const at::Tensor& x, const at::Tensor& y,
-                             int steps);
+                             TensorList phi, const at::Tensor& x, const at::Tensor& y, int steps);
 
 // Query loss (and accuracy for classification) of phi on (x, y), without graph.
 void QueryMetrics(const Model& model, LossKind loss, const TensorList& phi, const at::Tensor& x,

@@ -3,9 +3,9 @@
 #include <fstream>
 #include <sstream>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "absl/strings/ascii.h"
 #include "common/status/status_macros.h"
 #include "google/protobuf/io/tokenizer.h"
 #include "google/protobuf/text_format.h"
@@ -15,8 +15,8 @@ namespace metatrain::meta {
 namespace {
 
 constexpr const char* kAlgorithms[] = {"maml", "fomaml", "reptile", "meta_sgd", "anil"};
-constexpr const char* kFamilies[] = {"sinusoid",     "linear",        "synthetic_images",
-                                     "omniglot",     "fashion_mnist", "image_folder",
+constexpr const char* kFamilies[] = {"sinusoid",   "linear",        "synthetic_images",
+                                     "omniglot",   "fashion_mnist", "image_folder",
                                      "tensor_file"};
 
 template <size_t N>
@@ -32,8 +32,7 @@ absl::Status CheckOneOf(const std::string& field, const std::string& value,
                         const char* const (&options)[N]) {
   if (OneOf(value, options)) return absl::OkStatus();
   std::vector<std::string> names(std::begin(options), std::end(options));
-  return absl::InvalidArgumentError(absl::StrCat(field, ": unknown '", value,
-                                                 "' (expected one of ",
+  return absl::InvalidArgumentError(absl::StrCat(field, ": unknown '", value, "' (expected one of ",
                                                  absl::StrJoin(names, ", "), ")"));
 }
 
@@ -62,8 +61,8 @@ absl::Status ValidateSpec(const v1::JobSpec& spec) {
   }
   RETURN_IF_ERROR(Positive("model.filters", spec.model().filters()));
   if (spec.model().kind() == "conv" && !classification && t.family() != "tensor_file") {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "model.kind: 'conv' needs image tasks (tasks.family is '", t.family(), "')"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("model.kind: 'conv' needs image tasks (tasks.family is '", t.family(), "')"));
   }
 
   RETURN_IF_ERROR(Positive("tasks.shots", t.shots()));
@@ -76,8 +75,7 @@ absl::Status ValidateSpec(const v1::JobSpec& spec) {
     }
     RETURN_IF_ERROR(Positive("tasks.image_size", t.image_size()));
   }
-  if ((t.family() == "omniglot" || t.family() == "fashion_mnist" ||
-       t.family() == "image_folder") &&
+  if ((t.family() == "omniglot" || t.family() == "fashion_mnist" || t.family() == "image_folder") &&
       t.data_dir().empty()) {
     return absl::InvalidArgumentError(
         absl::StrCat("tasks.data_dir is required for family '", t.family(), "'"));
@@ -118,8 +116,8 @@ absl::Status ValidateSpec(const v1::JobSpec& spec) {
   const char* kSchedules[] = {"none", "plateau", "linear"};
   RETURN_IF_ERROR(CheckOneOf("outer.schedule", o.schedule(), kSchedules));
   if (o.plateau_factor() <= 0 || o.plateau_factor() >= 1) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "outer.plateau_factor must be in (0, 1) (got ", o.plateau_factor(), ")"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("outer.plateau_factor must be in (0, 1) (got ", o.plateau_factor(), ")"));
   }
   RETURN_IF_ERROR(Positive("outer.plateau_patience", o.plateau_patience()));
   RETURN_IF_ERROR(NonNegative("outer.min_lr", o.min_lr()));
@@ -136,13 +134,12 @@ absl::Status ValidateSpec(const v1::JobSpec& spec) {
   const char* kSelectionMetrics[] = {"loss", "accuracy"};
   RETURN_IF_ERROR(CheckOneOf("select_best_by", spec.select_best_by(), kSelectionMetrics));
   if (spec.select_best_by() == "accuracy" && !IsClassificationFamily(spec.tasks().family())) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "select_best_by 'accuracy' needs a classification family (tasks.family is '",
-        spec.tasks().family(), "', which has no accuracy)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("select_best_by 'accuracy' needs a classification family (tasks.family is '",
+                     spec.tasks().family(), "', which has no accuracy)"));
   }
   if (spec.early_stopping_patience() > 0 && spec.validation_interval() == 0) {
-    return absl::InvalidArgumentError(
-        "early_stopping_patience needs validation_interval > 0");
+    return absl::InvalidArgumentError("early_stopping_patience needs validation_interval > 0");
   }
   RETURN_IF_ERROR(NonNegative("checkpoint_interval", spec.checkpoint_interval()));
   RETURN_IF_ERROR(Positive("test_tasks", spec.test_tasks()));
@@ -196,8 +193,7 @@ absl::StatusOr<v1::JobSpec> ReadJobSpecFile(const std::string& path) {
   buffer << in.rdbuf();
   auto spec = ParseJobSpec(buffer.str());
   if (!spec.ok()) {
-    return absl::Status(spec.status().code(),
-                        absl::StrCat(path, ": ", spec.status().message()));
+    return absl::Status(spec.status().code(), absl::StrCat(path, ": ", spec.status().message()));
   }
   return spec;
 }

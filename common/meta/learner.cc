@@ -18,8 +18,7 @@ absl::StatusOr<std::unique_ptr<MetaLearner>> MakeMetaLearner(const v1::JobSpec& 
   const int steps = spec.inner().steps();
   const double lr = spec.inner().lr();
   if (steps < 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("inner.steps must be >= 0 (got ", steps, ")"));
+    return absl::InvalidArgumentError(absl::StrCat("inner.steps must be >= 0 (got ", steps, ")"));
   }
   if (!std::isfinite(lr) || lr <= 0) {
     return absl::InvalidArgumentError(

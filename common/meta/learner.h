@@ -55,8 +55,8 @@ class MetaLearner {
 
   // Adapts with `steps` inner steps (the meta-test setting) and reports query metrics
   // before and after. No meta-gradient.
-  virtual absl::StatusOr<Adaptation> Evaluate(const TensorList& meta_params,
-                                              const TaskBatch& tasks, int steps) const = 0;
+  virtual absl::StatusOr<Adaptation> Evaluate(const TensorList& meta_params, const TaskBatch& tasks,
+                                              int steps) const = 0;
 };
 
 // Builds the learner named by spec.algorithm() over `model`. `spec` must be normalised.

@@ -1,9 +1,9 @@
 #include "common/meta/maml_learner.h"
 
+#include <torch/csrc/autograd/autograd.h>
+
 #include <string>
 #include <utility>
-
-#include <torch/csrc/autograd/autograd.h>
 
 #include "common/meta/inner_loop.h"
 #include "common/status/status_macros.h"
@@ -29,8 +29,8 @@ TensorList MamlLearner::InitialMetaParams(Rng& rng, at::ScalarType dtype) const 
   TensorList params = model_->Initialize(rng, dtype);
   if (options_.learn_inner_lr) {
     for (size_t i = 0; i < num_model_params_; ++i) {
-      params.push_back(at::full(specs_[i].shape, options_.inner_lr,
-                                at::TensorOptions().dtype(dtype)));
+      params.push_back(
+          at::full(specs_[i].shape, options_.inner_lr, at::TensorOptions().dtype(dtype)));
     }
   }
   return params;
@@ -39,8 +39,7 @@ TensorList MamlLearner::InitialMetaParams(Rng& rng, at::ScalarType dtype) const 
 absl::StatusOr<MetaGradients> MamlLearner::ComputeMetaGradients(const TensorList& meta_params,
                                                                 const TaskBatch& tasks) const {
   RETURN_IF_ERROR(internal::ValidateMetaParams(specs_, meta_params));
-  RETURN_IF_ERROR(
-      internal::ValidateTaskBatch(*model_, loss_, tasks, meta_params[0].scalar_type()));
+  RETURN_IF_ERROR(internal::ValidateTaskBatch(*model_, loss_, tasks, meta_params[0].scalar_type()));
   return CatchTorch("meta-gradient", [&] { return Compute(meta_params, tasks); });
 }
 
@@ -69,8 +68,7 @@ MetaGradients MamlLearner::Compute(const TensorList& meta_params, const TaskBatc
       index.push_back(i);
     }
     at::Tensor total =
-        internal::PerTaskLoss(loss_, model_->Forward(phi, tasks.support_x), tasks.support_y)
-            .sum();
+        internal::PerTaskLoss(loss_, model_->Forward(phi, tasks.support_x), tasks.support_y).sum();
     auto grads = torch::autograd::grad({total}, inputs, {}, /*retain_graph=*/second_order,
                                        /*create_graph=*/second_order);
     for (size_t k = 0; k < index.size(); ++k) {
@@ -109,8 +107,7 @@ MetaGradients MamlLearner::Compute(const TensorList& meta_params, const TaskBatc
 absl::StatusOr<Adaptation> MamlLearner::Evaluate(const TensorList& meta_params,
                                                  const TaskBatch& tasks, int steps) const {
   RETURN_IF_ERROR(internal::ValidateMetaParams(specs_, meta_params));
-  RETURN_IF_ERROR(
-      internal::ValidateTaskBatch(*model_, loss_, tasks, meta_params[0].scalar_type()));
+  RETURN_IF_ERROR(internal::ValidateTaskBatch(*model_, loss_, tasks, meta_params[0].scalar_type()));
   if (steps < 0) {
     return absl::InvalidArgumentError("evaluation steps must be >= 0 (got " +
                                       std::to_string(steps) + ")");
@@ -121,19 +118,17 @@ absl::StatusOr<Adaptation> MamlLearner::Evaluate(const TensorList& meta_params,
 absl::StatusOr<TensorList> MamlLearner::AdaptedParams(const TensorList& meta_params,
                                                       const TaskBatch& tasks, int steps) const {
   RETURN_IF_ERROR(internal::ValidateMetaParams(specs_, meta_params));
-  RETURN_IF_ERROR(
-      internal::ValidateTaskBatch(*model_, loss_, tasks, meta_params[0].scalar_type()));
+  RETURN_IF_ERROR(internal::ValidateTaskBatch(*model_, loss_, tasks, meta_params[0].scalar_type()));
   if (steps < 0) {
     return absl::InvalidArgumentError("adaptation steps must be >= 0 (got " +
                                       std::to_string(steps) + ")");
   }
   return CatchTorch("adaptation", [&] {
-    const TensorList model_params(meta_params.begin(),
-                                  meta_params.begin() + num_model_params_);
+    const TensorList model_params(meta_params.begin(), meta_params.begin() + num_model_params_);
     return internal::AdaptWithoutGraph(
         *model_, loss_, MakeInnerRule(meta_params),
-        internal::Replicate(model_params, tasks.size(), /*requires_grad=*/false),
-        tasks.support_x, tasks.support_y, steps);
+        internal::Replicate(model_params, tasks.size(), /*requires_grad=*/false), tasks.support_x,
+        tasks.support_y, steps);
   });
 }
 

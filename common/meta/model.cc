@@ -30,8 +30,8 @@ absl::StatusOr<std::unique_ptr<Model>> MakeModel(const v1::ModelSpec& spec,
   }
   for (int64_t d : input_shape) {
     if (d <= 0) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "model input shape must be positive (got ", ShapeString(input_shape), ")"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("model input shape must be positive (got ", ShapeString(input_shape), ")"));
     }
   }
   if (spec.kind() == "mlp") {
@@ -43,8 +43,7 @@ absl::StatusOr<std::unique_ptr<Model>> MakeModel(const v1::ModelSpec& spec,
       }
       hidden.push_back(spec.hidden_sizes(i));
     }
-    return std::make_unique<Mlp>(input_shape, std::move(hidden), spec.batch_norm(),
-                                 output_size);
+    return std::make_unique<Mlp>(input_shape, std::move(hidden), spec.batch_norm(), output_size);
   }
   if (spec.kind() == "conv") {
     if (spec.filters() <= 0) {
@@ -54,14 +53,13 @@ absl::StatusOr<std::unique_ptr<Model>> MakeModel(const v1::ModelSpec& spec,
     // The conv net always has batch norm (job.proto), whatever spec.batch_norm() says.
     if (input_shape.size() != 3) {
       return absl::InvalidArgumentError(absl::StrCat(
-          "model.kind 'conv' needs image inputs [C, H, W] (got ", ShapeString(input_shape),
-          ")"));
+          "model.kind 'conv' needs image inputs [C, H, W] (got ", ShapeString(input_shape), ")"));
     }
     constexpr int64_t kMinSide = int64_t{1} << ConvNet::kBlocks;
     if (input_shape[1] < kMinSide || input_shape[2] < kMinSide) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "model.kind 'conv' needs images of at least ", kMinSide, "x", kMinSide,
-          " (four 2x2 poolings; got ", input_shape[1], "x", input_shape[2], ")"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("model.kind 'conv' needs images of at least ", kMinSide, "x", kMinSide,
+                       " (four 2x2 poolings; got ", input_shape[1], "x", input_shape[2], ")"));
     }
     return std::make_unique<ConvNet>(input_shape, spec.filters(), output_size);
   }

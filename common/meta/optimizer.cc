@@ -139,8 +139,7 @@ class Sgd : public OuterOptimizer {
     absl::Status s = CheckStateTensor(state, "sgd.lr", {});
     if (!s.ok()) return s;
     std::vector<at::Tensor> buf;
-    if (momentum_ != 0 && !specs_.empty() &&
-        state.count("sgd.momentum_buffer." + specs_[0].name)) {
+    if (momentum_ != 0 && !specs_.empty() && state.count("sgd.momentum_buffer." + specs_[0].name)) {
       for (const auto& spec : specs_) {
         s = CheckStateTensor(state, "sgd.momentum_buffer." + spec.name, spec.shape);
         if (!s.ok()) return s;

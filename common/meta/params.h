@@ -1,11 +1,11 @@
 #ifndef METATRAIN_COMMON_META_PARAMS_H_
 #define METATRAIN_COMMON_META_PARAMS_H_
 
+#include <ATen/ATen.h>
+
 #include <cstdint>
 #include <string>
 #include <vector>
-
-#include <ATen/ATen.h>
 
 namespace metatrain::meta {
 

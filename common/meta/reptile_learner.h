@@ -27,9 +27,7 @@ class ReptileLearner : public MetaLearner {
   ReptileLearner(std::shared_ptr<const Model> model, LossKind loss, int inner_steps,
                  double inner_lr);
 
-  const std::vector<ParamSpec>& meta_param_specs() const override {
-    return model_->param_specs();
-  }
+  const std::vector<ParamSpec>& meta_param_specs() const override { return model_->param_specs(); }
   TensorList InitialMetaParams(Rng& rng, at::ScalarType dtype) const override;
   absl::StatusOr<MetaGradients> ComputeMetaGradients(const TensorList& meta_params,
                                                      const TaskBatch& tasks) const override;

@@ -1,15 +1,14 @@
 #include "common/meta/runtime.h"
 
-#include <malloc.h>
-
 #include <ATen/Parallel.h>
+#include <malloc.h>
 
 namespace metatrain::meta {
 
 void ConfigureRuntime(int intra_op_threads) {
-  constexpr int kMmapThreshold = 1 << 30;   // only blocks over 1 GiB get their own mapping
-  constexpr int kTrimThreshold = 1 << 30;   // keep up to 1 GiB of free heap mapped
-  constexpr int kTopPad = 64 << 20;         // grow the heap in 64 MiB steps
+  constexpr int kMmapThreshold = 1 << 30;  // only blocks over 1 GiB get their own mapping
+  constexpr int kTrimThreshold = 1 << 30;  // keep up to 1 GiB of free heap mapped
+  constexpr int kTopPad = 64 << 20;        // grow the heap in 64 MiB steps
   mallopt(M_MMAP_THRESHOLD, kMmapThreshold);
   mallopt(M_TRIM_THRESHOLD, kTrimThreshold);
   mallopt(M_TOP_PAD, kTopPad);

@@ -5,11 +5,11 @@
 // seed and a small TaskKey, so a coordinator sends only keys and any worker rebuilds the
 // very same task from its own copy of the data.
 
+#include <ATen/ATen.h>
+
 #include <cstdint>
 #include <memory>
 #include <vector>
-
-#include <ATen/ATen.h>
 
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"

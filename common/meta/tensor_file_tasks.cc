@@ -1,10 +1,10 @@
 // Tasks read from a file written by Python: torch.save({"support_x": ..., "support_y": ...,
 // "query_x": ..., "query_y": ...}), the leading dimension indexing tasks.
 
+#include <torch/serialize.h>
+
 #include <fstream>
 #include <iterator>
-
-#include <torch/serialize.h>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -107,8 +107,8 @@ absl::StatusOr<std::unique_ptr<TaskFamily>> MakeTensorFileTasks(const v1::JobSpe
   for (const char* key : {"support_x", "support_y", "query_x", "query_y"}) {
     auto it = dict.find(c10::IValue(std::string(key)));
     if (it == dict.end()) {
-      return fail(absl::StrCat("missing key '", key,
-                               "' (need support_x, support_y, query_x, query_y)"));
+      return fail(
+          absl::StrCat("missing key '", key, "' (need support_x, support_y, query_x, query_y)"));
     }
     if (!it->value().isTensor()) {
       return fail(absl::StrCat("'", key, "' is a ", it->value().tagKind(), ", not a tensor"));
@@ -139,17 +139,18 @@ absl::StatusOr<std::unique_ptr<TaskFamily>> MakeTensorFileTasks(const v1::JobSpe
   const bool classification = sy.scalar_type() == at::kLong;
   if (classification != (qy.scalar_type() == at::kLong)) {
     return fail(absl::StrCat("support_y (", c10::toString(sy.scalar_type()), ") and query_y (",
-                             c10::toString(qy.scalar_type()), ") must both be int64 or both float"));
+                             c10::toString(qy.scalar_type()),
+                             ") must both be int64 or both float"));
   }
   if (!classification && !at::isFloatingType(sy.scalar_type())) {
-    return fail(absl::StrCat("support_y must be int64 (classification) or floating point "
-                             "(regression), got ",
-                             c10::toString(sy.scalar_type())));
+    return fail(
+        absl::StrCat("support_y must be int64 (classification) or floating point "
+                     "(regression), got ",
+                     c10::toString(sy.scalar_type())));
   }
   const int64_t y_dim = classification ? 2 : 3;
   for (auto [key, x, y] : {std::tuple{"support", sx, sy}, std::tuple{"query", qx, qy}}) {
-    if (y.dim() != y_dim || y.size(0) != x.size(0) || y.size(1) != x.size(1) ||
-        x.size(0) != n) {
+    if (y.dim() != y_dim || y.size(0) != x.size(0) || y.size(1) != x.size(1) || x.size(0) != n) {
       return fail(absl::StrCat(
           key, "_y has shape ", ShapeString(y), " but ", key, "_x has ", ShapeString(x),
           "; expected ",
@@ -165,8 +166,8 @@ absl::StatusOr<std::unique_ptr<TaskFamily>> MakeTensorFileTasks(const v1::JobSpe
   } else {
     output_size = sy.size(2);
     if (qy.size(2) != output_size) {
-      return fail(absl::StrCat("support_y has ", output_size, " outputs but query_y has ",
-                               qy.size(2)));
+      return fail(
+          absl::StrCat("support_y has ", output_size, " outputs but query_y has ", qy.size(2)));
     }
   }
   return std::unique_ptr<TaskFamily>(std::make_unique<TensorFileTasks>(

@@ -28,9 +28,9 @@ absl::StatusOr<JobContext> MakeJobContext(const v1::JobSpec& normalized_spec) {
   job.spec = normalized_spec;
   job.dtype = normalized_spec.dtype() == "float64" ? at::kDouble : at::kFloat;
   ASSIGN_OR_RETURN(job.family, MakeTaskFamily(normalized_spec));
-  ASSIGN_OR_RETURN(std::unique_ptr<Model> model,
-                   MakeModel(normalized_spec.model(), job.family->input_shape(),
-                             job.family->output_size()));
+  ASSIGN_OR_RETURN(
+      std::unique_ptr<Model> model,
+      MakeModel(normalized_spec.model(), job.family->input_shape(), job.family->output_size()));
   job.model = std::move(model);
   ASSIGN_OR_RETURN(job.learner, MakeMetaLearner(normalized_spec, job.model, job.family->loss()));
   return job;
@@ -84,8 +84,7 @@ double SelectionScore(const v1::JobSpec& spec, const EvaluationSummary& validati
                                              : validation.loss_after.mean;
 }
 
-absl::StatusOr<double> ApplyMetaUpdate(const v1::JobSpec& spec,
-                                       const std::vector<ParamSpec>& specs,
+absl::StatusOr<double> ApplyMetaUpdate(const v1::JobSpec& spec, const std::vector<ParamSpec>& specs,
                                        std::vector<TensorList> task_gradients,
                                        OuterOptimizer& optimizer, TensorList& meta_params) {
   TaskOrderAggregator aggregator(specs, static_cast<int64_t>(task_gradients.size()));
@@ -100,11 +99,11 @@ absl::StatusOr<double> ApplyMetaUpdate(const v1::JobSpec& spec,
   });
 }
 
-absl::StatusOr<EvaluationSummary> MetaValidate(const JobContext& job,
-                                               const TensorList& meta_params, int64_t step) {
-  return EvaluateTasks(*job.learner, *job.family, meta_params, job.spec.seed(),
-                       Split::kValidation, step, job.spec.validation_tasks(),
-                       job.spec.inner().test_steps(), job.spec.meta_batch_size(), job.dtype);
+absl::StatusOr<EvaluationSummary> MetaValidate(const JobContext& job, const TensorList& meta_params,
+                                               int64_t step) {
+  return EvaluateTasks(*job.learner, *job.family, meta_params, job.spec.seed(), Split::kValidation,
+                       step, job.spec.validation_tasks(), job.spec.inner().test_steps(),
+                       job.spec.meta_batch_size(), job.dtype);
 }
 
 absl::StatusOr<EvaluationSummary> MetaTest(const JobContext& job, const TensorList& meta_params) {

@@ -19,8 +19,8 @@
 namespace metatrain::meta {
 
 struct StepReport {
-  int64_t step = 0;         // 1-based, after the update
-  double train_loss = 0;    // mean query loss after adaptation over the meta-batch
+  int64_t step = 0;            // 1-based, after the update
+  double train_loss = 0;       // mean query loss after adaptation over the meta-batch
   double train_accuracy = -1;  // classification only
   double lr = 0;
   double tasks_per_second = 0;
@@ -63,15 +63,14 @@ double SelectionScore(const v1::JobSpec& spec, const EvaluationSummary& validati
 // One outer update from a meta-batch's per-task gradients (MetaGradients::per_task layout
 // split with SplitPerTask, or gathered from workers): aggregates in task order, clips to
 // outer.clip_grad_norm, steps the optimizer. Returns the pre-clipping gradient norm.
-absl::StatusOr<double> ApplyMetaUpdate(const v1::JobSpec& spec,
-                                       const std::vector<ParamSpec>& specs,
+absl::StatusOr<double> ApplyMetaUpdate(const v1::JobSpec& spec, const std::vector<ParamSpec>& specs,
                                        std::vector<TensorList> task_gradients,
                                        OuterOptimizer& optimizer, TensorList& meta_params);
 
 // Meta-validation after 1-based step `step`: spec.validation_tasks() tasks of the
 // validation split, round `step`, adapted with inner.test_steps.
-absl::StatusOr<EvaluationSummary> MetaValidate(const JobContext& job,
-                                               const TensorList& meta_params, int64_t step);
+absl::StatusOr<EvaluationSummary> MetaValidate(const JobContext& job, const TensorList& meta_params,
+                                               int64_t step);
 
 // Final meta-test: spec.test_tasks() tasks of the test split, adapted with inner.test_steps.
 absl::StatusOr<EvaluationSummary> MetaTest(const JobContext& job, const TensorList& meta_params);

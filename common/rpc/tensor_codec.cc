@@ -63,8 +63,7 @@ absl::StatusOr<at::ScalarType> FromProtoDType(v1::DType dtype) {
     case v1::DTYPE_INT64:
       return at::kLong;
     default:
-      return absl::InvalidArgumentError(
-          absl::StrCat("unsupported wire dtype ", DTypeName(dtype)));
+      return absl::InvalidArgumentError(absl::StrCat("unsupported wire dtype ", DTypeName(dtype)));
   }
 }
 
@@ -77,27 +76,26 @@ absl::StatusOr<std::vector<v1::TensorChunk>> EncodeTensors(const meta::TensorLis
                                                            const std::vector<std::string>& names,
                                                            int64_t max_chunk_bytes) {
   if (!names.empty() && names.size() != tensors.size()) {
-    return absl::InvalidArgumentError(absl::StrCat("EncodeTensors: ", names.size(),
-                                                   " names for ", tensors.size(), " tensors"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("EncodeTensors: ", names.size(), " names for ", tensors.size(), " tensors"));
   }
   std::vector<v1::TensorChunk> chunks;
   for (size_t i = 0; i < tensors.size(); ++i) {
     const at::Tensor& tensor = tensors[i];
-    const std::string label =
-        names.empty() ? absl::StrCat("tensor ", i) : absl::StrCat("tensor ", i, " (", names[i], ")");
+    const std::string label = names.empty() ? absl::StrCat("tensor ", i)
+                                            : absl::StrCat("tensor ", i, " (", names[i], ")");
     if (!tensor.defined()) {
       return absl::InvalidArgumentError(absl::StrCat(label, " is undefined"));
     }
     ASSIGN_OR_RETURN(v1::DType dtype, ToProtoDType(tensor.scalar_type()));
     const int64_t element_size = ElementSize(dtype);
     if (max_chunk_bytes < element_size) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "max_chunk_bytes must be >= ", element_size, " (got ", max_chunk_bytes, ")"));
+      return absl::InvalidArgumentError(absl::StrCat("max_chunk_bytes must be >= ", element_size,
+                                                     " (got ", max_chunk_bytes, ")"));
     }
     const int64_t piece = max_chunk_bytes / element_size * element_size;
-    ASSIGN_OR_RETURN(at::Tensor cpu, CatchTorch(label, [&] {
-                       return tensor.detach().to(at::kCPU).contiguous();
-                     }));
+    ASSIGN_OR_RETURN(at::Tensor cpu,
+                     CatchTorch(label, [&] { return tensor.detach().to(at::kCPU).contiguous(); }));
     const int64_t total = cpu.numel() * element_size;
     const char* data = static_cast<const char*>(cpu.data_ptr());
     int64_t offset = 0;
@@ -123,8 +121,8 @@ absl::StatusOr<std::vector<v1::TensorChunk>> EncodeTensors(
     const meta::TensorList& tensors, const std::vector<meta::ParamSpec>& specs,
     int64_t max_chunk_bytes) {
   if (specs.size() != tensors.size()) {
-    return absl::InvalidArgumentError(absl::StrCat("EncodeTensors: ", specs.size(),
-                                                   " specs for ", tensors.size(), " tensors"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("EncodeTensors: ", specs.size(), " specs for ", tensors.size(), " tensors"));
   }
   std::vector<std::string> names;
   names.reserve(specs.size());
@@ -187,9 +185,9 @@ absl::Status TensorAssembler::AddImpl(const v1::TensorChunk& chunk) {
         tensors_[current_].defined() &&
         received_bytes_ == meta::NumElements(specs_[current_]) * element_size_;
     if (index != current_ + 1 || !current_full) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "chunk for ", Describe(index), " out of order: expected ",
-          current_full ? Describe(current_ + 1) : Describe(current_)));
+      return absl::InvalidArgumentError(
+          absl::StrCat("chunk for ", Describe(index), " out of order: expected ",
+                       current_full ? Describe(current_ + 1) : Describe(current_)));
     }
     current_ = index;
     received_bytes_ = 0;
@@ -214,19 +212,18 @@ absl::Status TensorAssembler::AddImpl(const v1::TensorChunk& chunk) {
   if (first && chunk.shape_size() == 0 && !spec.shape.empty()) {
     return absl::InvalidArgumentError(absl::StrCat(what, ": first chunk carries no shape"));
   }
-  if (chunk.shape_size() > 0 &&
-      !std::equal(chunk.shape().begin(), chunk.shape().end(), spec.shape.begin(),
-                  spec.shape.end())) {
+  if (chunk.shape_size() > 0 && !std::equal(chunk.shape().begin(), chunk.shape().end(),
+                                            spec.shape.begin(), spec.shape.end())) {
     return absl::InvalidArgumentError(absl::StrCat(what, ": shape ", ShapeString(chunk.shape()),
                                                    ", expected ", ShapeString(spec.shape)));
   }
   if (chunk.total_bytes() != expected_total) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        what, ": total_bytes ", chunk.total_bytes(), ", expected ", expected_total));
+    return absl::InvalidArgumentError(
+        absl::StrCat(what, ": total_bytes ", chunk.total_bytes(), ", expected ", expected_total));
   }
   if (chunk.offset() != received_bytes_) {
-    return absl::InvalidArgumentError(absl::StrCat(what, ": offset ", chunk.offset(),
-                                                   ", expected ", received_bytes_));
+    return absl::InvalidArgumentError(
+        absl::StrCat(what, ": offset ", chunk.offset(), ", expected ", received_bytes_));
   }
   const int64_t size = static_cast<int64_t>(chunk.data().size());
   if (size > expected_total - received_bytes_) {

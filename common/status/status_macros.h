@@ -11,10 +11,10 @@
 #define METATRAIN_STATUS_CONCAT_INNER_(a, b) a##b
 #define METATRAIN_STATUS_CONCAT_(a, b) METATRAIN_STATUS_CONCAT_INNER_(a, b)
 
-#define RETURN_IF_ERROR(expr)                                   \
-  do {                                                          \
-    ::absl::Status metatrain_status_ = (expr);                  \
-    if (!metatrain_status_.ok()) return metatrain_status_;      \
+#define RETURN_IF_ERROR(expr)                              \
+  do {                                                     \
+    ::absl::Status metatrain_status_ = (expr);             \
+    if (!metatrain_status_.ok()) return metatrain_status_; \
   } while (0)
 
 #define ASSIGN_OR_RETURN(lhs, expr) \

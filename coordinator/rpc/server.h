@@ -4,10 +4,10 @@
 // The coordinator's gRPC server: JobService, WorkerService, the standard health service
 // and server reflection, on one port.
 
+#include <grpcpp/server.h>
+
 #include <memory>
 #include <string>
-
-#include <grpcpp/server.h>
 
 #include "absl/status/statusor.h"
 #include "coordinator/coordinator.h"
@@ -21,8 +21,8 @@ class CoordinatorServer {
   // Listens on `address` ("host:port"; port 0 picks a free one). `coordinator` must
   // outlive the server. `threads` > 0 caps the synchronous-API pollers.
   static absl::StatusOr<std::unique_ptr<CoordinatorServer>> Start(const std::string& address,
-                                                                    Coordinator* coordinator,
-                                                                    int threads = 0);
+                                                                  Coordinator* coordinator,
+                                                                  int threads = 0);
   ~CoordinatorServer();
 
   int port() const { return port_; }

@@ -54,12 +54,12 @@ class SessionReactor final
         if (!incoming_.has_hello()) {
           left_ = true;
           return Close(grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
-                                         "the first message of a session must be Hello"));
+                                    "the first message of a session must be Hello"));
         }
         worker_id_ = coordinator_->AddWorker(incoming_.hello(), outbox_);
       } else if (incoming_.has_hello()) {
-        return EndSessionLocked(grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
-                                             "Hello sent twice in one session"));
+        return EndSessionLocked(
+            grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, "Hello sent twice in one session"));
       } else {
         worker_id = worker_id_;
       }

@@ -2,6 +2,9 @@
 // gRPC health service, a job trained by a worker, checkpoints that PyTorch loads, and a
 // clean exit on SIGTERM with workers told to shut down.
 
+#include <grpcpp/generic/generic_stub.h>
+#include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -12,10 +15,6 @@
 #include <filesystem>
 #include <fstream>
 #include <string>
-
-#include <grpcpp/generic/generic_stub.h>
-#include <grpcpp/grpcpp.h>
-#include <gtest/gtest.h>
 
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
@@ -66,8 +65,8 @@ std::string HealthCheck(const std::shared_ptr<grpc::Channel>& channel) {
   std::condition_variable cv;
   bool done = false;
   grpc::Status status;
-  stub.UnaryCall(&context, "/grpc.health.v1.Health/Check", grpc::StubOptions(), &request,
-                 &response, [&](grpc::Status s) {
+  stub.UnaryCall(&context, "/grpc.health.v1.Health/Check", grpc::StubOptions(), &request, &response,
+                 [&](grpc::Status s) {
                    std::lock_guard<std::mutex> lock(mu);
                    status = s;
                    done = true;
@@ -137,8 +136,7 @@ TEST(CoordinatorMainTest, ServesTrainsCheckpointsAndExitsCleanly) {
         "    print(name, len(d), 'net.0.weight' in d or 'params.net.0.weight' in d)\n";
     std::ofstream(dir / "check.py") << script;
     const int rc = std::system(("/usr/bin/python3 " + (dir / "check.py").string() + " " +
-                                job_dir.string() + " > " + (dir / "python.out").string() +
-                                " 2>&1")
+                                job_dir.string() + " > " + (dir / "python.out").string() + " 2>&1")
                                    .c_str());
     std::ifstream in(dir / "python.out");
     std::string output((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());

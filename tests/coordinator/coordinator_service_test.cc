@@ -1,15 +1,15 @@
 // The job API over a real gRPC server on loopback, with real workers (in-process threads
 // that compute with the meta-learning core) on real Session streams.
 
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <memory>
 #include <string>
 #include <vector>
-
-#include <gmock/gmock.h>
-#include <gtest/gtest.h>
 
 #include "tests/coordinator/test_specs.h"
 #include "tests/testing/coordinator_harness.h"
@@ -39,9 +39,9 @@ std::string TempDir(const std::string& name) {
     }
   };
   static Cleanup cleanup;
-  const fs::path dir = fs::temp_directory_path() /
-                       (name + "-" + std::to_string(::getpid()) + "-" +
-                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
+  const fs::path dir =
+      fs::temp_directory_path() / (name + "-" + std::to_string(::getpid()) + "-" +
+                                   ::testing::UnitTest::GetInstance()->current_test_info()->name());
   fs::remove_all(dir);
   fs::create_directories(dir);
   cleanup.dirs.push_back(dir);
@@ -71,8 +71,7 @@ TEST(JobApiTest, BadSpecsAreInvalidArgumentNamingTheField) {
          s.mutable_tasks()->set_data_dir("/nonexistent/omniglot");
        },
        "tasks.data_dir"},
-      {[](v1::JobSpec& s) { s.set_initial_weights("/nonexistent/weights.pt"); },
-       "initial_weights"},
+      {[](v1::JobSpec& s) { s.set_initial_weights("/nonexistent/weights.pt"); }, "initial_weights"},
   };
   for (const auto& c : cases) {
     v1::JobSpec spec = SmallSinusoidSpec("maml", 2);

@@ -3,9 +3,9 @@
 
 // Small, fast jobs for coordinator tests, and comparison with the single-process trainer.
 
-#include <string>
-
 #include <gtest/gtest.h>
+
+#include <string>
 
 #include "common/meta/checkpoint.h"
 #include "common/meta/job_spec.h"
@@ -70,8 +70,8 @@ inline void ExpectBitIdentical(const meta::TensorList& expected, const meta::Ten
   ASSERT_EQ(expected.size(), actual.size());
   for (size_t i = 0; i < expected.size(); ++i) {
     EXPECT_TRUE(at::equal(expected[i], actual[i]))
-        << "tensor " << i << " differs; max |diff| = "
-        << (expected[i] - actual[i]).abs().max().item<double>();
+        << "tensor " << i
+        << " differs; max |diff| = " << (expected[i] - actual[i]).abs().max().item<double>();
   }
 }
 

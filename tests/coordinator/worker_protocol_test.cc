@@ -1,13 +1,13 @@
 // The worker side of the coordinator, driven message by message by hand-written workers
 // over real Session streams: bad, stale and reordered results, lost workers.
 
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
 #include <memory>
 #include <string>
 #include <thread>
 #include <vector>
-
-#include <gmock/gmock.h>
-#include <gtest/gtest.h>
 
 #include "common/rpc/tensor_codec.h"
 #include "common/status/grpc_status.h"
@@ -53,8 +53,7 @@ meta::TensorList SgdStep(const meta::TensorList& params, double mean, double lr)
 }
 
 // Answers a training assignment with task t's gradient = (t + 1) everywhere.
-void AnswerTraining(ScriptedWorker& w, const meta::JobContext& context,
-                    const v1::Assignment& a) {
+void AnswerTraining(ScriptedWorker& w, const meta::JobContext& context, const v1::Assignment& a) {
   ASSERT_EQ(a.eval_steps(), 0);
   for (int64_t t : a.task_indices()) {
     ASSERT_TRUE(w.SendGradient(a.assignment_id(), t, Filled(context, t + 1.0), 0.5));
@@ -208,15 +207,24 @@ INSTANTIATE_TEST_SUITE_P(Faults, BadResultTest,
                                            Fault::kNonFiniteLoss),
                          [](const ::testing::TestParamInfo<Fault>& info) -> std::string {
                            switch (info.param) {
-                             case Fault::kNone: return "None";
-                             case Fault::kNonFinite: return "NonFinite";
-                             case Fault::kWrongShape: return "WrongShape";
-                             case Fault::kWrongDtype: return "WrongDtype";
-                             case Fault::kMalformedChunk: return "MalformedChunk";
-                             case Fault::kTaskOutsideAssignment: return "TaskOutsideAssignment";
-                             case Fault::kDoneWithoutGradients: return "DoneWithoutGradients";
-                             case Fault::kWorkerError: return "WorkerError";
-                             case Fault::kNonFiniteLoss: return "NonFiniteLoss";
+                             case Fault::kNone:
+                               return "None";
+                             case Fault::kNonFinite:
+                               return "NonFinite";
+                             case Fault::kWrongShape:
+                               return "WrongShape";
+                             case Fault::kWrongDtype:
+                               return "WrongDtype";
+                             case Fault::kMalformedChunk:
+                               return "MalformedChunk";
+                             case Fault::kTaskOutsideAssignment:
+                               return "TaskOutsideAssignment";
+                             case Fault::kDoneWithoutGradients:
+                               return "DoneWithoutGradients";
+                             case Fault::kWorkerError:
+                               return "WorkerError";
+                             case Fault::kNonFiniteLoss:
+                               return "NonFiniteLoss";
                            }
                            return "Unknown";
                          });

@@ -3,6 +3,9 @@
 // the result does not depend on how many workers there are or on workers dying or joining
 // mid-job, and it equals the single-process trainer's result bit for bit.
 
+#include <gmock/gmock.h>
+#include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/stat.h>
 
@@ -11,10 +14,6 @@
 #include <memory>
 #include <string>
 #include <vector>
-
-#include <gmock/gmock.h>
-#include <grpcpp/grpcpp.h>
-#include <gtest/gtest.h>
 
 #include "absl/strings/str_cat.h"
 #include "common/meta/checkpoint.h"
@@ -37,7 +36,8 @@ v1::JobSpec TestSpec(int64_t steps) {
     "meta_batch_size": 7,
     "inner": {"steps": 1, "lr": 0.01, "test_steps": 5},
     "outer": {"kind": "adam", "lr": 0.005},
-    "steps": )", steps, R"(,
+    "steps": )",
+                                              steps, R"(,
     "validation_interval": 10, "validation_tasks": 9,
     "test_tasks": 40, "seed": 5
   })"));
@@ -75,8 +75,8 @@ class Cluster : public ::testing::Test {
     coordinator_ = std::move(*coordinator);
     grpc::ChannelArguments args;
     args.SetMaxReceiveMessageSize(64 << 20);
-    stub_ = v1::JobService::NewStub(grpc::CreateCustomChannel(
-        coordinator_.address, grpc::InsecureChannelCredentials(), args));
+    stub_ = v1::JobService::NewStub(
+        grpc::CreateCustomChannel(coordinator_.address, grpc::InsecureChannelCredentials(), args));
   }
 
   void TearDown() override {
@@ -207,7 +207,8 @@ TEST_F(Cluster, TwoWorkersMetaTrainOmniglotFarAboveChance) {
   auto spec = meta::ParseJobSpec(absl::StrCat(R"({
     "name": "e2e-omniglot", "algorithm": "maml",
     "model": {"kind": "mlp", "hidden_sizes": [256, 128, 64, 64], "batch_norm": true},
-    "tasks": {"family": "omniglot", "data_dir": ")", data::testing::OmniglotDir(), R"(",
+    "tasks": {"family": "omniglot", "data_dir": ")",
+                                              data::testing::OmniglotDir(), R"(",
               "split": "maml", "ways": 5, "shots": 1, "query_size": 5, "image_size": 28},
     "meta_batch_size": 8,
     "inner": {"steps": 1, "lr": 0.4, "test_steps": 3},
@@ -219,8 +220,8 @@ TEST_F(Cluster, TwoWorkersMetaTrainOmniglotFarAboveChance) {
   AddWorker();
   AddWorker();
   const std::string job = Submit(*spec);
-  v1::JobStatus status = WatchUntil(job, [](const v1::JobStatus&) { return false; },
-                                    std::chrono::seconds(600));
+  v1::JobStatus status = WatchUntil(
+      job, [](const v1::JobStatus&) { return false; }, std::chrono::seconds(600));
   ASSERT_EQ(status.state(), v1::SUCCEEDED) << status.error();
   const auto& test = status.test();
   ASSERT_EQ(test.accuracy_after().n(), 200);
@@ -280,14 +281,13 @@ TEST_F(Cluster, WorkerJoiningMidJobGetsWork) {
   const v1::JobSpec spec = TestSpec(100000);  // long: cancelled once the point is made
   AddWorker();
   const std::string job = Submit(spec);
-  v1::JobStatus running = WatchUntil(job, [](const v1::JobStatus& s) {
-    return s.state() == v1::RUNNING && s.step() >= 2;
-  });
+  v1::JobStatus running = WatchUntil(
+      job, [](const v1::JobStatus& s) { return s.state() == v1::RUNNING && s.step() >= 2; });
   ASSERT_EQ(running.state(), v1::RUNNING);
   EXPECT_EQ(running.workers(), 1);
   AddWorker();
-  v1::JobStatus joined = WatchUntil(job, [](const v1::JobStatus& s) { return s.workers() == 2; },
-                                    std::chrono::seconds(120));
+  v1::JobStatus joined = WatchUntil(
+      job, [](const v1::JobStatus& s) { return s.workers() == 2; }, std::chrono::seconds(120));
   EXPECT_EQ(joined.workers(), 2) << "the new worker never took part in a step";
   EXPECT_EQ(joined.state(), v1::RUNNING);
   grpc::ClientContext context;

@@ -1,13 +1,13 @@
 // End-to-end: the metactl binary against a real coordinator (and workers), checking the
 // exit codes and one-line errors that scripts and people rely on.
 
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
 #include <fstream>
 #include <memory>
 #include <string>
 #include <vector>
-
-#include <gmock/gmock.h>
-#include <gtest/gtest.h>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"

@@ -183,8 +183,8 @@ absl::StatusOr<Coordinator> StartCoordinator(const std::string& dir,
 absl::StatusOr<std::unique_ptr<ChildProcess>> StartWorker(
     const std::string& address, const std::string& log_path,
     const std::vector<std::string>& extra_flags) {
-  std::vector<std::string> argv = {BinaryPath("worker/metatrain-worker"), "--coordinator",
-                                   address, "--threads", "1"};
+  std::vector<std::string> argv = {BinaryPath("worker/metatrain-worker"), "--coordinator", address,
+                                   "--threads", "1"};
   argv.insert(argv.end(), extra_flags.begin(), extra_flags.end());
   return ChildProcess::Start(argv, log_path);
 }

@@ -62,9 +62,9 @@ absl::StatusOr<Coordinator> StartCoordinator(const std::string& dir,
 
 // A loopback port nobody listens on now (bound to port 0, noted, closed).
 int UnusedPort();
-absl::StatusOr<std::unique_ptr<ChildProcess>> StartWorker(const std::string& address,
-                                                          const std::string& log_path,
-                                                          const std::vector<std::string>& extra_flags = {});
+absl::StatusOr<std::unique_ptr<ChildProcess>> StartWorker(
+    const std::string& address, const std::string& log_path,
+    const std::vector<std::string>& extra_flags = {});
 
 // Waits until a worker's log (its stderr) says it is connected: "connected to ... as
 // worker ...". DEADLINE_EXCEEDED after `timeout`.

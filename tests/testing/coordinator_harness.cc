@@ -86,8 +86,8 @@ absl::StatusOr<bool> CoordinatorHarness::WatchUntil(
   return false;
 }
 
-absl::StatusOr<std::vector<v1::JobEvent>> CoordinatorHarness::WatchToEnd(
-    const std::string& job_id, absl::Duration deadline) {
+absl::StatusOr<std::vector<v1::JobEvent>> CoordinatorHarness::WatchToEnd(const std::string& job_id,
+                                                                         absl::Duration deadline) {
   std::vector<v1::JobEvent> events;
   ASSIGN_OR_RETURN(bool stopped, WatchUntil(
                                      job_id,

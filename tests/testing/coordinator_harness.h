@@ -4,11 +4,11 @@
 // A real coordinator and its gRPC server on 127.0.0.1 with a free port, plus a JobService
 // client, for tests. Also small JobService helpers with deadlines.
 
+#include <grpcpp/grpcpp.h>
+
 #include <memory>
 #include <string>
 #include <vector>
-
-#include <grpcpp/grpcpp.h>
 
 #include "absl/status/statusor.h"
 #include "coordinator/coordinator.h"
@@ -35,8 +35,8 @@ class CoordinatorHarness {
   absl::StatusOr<v1::JobStatus> Get(const std::string& job_id);
   absl::StatusOr<v1::JobStatus> Cancel(const std::string& job_id);
   // Watches until the stream ends; returns every event received.
-  absl::StatusOr<std::vector<v1::JobEvent>> WatchToEnd(const std::string& job_id,
-                                                      absl::Duration deadline = absl::Seconds(120));
+  absl::StatusOr<std::vector<v1::JobEvent>> WatchToEnd(
+      const std::string& job_id, absl::Duration deadline = absl::Seconds(120));
   // Watches until an event satisfies `until` (true) or the stream ends (false).
   absl::StatusOr<bool> WatchUntil(const std::string& job_id,
                                   const std::function<bool(const v1::JobEvent&)>& until,

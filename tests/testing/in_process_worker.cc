@@ -83,10 +83,10 @@ absl::Status InProcessWorker::Serve(const v1::CoordinatorMessage& message) {
       Job& job = it->second;
       job.chunks[p.version()].push_back(p.chunk());
       if (p.last()) {
-        ASSIGN_OR_RETURN(job.params[p.version()],
-                         rpc::DecodeTensors(job.chunks[p.version()],
-                                            job.context->learner->meta_param_specs(),
-                                            job.context->dtype));
+        ASSIGN_OR_RETURN(
+            job.params[p.version()],
+            rpc::DecodeTensors(job.chunks[p.version()], job.context->learner->meta_param_specs(),
+                               job.context->dtype));
         job.chunks.erase(p.version());
         // Keep the two versions received last (the coordinator re-sends an older version,
         // e.g. the best parameters for the meta-test, when it needs it again).
@@ -126,8 +126,8 @@ absl::Status InProcessWorker::Compute(const v1::Assignment& assignment) {
   }
   std::vector<meta::TaskKey> keys;
   for (int64_t index : assignment.task_indices()) {
-    keys.push_back(meta::TaskKey{static_cast<meta::Split>(assignment.split()), assignment.round(),
-                                 index});
+    keys.push_back(
+        meta::TaskKey{static_cast<meta::Split>(assignment.split()), assignment.round(), index});
   }
   const meta::JobContext& context = *job.context;
   ASSIGN_OR_RETURN(meta::TaskBatch tasks, context.family->Sample(keys, context.dtype));

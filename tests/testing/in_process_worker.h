@@ -6,13 +6,13 @@
 // ComputeMetaGradients / Evaluate), one assignment at a time. A stand-in until the
 // worker library (worker/) is merged; the protocol side is the same.
 
+#include <grpcpp/grpcpp.h>
+
 #include <atomic>
 #include <map>
 #include <memory>
 #include <string>
 #include <thread>
-
-#include <grpcpp/grpcpp.h>
 
 #include "absl/status/status.h"
 #include "common/meta/trainer.h"

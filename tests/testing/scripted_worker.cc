@@ -8,8 +8,9 @@
 
 namespace metatrain::testing {
 
-absl::StatusOr<std::unique_ptr<ScriptedWorker>> ScriptedWorker::Connect(
-    const std::string& address, int capacity, absl::Duration deadline) {
+absl::StatusOr<std::unique_ptr<ScriptedWorker>> ScriptedWorker::Connect(const std::string& address,
+                                                                        int capacity,
+                                                                        absl::Duration deadline) {
   std::unique_ptr<ScriptedWorker> worker(new ScriptedWorker());
   worker->channel_ = grpc::CreateChannel(address, grpc::InsecureChannelCredentials());
   worker->stub_ = v1::WorkerService::NewStub(worker->channel_);
@@ -66,9 +67,10 @@ std::optional<v1::Assignment> ScriptedWorker::NextAssignment() {
   return std::nullopt;
 }
 
-absl::StatusOr<meta::TensorList> ScriptedWorker::ParamsOf(
-    const std::string& job_id, int64_t version, const std::vector<meta::ParamSpec>& specs,
-    at::ScalarType dtype) const {
+absl::StatusOr<meta::TensorList> ScriptedWorker::ParamsOf(const std::string& job_id,
+                                                          int64_t version,
+                                                          const std::vector<meta::ParamSpec>& specs,
+                                                          at::ScalarType dtype) const {
   auto it = params_.find({job_id, version});
   if (it == params_.end()) {
     return absl::NotFoundError(absl::StrCat("no parameters of ", job_id, " version ", version));

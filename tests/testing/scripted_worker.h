@@ -5,14 +5,14 @@
 // Session stream: for driving the coordinator into corner cases (bad gradients, stale
 // results, odd arrival orders) and observing exactly what it sends back.
 
+#include <grpcpp/grpcpp.h>
+
 #include <cstdint>
 #include <map>
 #include <memory>
 #include <optional>
 #include <string>
 #include <vector>
-
-#include <grpcpp/grpcpp.h>
 
 #include "absl/status/statusor.h"
 #include "common/meta/params.h"

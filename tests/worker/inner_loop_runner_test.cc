@@ -1,11 +1,11 @@
 #include "worker/inner_loop_runner.h"
 
-#include <map>
-#include <vector>
-
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <torch/cuda.h>
+
+#include <map>
+#include <vector>
 
 #include "common/meta/job_spec.h"
 #include "common/meta/trainer.h"
@@ -142,7 +142,8 @@ TEST_F(RunnerTest, TrainingAssignmentReturnsTheCoresPerTaskGradients) {
     meta::TensorList got = Decode(pieces);
     ASSERT_EQ(got.size(), expected->per_task.size());
     for (size_t p = 0; p < got.size(); ++p) {
-      EXPECT_TRUE(at::equal(got[p], expected->per_task[p][t])) << "param " << p << " task " << index;
+      EXPECT_TRUE(at::equal(got[p], expected->per_task[p][t]))
+          << "param " << p << " task " << index;
     }
     ++t;
   }

@@ -34,7 +34,8 @@ absl::StatusOr<bool> FamilyInvertsPixels(const std::string& family) {
   }
   return absl::InvalidArgumentError(absl::StrCat(
       "--episodes needs an image classification job (omniglot, fashion_mnist, image_folder or "
-      "synthetic_images); the job's tasks.family is '", family, "'"));
+      "synthetic_images); the job's tasks.family is '",
+      family, "'"));
 }
 
 bool IsGray(const data::ImageSet& images) {
@@ -152,8 +153,7 @@ absl::StatusOr<EvaluateOptions> ParseEvaluateArgs(const std::vector<std::string>
 }
 
 absl::StatusOr<meta::TensorList> LoadCheckpointParams(const meta::JobContext& job,
-                                                      const std::string& path,
-                                                      std::string* note) {
+                                                      const std::string& path, std::string* note) {
   ASSIGN_OR_RETURN(meta::StateDict state, meta::LoadStateDict(path));
   const auto& specs = job.learner->meta_param_specs();
   // Meta-SGD's learned rates follow the model's parameters as "lr.<name>". A plain model
@@ -183,9 +183,8 @@ absl::StatusOr<meta::TensorList> LoadCheckpointParams(const meta::JobContext& jo
         }
       }
     }
-    return absl::InvalidArgumentError(absl::StrCat("checkpoint ", path,
-                                                   " does not match the job's model: ",
-                                                   loaded.status().message(), hint));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "checkpoint ", path, " does not match the job's model: ", loaded.status().message(), hint));
   }
   meta::TensorList params;
   if (defaulted.empty()) {
@@ -238,9 +237,9 @@ absl::StatusOr<meta::TaskBatch> EpisodeToTask(const meta::JobContext& job,
       }
     }
     if (out.height != input[1] || out.width != input[2]) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          where, ": ", part, " images are ", out.height, "x", out.width, " but the model takes ",
-          input[1], "x", input[2], " (tasks.image_size)"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(where, ": ", part, " images are ", out.height, "x", out.width,
+                       " but the model takes ", input[1], "x", input[2], " (tasks.image_size)"));
     }
     if (out.size() == 0) {
       return absl::InvalidArgumentError(absl::StrCat(where, ": no ", part, " images"));
@@ -346,26 +345,24 @@ absl::StatusOr<EvaluationReport> RunEvaluation(const EvaluateOptions& options) {
   if (!note.empty()) report.notes.push_back(note);
   std::vector<int> steps = options.inner_steps;
   if (steps.empty()) steps.push_back(spec.inner().test_steps());
-  const std::string what = absl::StrCat(spec.algorithm(), ", ", spec.model().kind(), " on ",
-                                        spec.tasks().family());
+  const std::string what =
+      absl::StrCat(spec.algorithm(), ", ", spec.model().kind(), " on ", spec.tasks().family());
 
   if (options.episodes.empty()) {
     const bool validation = options.split == "validation";
     const int64_t tasks = options.tasks > 0 ? options.tasks
                           : validation      ? spec.validation_tasks()
                                             : spec.test_tasks();
-    report.header = absl::StrCat("checkpoint ", options.checkpoint, " (", what, "): ", tasks,
-                                 " tasks of the ", validation ? "validation" : "test",
-                                 " split, seed ", spec.seed());
+    report.header =
+        absl::StrCat("checkpoint ", options.checkpoint, " (", what, "): ", tasks, " tasks of the ",
+                     validation ? "validation" : "test", " split, seed ", spec.seed());
     for (int s : steps) {
       EvaluationRun run;
       run.inner_steps = s;
-      ASSIGN_OR_RETURN(run.summary,
-                       meta::EvaluateTasks(*job.learner, *job.family, params, spec.seed(),
-                                           validation ? meta::Split::kValidation
-                                                      : meta::Split::kTest,
-                                           /*round=*/0, tasks, s, spec.meta_batch_size(),
-                                           job.dtype));
+      ASSIGN_OR_RETURN(run.summary, meta::EvaluateTasks(
+                                        *job.learner, *job.family, params, spec.seed(),
+                                        validation ? meta::Split::kValidation : meta::Split::kTest,
+                                        /*round=*/0, tasks, s, spec.meta_batch_size(), job.dtype));
       report.runs.push_back(std::move(run));
     }
     return report;
@@ -377,8 +374,8 @@ absl::StatusOr<EvaluationReport> RunEvaluation(const EvaluateOptions& options) {
     ASSIGN_OR_RETURN(meta::TaskBatch batch, EpisodeToTask(job, episode));
     batches.push_back(std::move(batch));
   }
-  report.header = absl::StrCat("checkpoint ", options.checkpoint, " (", what, "): ",
-                               batches.size(), " episodes from ", options.episodes);
+  report.header = absl::StrCat("checkpoint ", options.checkpoint, " (", what, "): ", batches.size(),
+                               " episodes from ", options.episodes);
   for (int s : steps) {
     EvaluationRun run;
     run.inner_steps = s;
@@ -413,19 +410,17 @@ std::string FormatReport(const EvaluationReport& report, bool verbose) {
   for (const std::string& note : report.notes) absl::StrAppend(&out, "note: ", note, "\n");
   for (const EvaluationRun& run : report.runs) {
     const bool episodes = !run.episodes.empty();
-    absl::StrAppend(&out, run.inner_steps, run.inner_steps == 1 ? " inner step" : " inner steps",
-                    ", mean ± 95% CI over ", run.summary.loss_after.n,
-                    episodes ? " episodes" : " tasks", ":\n",
-                    FormatEvaluation(meta::ToEvaluationResult(run.summary, run.inner_steps),
-                                     "  "),
-                    "\n");
+    absl::StrAppend(
+        &out, run.inner_steps, run.inner_steps == 1 ? " inner step" : " inner steps",
+        ", mean ± 95% CI over ", run.summary.loss_after.n, episodes ? " episodes" : " tasks", ":\n",
+        FormatEvaluation(meta::ToEvaluationResult(run.summary, run.inner_steps), "  "), "\n");
     if (!verbose) continue;
     for (const EpisodeScore& e : run.episodes) {
-      absl::StrAppend(&out, absl::StrFormat("    %s: %d-way, %d support, %d query: loss %.4f -> "
-                                            "%.4f, accuracy %.2f%% -> %.2f%%\n",
-                                            e.name, e.ways, e.support, e.query, e.loss_before,
-                                            e.loss_after, 100 * e.accuracy_before,
-                                            100 * e.accuracy_after));
+      absl::StrAppend(
+          &out, absl::StrFormat("    %s: %d-way, %d support, %d query: loss %.4f -> "
+                                "%.4f, accuracy %.2f%% -> %.2f%%\n",
+                                e.name, e.ways, e.support, e.query, e.loss_before, e.loss_after,
+                                100 * e.accuracy_before, 100 * e.accuracy_after));
     }
   }
   return out;

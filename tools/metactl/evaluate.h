@@ -30,11 +30,11 @@
 namespace metatrain::metactl {
 
 struct EvaluateOptions {
-  std::string checkpoint;    // a state_dict (checkpoint.h)
-  std::string job;           // JSON or text-format JobSpec
-  std::string episodes;      // empty: sample tasks of the job's family
-  std::string split = "test";  // "test" or "validation" (sampled tasks only)
-  int64_t tasks = 0;           // 0: the job's test_tasks (validation: validation_tasks)
+  std::string checkpoint;        // a state_dict (checkpoint.h)
+  std::string job;               // JSON or text-format JobSpec
+  std::string episodes;          // empty: sample tasks of the job's family
+  std::string split = "test";    // "test" or "validation" (sampled tasks only)
+  int64_t tasks = 0;             // 0: the job's test_tasks (validation: validation_tasks)
   std::vector<int> inner_steps;  // empty: the job's inner.test_steps
   std::optional<uint64_t> seed;  // unset: the job's seed
   bool verbose = false;          // per-episode lines
@@ -52,13 +52,13 @@ struct EpisodeScore {
 
 struct EvaluationRun {
   int inner_steps = 0;
-  meta::EvaluationSummary summary;  // over tasks or episodes
+  meta::EvaluationSummary summary;     // over tasks or episodes
   std::vector<EpisodeScore> episodes;  // episodes mode only
 };
 
 struct EvaluationReport {
-  std::string header;  // one line: what was evaluated on what
-  std::vector<std::string> notes;  // e.g. Meta-SGD rates absent from the checkpoint
+  std::string header;               // one line: what was evaluated on what
+  std::vector<std::string> notes;   // e.g. Meta-SGD rates absent from the checkpoint
   std::vector<EvaluationRun> runs;  // one per --inner_steps value
 };
 

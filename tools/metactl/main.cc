@@ -11,6 +11,7 @@
 // error; 2 usage or invalid argument; 3 not found; 4 coordinator unavailable. Errors are
 // one line on stderr: "metactl: INVALID_ARGUMENT: inner.lr must be > 0 (got -1)".
 
+#include <grpcpp/grpcpp.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -18,8 +19,6 @@
 #include <cstdlib>
 #include <string>
 #include <vector>
-
-#include <grpcpp/grpcpp.h>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
@@ -47,7 +46,8 @@ constexpr char kUsageText[] =
     "  evaluate CHECKPOINT.pt --job JOB.json [--episodes DIR] [--split test|validation]\n"
     "      [--tasks N] [--inner_steps N[,N...]] [--seed S] [--verbose]\n"
     "                                   meta-test a checkpoint here, on sampled tasks or on\n"
-    "                                   your own episodes (DIR/<episode>/{support,query}/<class>/*.png)\n"
+    "                                   your own episodes "
+    "(DIR/<episode>/{support,query}/<class>/*.png)\n"
     "The coordinator defaults to $METATRAIN_COORDINATOR, then 127.0.0.1:50051.\n"
     "Exit codes: 0 ok, 1 job failed/cancelled, 2 usage or invalid argument, 3 not found,\n"
     "4 coordinator unavailable.\n";
@@ -59,13 +59,18 @@ enum ExitCode { kOk = 0, kJobFailed = 1, kUsage = 2, kNotFound = 3, kUnavailable
 
 int ExitCodeFor(const absl::Status& status) {
   switch (status.code()) {
-    case absl::StatusCode::kOk: return kOk;
+    case absl::StatusCode::kOk:
+      return kOk;
     case absl::StatusCode::kInvalidArgument:
-    case absl::StatusCode::kOutOfRange: return kUsage;
-    case absl::StatusCode::kNotFound: return kNotFound;
+    case absl::StatusCode::kOutOfRange:
+      return kUsage;
+    case absl::StatusCode::kNotFound:
+      return kNotFound;
     case absl::StatusCode::kUnavailable:
-    case absl::StatusCode::kDeadlineExceeded: return kUnavailable;
-    default: return kJobFailed;
+    case absl::StatusCode::kDeadlineExceeded:
+      return kUnavailable;
+    default:
+      return kJobFailed;
   }
 }
 
@@ -101,8 +106,8 @@ class Client {
     absl::Status s = FromGrpcStatus(status);
     if (s.code() == absl::StatusCode::kUnavailable ||
         (s.code() == absl::StatusCode::kDeadlineExceeded && !status.error_message().empty())) {
-      return absl::Status(s.code(), absl::StrCat("cannot reach the coordinator at ", target_,
-                                                 " (", s.message(), ")"));
+      return absl::Status(s.code(), absl::StrCat("cannot reach the coordinator at ", target_, " (",
+                                                 s.message(), ")"));
     }
     return s;
   }
@@ -175,14 +180,15 @@ int Watch(Client& client, const std::string& job_id) {
     if (!status.ok() && status.error_code() != grpc::StatusCode::CANCELLED) {
       return Fail(client.Convert(status));
     }
-    return Fail(absl::UnavailableError(
-        absl::StrCat("the coordinator at ", client.target(), " ended the watch of ", job_id,
-                     " before the job finished")));
+    return Fail(absl::UnavailableError(absl::StrCat("the coordinator at ", client.target(),
+                                                    " ended the watch of ", job_id,
+                                                    " before the job finished")));
   }
   context.TryCancel();
   stream->Finish();
   if (last.state() == v1::SUCCEEDED) {
-    if (last.stopped_early()) std::printf("stopped early at step %lld\n", static_cast<long long>(last.step()));
+    if (last.stopped_early())
+      std::printf("stopped early at step %lld\n", static_cast<long long>(last.step()));
     std::printf("%s", FormatBestValidation(last).c_str());
     std::printf("tasks: %s\n", FormatTaskSetting(last.spec()).c_str());
     std::printf("meta-test (%lld tasks, %d inner steps), mean ± 95%% CI:\n%s\n",
@@ -275,9 +281,9 @@ int Fetch(Client& client, const std::string& job_id, const std::string& which,
   while (stream->Read(&chunk)) {
     if (total < 0) total = chunk.total_bytes();
     step = chunk.step();
-    if (problem.ok() && (chunk.offset() != static_cast<int64_t>(bytes.size()) ||
-                         chunk.total_bytes() != total ||
-                         static_cast<int64_t>(bytes.size() + chunk.data().size()) > total)) {
+    if (problem.ok() &&
+        (chunk.offset() != static_cast<int64_t>(bytes.size()) || chunk.total_bytes() != total ||
+         static_cast<int64_t>(bytes.size() + chunk.data().size()) > total)) {
       problem = absl::DataLossError(absl::StrCat("checkpoint stream of ", job_id,
                                                  " is inconsistent at offset ", chunk.offset()));
     }
@@ -294,8 +300,8 @@ int Fetch(Client& client, const std::string& job_id, const std::string& which,
     return Fail(written);
   }
   std::printf("wrote %s checkpoint of %s (step %lld, %lld bytes) to %s\n",
-              which.empty() ? "best" : which.c_str(), job_id.c_str(),
-              static_cast<long long>(step), static_cast<long long>(total), out_path.c_str());
+              which.empty() ? "best" : which.c_str(), job_id.c_str(), static_cast<long long>(step),
+              static_cast<long long>(total), out_path.c_str());
   return kOk;
 }
 

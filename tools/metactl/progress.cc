@@ -10,12 +10,18 @@ namespace metatrain::metactl {
 
 std::string StateName(v1::JobState state) {
   switch (state) {
-    case v1::QUEUED: return "QUEUED";
-    case v1::RUNNING: return "RUNNING";
-    case v1::SUCCEEDED: return "SUCCEEDED";
-    case v1::FAILED: return "FAILED";
-    case v1::CANCELLED: return "CANCELLED";
-    default: return "UNKNOWN";
+    case v1::QUEUED:
+      return "QUEUED";
+    case v1::RUNNING:
+      return "RUNNING";
+    case v1::SUCCEEDED:
+      return "SUCCEEDED";
+    case v1::FAILED:
+      return "FAILED";
+    case v1::CANCELLED:
+      return "CANCELLED";
+    default:
+      return "UNKNOWN";
   }
 }
 
@@ -64,8 +70,9 @@ std::string FormatMetric(const v1::MetricSummary& metric, bool percent) {
 }
 
 std::string FormatEvaluation(const v1::EvaluationResult& result, const std::string& indent) {
-  std::string out = absl::StrCat(indent, "loss      before ", FormatMetric(result.loss_before(), false),
-                                 "  ->  after ", FormatMetric(result.loss_after(), false));
+  std::string out =
+      absl::StrCat(indent, "loss      before ", FormatMetric(result.loss_before(), false),
+                   "  ->  after ", FormatMetric(result.loss_after(), false));
   if (result.accuracy_after().n() > 0) {
     absl::StrAppend(&out, "\n", indent, "accuracy  before ",
                     FormatMetric(result.accuracy_before(), true), "  ->  after ",

@@ -43,8 +43,7 @@ void SessionClient::Log(const std::string& line) const {
   std::time_t now = std::time(nullptr);
   char stamp[32];
   std::strftime(stamp, sizeof(stamp), "%H:%M:%S", std::localtime(&now));
-  std::fprintf(stderr, "%s metatrain-worker %s: %s\n", stamp, options_.name.c_str(),
-               line.c_str());
+  std::fprintf(stderr, "%s metatrain-worker %s: %s\n", stamp, options_.name.c_str(), line.c_str());
   std::fflush(stderr);
 }
 
@@ -62,8 +61,8 @@ bool SessionClient::WaitFor(std::chrono::milliseconds d) {
 }
 
 absl::Status SessionClient::Run() {
-  meta::Rng jitter(meta::MixSeed({static_cast<uint64_t>(getpid()),
-                                  static_cast<uint64_t>(std::time(nullptr))}));
+  meta::Rng jitter(
+      meta::MixSeed({static_cast<uint64_t>(getpid()), static_cast<uint64_t>(std::time(nullptr))}));
   std::chrono::milliseconds backoff = options_.initial_backoff;
   bool announced_wait = false;
   while (true) {
@@ -143,8 +142,8 @@ SessionClient::SessionEnd SessionClient::RunSession(bool& welcomed) {
             } else if (options_.log_assignments) {
               const v1::Assignment& a = message.assignment();
               Log(absl::StrFormat("assignment %d job %s version %d tasks %d compute %.6f",
-                                  a.assignment_id(), a.job_id(), a.version(),
-                                  a.task_indices_size(), done.compute_seconds()));
+                                  a.assignment_id(), a.job_id(), a.version(), a.task_indices_size(),
+                                  done.compute_seconds()));
             }
           }
           if (!write_failed && !stream->Write(out)) write_failed = true;
@@ -170,10 +169,10 @@ SessionClient::SessionEnd SessionClient::RunSession(bool& welcomed) {
     current_ = nullptr;
   }
   if (end == SessionEnd::kLost && welcomed) {
-    Log(absl::StrCat("lost the coordinator (", status.error_message().empty()
-                                                   ? std::string("stream closed")
-                                                   : status.error_message(),
-                     ")"));
+    Log(absl::StrCat(
+        "lost the coordinator (",
+        status.error_message().empty() ? std::string("stream closed") : status.error_message(),
+        ")"));
   }
   return end;
 }

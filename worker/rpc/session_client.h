@@ -12,14 +12,14 @@
 // Thread safety: Run() is called from one thread; Stop() may be called from any thread
 // (e.g. a signal-watching thread) at any time.
 
+#include <grpcpp/grpcpp.h>
+
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <memory>
 #include <mutex>
 #include <string>
-
-#include <grpcpp/grpcpp.h>
 
 #include "absl/status/status.h"
 #include "worker/inner_loop_runner.h"
@@ -71,8 +71,8 @@ class SessionClient {
 
   std::mutex mu_;
   std::condition_variable cv_;
-  bool stopped_ = false;                        // guarded by mu_
-  grpc::ClientContext* current_ = nullptr;      // guarded by mu_
+  bool stopped_ = false;                    // guarded by mu_
+  grpc::ClientContext* current_ = nullptr;  // guarded by mu_
   std::atomic<int> sessions_{0};
 };
 

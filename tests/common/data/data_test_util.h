@@ -16,10 +16,10 @@
 #include "gtest/gtest.h"
 
 #ifndef ASSERT_OK
-#define ASSERT_OK(expr)                                  \
-  do {                                                   \
-    const auto& metatrain_s_ = (expr);                   \
-    ASSERT_TRUE(metatrain_s_.ok()) << metatrain_s_;      \
+#define ASSERT_OK(expr)                             \
+  do {                                              \
+    const auto& metatrain_s_ = (expr);              \
+    ASSERT_TRUE(metatrain_s_.ok()) << metatrain_s_; \
   } while (0)
 #endif
 
@@ -52,9 +52,7 @@ inline ::testing::AssertionResult HaveOmniglot() {
 
 // A decode cache that outlives one test process (ctest runs each case in its own
 // process): decoding 32,460 PNGs happens once per build tree.
-inline std::string TestCacheDir() {
-  return BinaryDir() + "/test_data_cache";
-}
+inline std::string TestCacheDir() { return BinaryDir() + "/test_data_cache"; }
 
 // Removes the scratch folders of this process when it exits (each ctest case is a process).
 class ScratchRegistry {
@@ -75,8 +73,7 @@ class ScratchRegistry {
 
 // A fresh, empty folder for one test, removed at process exit.
 inline std::string ScratchDir(const std::string& name) {
-  const std::string dir =
-      absl::StrCat(BinaryDir(), "/test_scratch/", name, "-", getpid());
+  const std::string dir = absl::StrCat(BinaryDir(), "/test_scratch/", name, "-", getpid());
   std::filesystem::remove_all(dir);
   std::filesystem::create_directories(dir);
   ScratchRegistry::Get().Add(dir);

@@ -1,12 +1,13 @@
 // Fashion-MNIST from the system copy (/usr/share/datasets/fashion-mnist).
 
+#include "common/data/fashion_mnist.h"
+
 #include <zlib.h>
 
 #include <filesystem>
 #include <fstream>
 #include <set>
 
-#include "common/data/fashion_mnist.h"
 #include "common/data/image_dataset.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -23,8 +24,8 @@ using testing::ScratchDir;
   if (fs::exists(std::string(kDefaultFashionMnistDir) + "/train-images-idx3-ubyte.gz")) {
     return ::testing::AssertionSuccess();
   }
-  return ::testing::AssertionFailure() << "Fashion-MNIST missing from " << kDefaultFashionMnistDir
-                                       << " (see docs/data.md)";
+  return ::testing::AssertionFailure()
+         << "Fashion-MNIST missing from " << kDefaultFashionMnistDir << " (see docs/data.md)";
 }
 
 TEST(FashionMnistTest, CountsLabelsAndPixels) {

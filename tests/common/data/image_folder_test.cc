@@ -1,13 +1,14 @@
 // Folders of <class>/*.png as a dataset, and bring-your-own evaluation episodes, on small
 // folders the tests write with libpng.
 
+#include "common/data/image_folder.h"
+
 #include <filesystem>
 #include <fstream>
 #include <set>
 
 #include "common/data/episodes.h"
 #include "common/data/image_dataset.h"
-#include "common/data/image_folder.h"
 #include "common/data/png_encoder.h"
 #include "common/data/resize.h"
 #include "gmock/gmock.h"
@@ -68,7 +69,8 @@ TEST(ImageFolderTest, AnyColourImageMakesTheSetRgb) {
   // A gray image is repeated on the three channels.
   const DecodedImage gray = PatternImage(1, 8, 8, 0);
   for (int c = 0; c < 3; ++c) {
-    EXPECT_EQ(std::vector<uint8_t>(images->pixels.begin() + 64 * c, images->pixels.begin() + 64 * (c + 1)),
+    EXPECT_EQ(std::vector<uint8_t>(images->pixels.begin() + 64 * c,
+                                   images->pixels.begin() + 64 * (c + 1)),
               gray.pixels);
   }
 }

@@ -1,6 +1,8 @@
 // Omniglot from the shared copy of the original zips: counts, pixel conventions, the
 // decode cache, the few-shot splits and errors for partial or corrupt copies.
 
+#include "common/data/omniglot.h"
+
 #include <zip.h>
 
 #include <algorithm>
@@ -14,7 +16,6 @@
 
 #include "common/data/dataset_cache.h"
 #include "common/data/image_dataset.h"
-#include "common/data/omniglot.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/common/data/data_test_util.h"
@@ -32,62 +33,48 @@ using testing::TestCacheDir;
 // Pillow 9.4: 255 - Image.open(<zip entry below>).convert('L').resize((28, 28), LANCZOS).
 constexpr char kMagiEntry[] = "images_background/Alphabet_of_the_Magi/character01/0709_01.png";
 const uint8_t kMagiPillow[28 * 28] = {
-    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-    0, 0, 0, 0, 0, 1, 1, 0, 0, 0, 0, 0, 0, 0,
-    0, 0, 0, 0, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0,
-    0, 0, 0, 0, 0, 0, 0, 3, 1, 0, 0, 0, 0, 0,
-    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-    0, 0, 0, 0, 1, 3, 0, 0, 0, 1, 0, 0, 0, 0,
-    0, 0, 0, 0, 3, 5, 6, 3, 3, 0, 0, 0, 0, 0,
-    0, 0, 4, 0, 114, 246, 236, 154, 6, 0, 1, 0, 0, 0,
-    0, 2, 0, 38, 246, 235, 230, 243, 246, 160, 0, 3, 0, 0,
-    0, 0, 2, 0, 52, 109, 128, 248, 183, 15, 2, 1, 0, 0,
-    0, 1, 0, 19, 109, 198, 240, 107, 109, 66, 0, 1, 0, 0,
-    0, 0, 0, 0, 0, 0, 0, 73, 255, 79, 0, 4, 0, 0,
-    0, 0, 0, 1, 0, 135, 221, 0, 0, 0, 0, 0, 0, 0,
-    0, 0, 0, 0, 2, 7, 4, 72, 253, 96, 0, 4, 0, 0,
-    0, 0, 0, 2, 4, 200, 185, 4, 9, 6, 0, 0, 0, 0,
-    0, 0, 0, 0, 0, 3, 1, 160, 254, 152, 0, 4, 0, 0,
-    0, 0, 0, 1, 0, 224, 142, 0, 0, 0, 0, 0, 0, 0,
-    0, 0, 0, 0, 2, 1, 17, 241, 255, 151, 0, 4, 0, 0,
-    0, 0, 0, 1, 0, 218, 151, 0, 114, 134, 0, 2, 0, 0,
-    0, 0, 0, 0, 4, 0, 98, 247, 233, 159, 0, 4, 0, 0,
-    0, 0, 0, 1, 0, 222, 153, 0, 138, 163, 0, 2, 0, 0,
-    0, 0, 0, 2, 2, 21, 247, 145, 185, 171, 1, 8, 3, 0,
-    0, 0, 2, 0, 35, 252, 92, 0, 0, 0, 0, 0, 0, 0,
-    0, 0, 0, 3, 0, 180, 244, 12, 196, 164, 0, 0, 0, 0,
-    0, 0, 0, 0, 84, 254, 27, 0, 3, 2, 0, 0, 0, 0,
-    0, 0, 3, 0, 107, 255, 80, 0, 202, 255, 207, 168, 182, 234,
-    234, 234, 235, 233, 248, 250, 11, 1, 1, 0, 0, 0, 0, 0,
-    0, 0, 3, 0, 191, 255, 222, 96, 64, 124, 186, 204, 200, 136,
-    128, 129, 128, 127, 125, 88, 1, 1, 0, 0, 0, 0, 0, 0,
-    0, 0, 1, 1, 21, 98, 145, 39, 0, 0, 0, 0, 0, 0,
-    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-    0, 0, 0, 0, 0, 0, 0, 0, 3, 4, 3, 3, 3, 4,
-    4, 4, 4, 4, 4, 3, 0, 0, 0, 0, 0, 0, 0, 0,
-    0, 0, 0, 0, 1, 4, 4, 1, 0, 0, 0, 0, 0, 0,
-    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,
+    0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,
+    0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,
+    0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,
+    0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,
+    0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,
+    0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,
+    0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,
+    0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,
+    0,   0,   1,   1,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   1,   1,   1,   1,
+    1,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   3,   1,   0,   0,   0,   0,
+    0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,
+    1,   3,   0,   0,   0,   1,   0,   0,   0,   0,   0,   0,   0,   0,   3,   5,   6,   3,   3,
+    0,   0,   0,   0,   0,   0,   0,   4,   0,   114, 246, 236, 154, 6,   0,   1,   0,   0,   0,
+    0,   2,   0,   38,  246, 235, 230, 243, 246, 160, 0,   3,   0,   0,   0,   0,   2,   0,   52,
+    109, 128, 248, 183, 15,  2,   1,   0,   0,   0,   1,   0,   19,  109, 198, 240, 107, 109, 66,
+    0,   1,   0,   0,   0,   0,   0,   0,   0,   0,   0,   73,  255, 79,  0,   4,   0,   0,   0,
+    0,   0,   1,   0,   135, 221, 0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   2,   7,
+    4,   72,  253, 96,  0,   4,   0,   0,   0,   0,   0,   2,   4,   200, 185, 4,   9,   6,   0,
+    0,   0,   0,   0,   0,   0,   0,   0,   3,   1,   160, 254, 152, 0,   4,   0,   0,   0,   0,
+    0,   1,   0,   224, 142, 0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   2,   1,   17,
+    241, 255, 151, 0,   4,   0,   0,   0,   0,   0,   1,   0,   218, 151, 0,   114, 134, 0,   2,
+    0,   0,   0,   0,   0,   0,   4,   0,   98,  247, 233, 159, 0,   4,   0,   0,   0,   0,   0,
+    1,   0,   222, 153, 0,   138, 163, 0,   2,   0,   0,   0,   0,   0,   2,   2,   21,  247, 145,
+    185, 171, 1,   8,   3,   0,   0,   0,   2,   0,   35,  252, 92,  0,   0,   0,   0,   0,   0,
+    0,   0,   0,   0,   3,   0,   180, 244, 12,  196, 164, 0,   0,   0,   0,   0,   0,   0,   0,
+    84,  254, 27,  0,   3,   2,   0,   0,   0,   0,   0,   0,   3,   0,   107, 255, 80,  0,   202,
+    255, 207, 168, 182, 234, 234, 234, 235, 233, 248, 250, 11,  1,   1,   0,   0,   0,   0,   0,
+    0,   0,   3,   0,   191, 255, 222, 96,  64,  124, 186, 204, 200, 136, 128, 129, 128, 127, 125,
+    88,  1,   1,   0,   0,   0,   0,   0,   0,   0,   0,   1,   1,   21,  98,  145, 39,  0,   0,
+    0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,
+    0,   0,   0,   0,   0,   0,   0,   3,   4,   3,   3,   3,   4,   4,   4,   4,   4,   4,   3,
+    0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   1,   4,   4,   1,   0,   0,   0,
+    0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,
+    0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,
+    0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,
+    0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,
+    0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,
+    0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,
+    0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,
+    0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,
+    0,   0,   0,   0,   0,
 };
 
 // One decoded set per test process, through the persistent test cache (the first process
@@ -190,8 +177,7 @@ TEST_F(OmniglotTest, CorruptCacheIsRebuiltWithIdenticalData) {
   OmniglotOptions shared = options;
   shared.cache_dir = TestCacheDir();
   ASSERT_OK(LoadOmniglot(OmniglotDir(), shared, &shared_info).status());
-  const std::string path =
-      cache_dir + "/" + fs::path(shared_info.cache_path).filename().string();
+  const std::string path = cache_dir + "/" + fs::path(shared_info.cache_path).filename().string();
   fs::copy_file(shared_info.cache_path, path);
   {
     // ... then flip the bits of one pixel byte in the middle of the file.
@@ -272,7 +258,8 @@ TEST_F(OmniglotTest, MamlSplit) {
   EXPECT_THAT(first_validation, ::testing::ElementsAre(6, 19, 28, 29, 36));
   // Both sets of alphabets reach every split: the shuffle is over characters.
   int test_background = 0;
-  for (const ClassRef& r : d->test_classes) test_background += IsOmniglotBackground(d->images.class_names[r.base]);
+  for (const ClassRef& r : d->test_classes)
+    test_background += IsOmniglotBackground(d->images.class_names[r.base]);
   EXPECT_GT(test_background, 100);
   EXPECT_LT(test_background, 323);
   EXPECT_THAT(d->split_description, HasSubstr("maml"));
@@ -418,7 +405,8 @@ TEST_F(OmniglotTest, TruncatedZipIsDataLossNamingIt) {
   fs::copy_file(OmniglotDir() + "/images_evaluation.zip", dir + "/images_evaluation.zip");
   std::ifstream in(OmniglotDir() + "/images_background.zip", std::ios::binary);
   std::string bytes(std::istreambuf_iterator<char>(in), {});
-  std::ofstream(dir + "/images_background.zip", std::ios::binary) << bytes.substr(0, bytes.size() - 5000);
+  std::ofstream(dir + "/images_background.zip", std::ios::binary)
+      << bytes.substr(0, bytes.size() - 5000);
   const absl::Status status = LoadUncached(dir);
   EXPECT_EQ(status.code(), absl::StatusCode::kDataLoss);
   EXPECT_THAT(status.message(), HasSubstr(dir + "/images_background.zip"));

@@ -48,8 +48,8 @@ TEST(PngTest, TruncatedOrGarbageBytesAreDataLossNamingTheFile) {
   const std::string dir = ScratchDir("png_truncated");
   ASSERT_OK(WritePngFile(PatternImage(1, 20, 20, 3), dir + "/ok.png"));
   const std::string bytes = ReadFile(dir + "/ok.png");
-  for (const std::string& bad : {bytes.substr(0, bytes.size() / 2), bytes.substr(0, 8),
-                                 std::string("not a png at all")}) {
+  for (const std::string& bad :
+       {bytes.substr(0, bytes.size() / 2), bytes.substr(0, 8), std::string("not a png at all")}) {
     absl::StatusOr<DecodedImage> decoded = DecodePng(bad, "some/dir/x.png");
     ASSERT_FALSE(decoded.ok());
     EXPECT_EQ(decoded.status().code(), absl::StatusCode::kDataLoss);
@@ -119,21 +119,22 @@ TEST(ResizeTest, DownscaleMatchesPillowLanczos) {
   const DecodedImage out = ResizeLanczos(Gradient(), 3, 4);
   EXPECT_EQ(out.height, 3);
   EXPECT_EQ(out.width, 4);
-  EXPECT_THAT(out.pixels, ElementsAreArray({80, 137, 117, 92, 136, 102, 143, 116, 98, 144, 103, 99}));
+  EXPECT_THAT(out.pixels,
+              ElementsAreArray({80, 137, 117, 92, 136, 102, 143, 116, 98, 144, 103, 99}));
 }
 
 TEST(ResizeTest, UpscaleMatchesPillowLanczos) {
   const DecodedImage out = ResizeLanczos(Gradient(), 9, 13);
-  EXPECT_THAT(out.pixels,
-              ElementsAreArray(
-                  {0,   17,  53,  76,  102, 128, 162, 227, 229, 34,  0,   54,  69,  29,  54,  84,
-                   115, 177, 234, 142, 66,  110, 60,  87,  154, 171, 79,  95,  172, 191, 110, 154,
-                   93,  5,   72,  179, 134, 94,  137, 111, 154, 209, 143, 0,   11,  98,  165, 198,
-                   202, 61,  6,   74,  151, 218, 138, 6,   73,  123, 158, 224, 246, 82,  57,  144,
-                   172, 237, 120, 26,  69,  125, 229, 144, 44,  113, 132, 221, 166, 33,  103, 42,
-                   42,  155, 225, 156, 49,  67,  148, 79,  100, 128, 92,  0,   66,  159, 188, 170,
-                   62,  89,  179, 138, 30,  46,  112, 114, 66,  102, 210, 195, 34,  81,  207, 159,
-                   9,   76,  203, 124, 0}));
+  EXPECT_THAT(
+      out.pixels,
+      ElementsAreArray({0,   17,  53,  76,  102, 128, 162, 227, 229, 34,  0,   54,  69,  29,  54,
+                        84,  115, 177, 234, 142, 66,  110, 60,  87,  154, 171, 79,  95,  172, 191,
+                        110, 154, 93,  5,   72,  179, 134, 94,  137, 111, 154, 209, 143, 0,   11,
+                        98,  165, 198, 202, 61,  6,   74,  151, 218, 138, 6,   73,  123, 158, 224,
+                        246, 82,  57,  144, 172, 237, 120, 26,  69,  125, 229, 144, 44,  113, 132,
+                        221, 166, 33,  103, 42,  42,  155, 225, 156, 49,  67,  148, 79,  100, 128,
+                        92,  0,   66,  159, 188, 170, 62,  89,  179, 138, 30,  46,  112, 114, 66,
+                        102, 210, 195, 34,  81,  207, 159, 9,   76,  203, 124, 0}));
 }
 
 TEST(ResizeTest, ConstantImageStaysConstantAndChannelsAreIndependent) {

@@ -1,8 +1,8 @@
-#include <cmath>
-#include <sstream>
-
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+
+#include <cmath>
+#include <sstream>
 
 #include "common/meta/aggregation.h"
 #include "common/meta/optimizer.h"
@@ -49,7 +49,8 @@ TEST(AggregationTest, RejectsBadInput) {
   wrong[0] = wrong[0].reshape({3, 2});
   absl::Status s = agg.Add(0, wrong);
   EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_THAT(std::string(s.message()), HasSubstr("gradient of w has shape [3, 2], expected [2, 3]"));
+  EXPECT_THAT(std::string(s.message()),
+              HasSubstr("gradient of w has shape [3, 2], expected [2, 3]"));
   TensorList nan = Grad(1);
   nan[1][1] = NAN;
   s = agg.Add(0, nan);
@@ -104,7 +105,8 @@ void CompareWithTorch(const std::string& cpp_kind, const std::string& python_cto
          << "    w.grad = (torch.arange(6, dtype=torch.float64).reshape(2, 3) * s).sin()\n"
          << "    b.grad = torch.full((3,), s, dtype=torch.float64)\n"
          << "    opt.step()\n"
-         << "print(' '.join(repr(v) for v in torch.cat([w.detach().flatten(), b.detach()]).tolist()))\n";
+         << "print(' '.join(repr(v) for v in torch.cat([w.detach().flatten(), "
+            "b.detach()]).tolist()))\n";
   int rc = 0;
   const std::string out = metatrain::testing::RunPython(script.str(), &rc);
   ASSERT_EQ(rc, 0) << out;

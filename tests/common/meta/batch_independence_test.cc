@@ -3,13 +3,13 @@
 // number of workers and still produce the same bits (NOTE [Task independence is bitwise]
 // in common/meta/batched_ops.h).
 
-#include <memory>
-#include <string>
-#include <vector>
-
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <gtest/gtest.h>
+
+#include <memory>
+#include <string>
+#include <vector>
 
 #include "common/meta/learner.h"
 #include "common/meta/model.h"

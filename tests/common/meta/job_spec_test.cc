@@ -1,9 +1,9 @@
 #include "common/meta/job_spec.h"
 
-#include <filesystem>
-
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+
+#include <filesystem>
 
 namespace metatrain::meta {
 namespace {
@@ -107,19 +107,23 @@ TEST(JobSpecTest, RejectsBadFieldsNamingThem) {
                 "tasks.data_dir is required for family 'omniglot'");
   ExpectInvalid(R"({"algorithm": "maml", "tasks": {"family": "tensor_file"}})",
                 "tasks.tensor_file is required");
-  ExpectInvalid(R"({"algorithm": "maml", "tasks": {"family": "cats"}})", "tasks.family: unknown 'cats'");
-  ExpectInvalid(R"({"algorithm": "maml", "tasks": {"family": "sinusoid"}, "outer": {"kind": "rmsprop"}})",
-                "outer.kind: unknown 'rmsprop'");
+  ExpectInvalid(R"({"algorithm": "maml", "tasks": {"family": "cats"}})",
+                "tasks.family: unknown 'cats'");
+  ExpectInvalid(
+      R"({"algorithm": "maml", "tasks": {"family": "sinusoid"}, "outer": {"kind": "rmsprop"}})",
+      "outer.kind: unknown 'rmsprop'");
   ExpectInvalid(R"({"algorithm": "maml", "tasks": {"family": "sinusoid"}, "meta_batch_size": -3})",
                 "meta_batch_size must be > 0 (got -3)");
   ExpectInvalid(R"({"algorithm": "maml", "tasks": {"family": "sinusoid"}, "dtype": "int8"})",
                 "dtype: unknown 'int8'");
-  ExpectInvalid(R"({"algorithm": "maml", "tasks": {"family": "sinusoid"}, "model": {"kind": "conv"}})",
-                "model.kind: 'conv' needs image tasks");
+  ExpectInvalid(
+      R"({"algorithm": "maml", "tasks": {"family": "sinusoid"}, "model": {"kind": "conv"}})",
+      "model.kind: 'conv' needs image tasks");
   ExpectInvalid(R"({"algorithm": "maml", "tasks": {"family": "synthetic_images", "ways": 1}})",
                 "tasks.ways must be >= 2");
-  ExpectInvalid(R"({"algorithm": "maml", "tasks": {"family": "sinusoid"}, "early_stopping_patience": 3})",
-                "early_stopping_patience needs validation_interval > 0");
+  ExpectInvalid(
+      R"({"algorithm": "maml", "tasks": {"family": "sinusoid"}, "early_stopping_patience": 3})",
+      "early_stopping_patience needs validation_interval > 0");
   ExpectInvalid(R"({"tasks": {"family": "sinusoid"}})", "algorithm is required");
 }
 

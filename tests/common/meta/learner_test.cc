@@ -5,16 +5,16 @@
 
 #include "common/meta/learner.h"
 
+#include <ATen/ATen.h>
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <torch/csrc/autograd/autograd.h>
+
 #include <cmath>
 #include <functional>
 #include <memory>
 #include <string>
 #include <vector>
-
-#include <ATen/ATen.h>
-#include <gmock/gmock.h>
-#include <gtest/gtest.h>
-#include <torch/csrc/autograd/autograd.h>
 
 #include "common/meta/maml_learner.h"
 #include "common/meta/model.h"
@@ -23,9 +23,9 @@
 namespace metatrain::meta {
 namespace {
 
-using ::testing::HasSubstr;
 using testing::ClassificationBatch;
 using testing::ConvSpec;
+using ::testing::HasSubstr;
 using testing::LearnerSpec;
 using testing::MlpSpec;
 using testing::RegressionBatch;
@@ -39,8 +39,8 @@ std::shared_ptr<const Model> Make(const v1::ModelSpec& spec, std::vector<int64_t
 }
 
 std::unique_ptr<MetaLearner> Learner(const std::string& algorithm,
-                                     std::shared_ptr<const Model> model, LossKind loss,
-                                     int steps, double lr) {
+                                     std::shared_ptr<const Model> model, LossKind loss, int steps,
+                                     double lr) {
   auto learner = MakeMetaLearner(LearnerSpec(algorithm, steps, lr), std::move(model), loss);
   EXPECT_TRUE(learner.ok()) << learner.status();
   return std::move(learner).value();
@@ -88,8 +88,7 @@ struct Reference {
     return phi;
   }
 
-  double QueryLoss(const TensorList& theta, const TensorList& alphas,
-                   const TaskBatch& task) const {
+  double QueryLoss(const TensorList& theta, const TensorList& alphas, const TaskBatch& task) const {
     TensorList phi = Adapt(theta, alphas, task.support_x, task.support_y, steps);
     for (auto& p : phi) p = p.unsqueeze(0);
     at::NoGradGuard no_grad;
@@ -125,9 +124,8 @@ void ExpectGradientsMatch(const at::Tensor& autograd, const at::Tensor& fd,
 
 // Meta-gradients of `algorithm` for every task equal finite differences of the
 // reference post-adaptation query loss; Meta-SGD's rates included.
-void CheckAgainstFiniteDifferences(const std::string& algorithm,
-                                   std::shared_ptr<const Model> model, LossKind loss,
-                                   const TaskBatch& tasks, int steps, double lr) {
+void CheckAgainstFiniteDifferences(const std::string& algorithm, std::shared_ptr<const Model> model,
+                                   LossKind loss, const TaskBatch& tasks, int steps, double lr) {
   auto learner = Learner(algorithm, model, loss, steps, lr);
   Rng rng(11);
   TensorList meta = learner->InitialMetaParams(rng, at::kDouble);
@@ -135,8 +133,8 @@ void CheckAgainstFiniteDifferences(const std::string& algorithm,
   if (algorithm == "meta_sgd") {
     // Distinct per-element rates, so a gradient wrt the wrong element would show.
     for (size_t i = num_model; i < meta.size(); ++i) {
-      meta[i] = meta[i] * (1 + 0.5 * testing::RandomNormal(rng, meta[i].sizes().vec(),
-                                                            at::kDouble).tanh());
+      meta[i] = meta[i] *
+                (1 + 0.5 * testing::RandomNormal(rng, meta[i].sizes().vec(), at::kDouble).tanh());
     }
   }
   auto grads = learner->ComputeMetaGradients(meta, tasks);
@@ -155,9 +153,9 @@ void CheckAgainstFiniteDifferences(const std::string& algorithm,
     EXPECT_NEAR(grads->query_loss[t].item<double>(), f(meta), 1e-12);
     for (size_t i = 0; i < meta.size(); ++i) {
       at::Tensor fd = FiniteDifference(f, meta, i, 1e-6);
-      ExpectGradientsMatch(grads->per_task[i][t], fd,
-                           algorithm + " task " + std::to_string(t) + " " +
-                               learner->meta_param_specs()[i].name);
+      ExpectGradientsMatch(
+          grads->per_task[i][t], fd,
+          algorithm + " task " + std::to_string(t) + " " + learner->meta_param_specs()[i].name);
     }
   }
 }
@@ -184,13 +182,13 @@ TEST(MamlGradientTest, ClassificationMlpWithBatchNormMatchesFiniteDifferences) {
 
 TEST(MamlGradientTest, ConvNetWithBatchNormMatchesFiniteDifferences) {
   TaskBatch tasks = ClassificationBatch(7, 2, 4, 4, {1, 16, 16}, 3, at::kDouble);
-  CheckAgainstFiniteDifferences("maml", Make(ConvSpec(2), {1, 16, 16}, 3),
-                                LossKind::kCrossEntropy, tasks, /*steps=*/1, /*lr=*/0.5);
+  CheckAgainstFiniteDifferences("maml", Make(ConvSpec(2), {1, 16, 16}, 3), LossKind::kCrossEntropy,
+                                tasks, /*steps=*/1, /*lr=*/0.5);
 }
 
 TEST(MetaSgdGradientTest, ParametersAndRatesMatchFiniteDifferences) {
-  CheckAgainstFiniteDifferences("meta_sgd", Make(MlpSpec({4, 4}, false), {1}, 1),
-                                LossKind::kMse, TinyRegression(2), /*steps=*/1, /*lr=*/0.3);
+  CheckAgainstFiniteDifferences("meta_sgd", Make(MlpSpec({4, 4}, false), {1}, 1), LossKind::kMse,
+                                TinyRegression(2), /*steps=*/1, /*lr=*/0.3);
   CheckAgainstFiniteDifferences("meta_sgd", Make(MlpSpec({3}, false), {2}, 2), LossKind::kMse,
                                 RegressionBatch(8, 2, 4, 5, {2}, 2, at::kDouble),
                                 /*steps=*/3, /*lr=*/0.2);
@@ -240,14 +238,13 @@ TEST(FomamlTest, EqualsQueryGradientAtAdaptedParametersAndDiffersFromMaml) {
     for (size_t i = 0; i < theta.size(); ++i) {
       EXPECT_TRUE(at::allclose(first->per_task[i][t], expected[i][0], 1e-12, 1e-14))
           << model->param_specs()[i].name;
-      second_order_term = std::max(
-          second_order_term, (first->per_task[i][t] - second->per_task[i][t]).abs().max()
-                                 .item<double>());
+      second_order_term =
+          std::max(second_order_term,
+                   (first->per_task[i][t] - second->per_task[i][t]).abs().max().item<double>());
     }
     EXPECT_GT(second_order_term, 1e-4) << "task " << t;
     // Both report the same post-adaptation query loss.
-    EXPECT_NEAR(first->query_loss[t].item<double>(), second->query_loss[t].item<double>(),
-                1e-12);
+    EXPECT_NEAR(first->query_loss[t].item<double>(), second->query_loss[t].item<double>(), 1e-12);
   }
 }
 
@@ -325,8 +322,8 @@ TEST(EvaluateTest, ReportsQueryMetricsBeforeAndAfterAdaptation) {
       EXPECT_LE(acc, 1.0);
       EXPECT_EQ(acc * 9, std::round(acc * 9));
     }
-    for (const at::Tensor& x : {result->loss_before, result->loss_after,
-                                result->accuracy_before, result->accuracy_after}) {
+    for (const at::Tensor& x : {result->loss_before, result->loss_after, result->accuracy_before,
+                                result->accuracy_after}) {
       EXPECT_FALSE(x.requires_grad());
     }
   }
@@ -412,7 +409,8 @@ TEST_F(BadInputTest, WrongInputShapeNamesTheTensor) {
 TEST_F(BadInputTest, WrongTargetShapeNamesTheTensor) {
   TaskBatch b = good_;
   b.support_y = at::zeros({2, 5, 3});
-  EXPECT_THAT(Error(b), HasSubstr("support_y: expected [T, n, 1] with T = 2, n = 5, got [2, 5, 3]"));
+  EXPECT_THAT(Error(b),
+              HasSubstr("support_y: expected [T, n, 1] with T = 2, n = 5, got [2, 5, 3]"));
   b = good_;
   b.query_y = at::zeros({2, 3, 1});
   EXPECT_THAT(Error(b), HasSubstr("query_y: expected [T, n, 1]"));

@@ -4,11 +4,11 @@
 // Small helpers for the meta-learning core's tests: random task batches drawn from our
 // Rng (so test data is the same on every machine), specs, and a slice of a batch.
 
+#include <ATen/ATen.h>
+
 #include <memory>
 #include <string>
 #include <vector>
-
-#include <ATen/ATen.h>
 
 #include "common/meta/learner.h"
 #include "common/meta/model.h"
@@ -36,8 +36,7 @@ inline at::Tensor RandomLabels(Rng& rng, std::vector<int64_t> shape, int64_t cla
 
 // x [T, n, input...] ~ N(0, 1); y [T, n, out] ~ N(0, 1).
 inline TaskBatch RegressionBatch(uint64_t seed, int64_t tasks, int64_t support, int64_t query,
-                                 std::vector<int64_t> input, int64_t out,
-                                 at::ScalarType dtype) {
+                                 std::vector<int64_t> input, int64_t out, at::ScalarType dtype) {
   Rng rng(seed);
   auto shape = [&](int64_t n) {
     std::vector<int64_t> s = {tasks, n};
@@ -53,9 +52,9 @@ inline TaskBatch RegressionBatch(uint64_t seed, int64_t tasks, int64_t support, 
 }
 
 // Random images and labels in [0, classes).
-inline TaskBatch ClassificationBatch(uint64_t seed, int64_t tasks, int64_t support,
-                                     int64_t query, std::vector<int64_t> input,
-                                     int64_t classes, at::ScalarType dtype) {
+inline TaskBatch ClassificationBatch(uint64_t seed, int64_t tasks, int64_t support, int64_t query,
+                                     std::vector<int64_t> input, int64_t classes,
+                                     at::ScalarType dtype) {
   Rng rng(seed);
   auto shape = [&](int64_t n) {
     std::vector<int64_t> s = {tasks, n};

@@ -1,13 +1,13 @@
 #include "common/meta/model.h"
 
+#include <ATen/ATen.h>
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
 #include <cmath>
 #include <memory>
 #include <string>
 #include <vector>
-
-#include <ATen/ATen.h>
-#include <gmock/gmock.h>
-#include <gtest/gtest.h>
 
 #include "common/meta/conv_net.h"
 #include "common/meta/rng.h"
@@ -16,8 +16,8 @@
 namespace metatrain::meta {
 namespace {
 
-using ::testing::HasSubstr;
 using testing::ConvSpec;
+using ::testing::HasSubstr;
 using testing::MlpSpec;
 using testing::RandomNormal;
 
@@ -179,10 +179,10 @@ TEST(ForwardTest, MlpMatchesUnbatchedPyTorchLayers) {
   for (int64_t k = 0; k < t; ++k) {
     auto p = [&](int i) { return params[i][k]; };
     at::Tensor h = x[k].flatten(1);
-    h = at::relu(at::batch_norm(at::linear(h, p(0), p(1)), p(2), p(3), {}, {}, true, 0.1, 1e-5,
-                                false));
-    h = at::relu(at::batch_norm(at::linear(h, p(4), p(5)), p(6), p(7), {}, {}, true, 0.1, 1e-5,
-                                false));
+    h = at::relu(
+        at::batch_norm(at::linear(h, p(0), p(1)), p(2), p(3), {}, {}, true, 0.1, 1e-5, false));
+    h = at::relu(
+        at::batch_norm(at::linear(h, p(4), p(5)), p(6), p(7), {}, {}, true, 0.1, 1e-5, false));
     h = at::linear(h, p(8), p(9));
     EXPECT_TRUE(at::allclose(out[k], h, 1e-12, 1e-12)) << "task " << k;
   }

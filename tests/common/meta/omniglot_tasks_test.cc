@@ -2,10 +2,10 @@
 // family: what every published number rests on. Same seed and key, same episode; another
 // seed, another episode; N-way K-shot shapes and labels; pixels as the MAML code feeds them.
 
-#include <cstdlib>
-
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+
+#include <cstdlib>
 
 #include "absl/strings/str_cat.h"
 #include "common/meta/job_spec.h"
@@ -36,8 +36,10 @@ TEST(OmniglotTasksTest, EpisodesAreDeterministicGivenTheSeed) {
   ASSERT_TRUE(HaveOmniglot());
   auto family = OmniglotFamily(5, 1);
   ASSERT_NE(family, nullptr);
-  const std::vector<TaskKey> keys = {
-      {Split::kTrain, 7, 0}, {Split::kTrain, 7, 1}, {Split::kValidation, 2, 0}, {Split::kTest, 0, 3}};
+  const std::vector<TaskKey> keys = {{Split::kTrain, 7, 0},
+                                     {Split::kTrain, 7, 1},
+                                     {Split::kValidation, 2, 0},
+                                     {Split::kTest, 0, 3}};
   auto a = family->Sample(keys, at::kFloat);
   ASSERT_TRUE(a.ok()) << a.status();
   auto b = family->Sample(keys, at::kFloat);

@@ -1,8 +1,8 @@
 #include "common/meta/params.h"
 
-#include <limits>
-
 #include <gtest/gtest.h>
+
+#include <limits>
 
 namespace metatrain::meta {
 namespace {
@@ -12,9 +12,9 @@ TEST(AllFiniteTest, FindsEveryNonFiniteValueAnywhere) {
   for (at::ScalarType dtype : {at::kFloat, at::kDouble, at::kHalf}) {
     const at::Tensor clean = at::randn({3, 4099}).to(dtype);
     EXPECT_TRUE(AllFinite(clean)) << dtype;
-    for (double bad : {std::numeric_limits<double>::quiet_NaN(),
-                       std::numeric_limits<double>::infinity(),
-                       -std::numeric_limits<double>::infinity()}) {
+    for (double bad :
+         {std::numeric_limits<double>::quiet_NaN(), std::numeric_limits<double>::infinity(),
+          -std::numeric_limits<double>::infinity()}) {
       for (int64_t position : {int64_t{0}, int64_t{4095}, int64_t{4096}, int64_t{12296}}) {
         at::Tensor t = clean.clone();
         t.view({-1})[position] = bad;
@@ -37,9 +37,9 @@ TEST(AllFiniteTest, LargestFiniteValuesAreFinite) {
 TEST(AllFiniteTest, NonContiguousEmptyAndIntegerTensors) {
   at::Tensor t = at::randn({64, 64});
   t[5][7] = std::numeric_limits<float>::infinity();
-  EXPECT_FALSE(AllFinite(t.t()));               // transposed view
-  EXPECT_FALSE(AllFinite(t.slice(1, 7, 8)));    // strided column holding the inf
-  EXPECT_TRUE(AllFinite(t.slice(1, 0, 7)));     // columns without it
+  EXPECT_FALSE(AllFinite(t.t()));             // transposed view
+  EXPECT_FALSE(AllFinite(t.slice(1, 7, 8)));  // strided column holding the inf
+  EXPECT_TRUE(AllFinite(t.slice(1, 0, 7)));   // columns without it
   EXPECT_TRUE(AllFinite(at::empty({0}, at::kFloat)));
   EXPECT_TRUE(AllFinite(at::zeros({4}, at::kLong)));
 }

@@ -3,18 +3,17 @@
 
 // Runs /usr/bin/python3 (the Debian one, with python3-torch) for interop tests.
 
+#include <unistd.h>
+
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <string>
 
-#include <unistd.h>
-
 namespace metatrain::testing {
 
 inline bool PythonHasTorch() {
-  static const bool has =
-      std::system("/usr/bin/python3 -c 'import torch' >/dev/null 2>&1") == 0;
+  static const bool has = std::system("/usr/bin/python3 -c 'import torch' >/dev/null 2>&1") == 0;
   return has;
 }
 

@@ -1,11 +1,12 @@
-#include <cmath>
-#include <cstdlib>
+#include "common/meta/task_family.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <cmath>
+#include <cstdlib>
+
 #include "common/meta/job_spec.h"
-#include "common/meta/task_family.h"
 #include "common/meta/task_family_impl.h"
 #include "tests/common/meta/python_util.h"
 
@@ -34,7 +35,8 @@ bool SameBatch(const TaskBatch& a, const TaskBatch& b) {
 }
 
 TEST(SinusoidTasksTest, DeterministicPerKeyAndShaped) {
-  auto spec = Spec(R"({"algorithm": "maml", "tasks": {"family": "sinusoid", "shots": 10, "query_size": 7}, "seed": 3})");
+  auto spec = Spec(
+      R"({"algorithm": "maml", "tasks": {"family": "sinusoid", "shots": 10, "query_size": 7}, "seed": 3})");
   auto family = Family(spec);
   ASSERT_NE(family, nullptr);
   EXPECT_EQ(family->loss(), LossKind::kMse);
@@ -78,7 +80,8 @@ TEST(SinusoidTasksTest, StatisticsInRange) {
 }
 
 TEST(LinearTasksTest, TargetsAreLinearInInputs) {
-  auto family = Family(Spec(R"({"algorithm": "maml", "tasks": {"family": "linear", "input_dim": 3, "shots": 8}})"));
+  auto family = Family(
+      Spec(R"({"algorithm": "maml", "tasks": {"family": "linear", "input_dim": 3, "shots": 8}})"));
   auto batch = family->Sample({{Split::kTrain, 0, 0}}, at::kDouble);
   ASSERT_TRUE(batch.ok());
   EXPECT_EQ(batch->support_x.sizes(), (std::vector<int64_t>{1, 8, 3}));
@@ -90,7 +93,8 @@ TEST(LinearTasksTest, TargetsAreLinearInInputs) {
 }
 
 TEST(ImageTasksTest, SyntheticNWayKShot) {
-  auto spec = Spec(R"({"algorithm": "maml", "tasks": {"family": "synthetic_images", "ways": 5, "shots": 2, "query_size": 3}, "seed": 9})");
+  auto spec = Spec(
+      R"({"algorithm": "maml", "tasks": {"family": "synthetic_images", "ways": 5, "shots": 2, "query_size": 3}, "seed": 9})");
   auto family = Family(spec);
   ASSERT_NE(family, nullptr);
   EXPECT_EQ(family->loss(), LossKind::kCrossEntropy);
@@ -128,7 +132,8 @@ TEST(ImageTasksTest, SyntheticNWayKShot) {
 }
 
 TEST(ImageTasksTest, RejectsTooFewExamples) {
-  auto spec = Spec(R"({"algorithm": "maml", "tasks": {"family": "synthetic_images", "shots": 10, "query_size": 15}})");
+  auto spec = Spec(
+      R"({"algorithm": "maml", "tasks": {"family": "synthetic_images", "shots": 10, "query_size": 15}})");
   auto family = MakeTaskFamily(spec);
   ASSERT_FALSE(family.ok());
   EXPECT_EQ(family.status().code(), absl::StatusCode::kInvalidArgument);
@@ -219,7 +224,8 @@ class TensorFileTest : public ::testing::Test {
     return path;
   }
   v1::JobSpec SpecFor(const std::string& path, bool file_order) {
-    v1::JobSpec spec = Spec(R"({"algorithm": "maml", "tasks": {"family": "tensor_file", "tensor_file": "x"}, "meta_batch_size": 4})");
+    v1::JobSpec spec = Spec(
+        R"({"algorithm": "maml", "tasks": {"family": "tensor_file", "tensor_file": "x"}, "meta_batch_size": 4})");
     spec.mutable_tasks()->set_tensor_file(path);
     spec.mutable_tasks()->set_file_order(file_order);
     return spec;
@@ -228,10 +234,11 @@ class TensorFileTest : public ::testing::Test {
 };
 
 TEST_F(TensorFileTest, RegressionTasksInFileOrder) {
-  const std::string path = Save("reg.pt",
-      "{'support_x': torch.arange(10 * 5 * 2, dtype=torch.float32).reshape(10, 5, 2),"
-      " 'support_y': torch.randn(10, 5, 1), 'query_x': torch.randn(10, 6, 2),"
-      " 'query_y': torch.randn(10, 6, 1)}");
+  const std::string path =
+      Save("reg.pt",
+           "{'support_x': torch.arange(10 * 5 * 2, dtype=torch.float32).reshape(10, 5, 2),"
+           " 'support_y': torch.randn(10, 5, 1), 'query_x': torch.randn(10, 6, 2),"
+           " 'query_y': torch.randn(10, 6, 1)}");
   auto family = MakeTaskFamily(SpecFor(path, true));
   ASSERT_TRUE(family.ok()) << family.status();
   EXPECT_EQ((*family)->loss(), LossKind::kMse);
@@ -246,9 +253,10 @@ TEST_F(TensorFileTest, RegressionTasksInFileOrder) {
 }
 
 TEST_F(TensorFileTest, ClassificationTasksAtRandom) {
-  const std::string path = Save("cls.pt",
-      "{'support_x': torch.randn(20, 6, 1, 4, 4), 'support_y': torch.arange(3).repeat(20, 2),"
-      " 'query_x': torch.randn(20, 9, 1, 4, 4), 'query_y': torch.arange(3).repeat(20, 3)}");
+  const std::string path =
+      Save("cls.pt",
+           "{'support_x': torch.randn(20, 6, 1, 4, 4), 'support_y': torch.arange(3).repeat(20, 2),"
+           " 'query_x': torch.randn(20, 9, 1, 4, 4), 'query_y': torch.arange(3).repeat(20, 3)}");
   auto family = MakeTaskFamily(SpecFor(path, false));
   ASSERT_TRUE(family.ok()) << family.status();
   EXPECT_EQ((*family)->loss(), LossKind::kCrossEntropy);

@@ -1,10 +1,10 @@
 #include "common/meta/trainer.h"
 
-#include <cstdlib>
-
 #include <ATen/Parallel.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+
+#include <cstdlib>
 
 #include "common/meta/checkpoint.h"
 #include "common/meta/job_spec.h"
@@ -202,8 +202,9 @@ TEST(TrainerTest, InitialWeightsFromCheckpoint) {
   auto trained = Train(job);
   ASSERT_TRUE(trained.ok());
   const std::string path = dir + "/init.pt";
-  ASSERT_TRUE(SaveStateDict(path, ToStateDict(job.learner->meta_param_specs(),
-                                              trained->final_params)).ok());
+  ASSERT_TRUE(
+      SaveStateDict(path, ToStateDict(job.learner->meta_param_specs(), trained->final_params))
+          .ok());
   v1::JobSpec spec = job.spec;
   spec.set_initial_weights(path);
   spec.set_seed(99);

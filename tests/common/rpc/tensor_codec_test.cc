@@ -1,27 +1,29 @@
 #include "common/rpc/tensor_codec.h"
 
+#include <ATen/ATen.h>
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
 #include <cmath>
 #include <limits>
 #include <string>
 #include <vector>
 
-#include <ATen/ATen.h>
-#include <gmock/gmock.h>
-#include <gtest/gtest.h>
-
 namespace metatrain::rpc {
 namespace {
 
-using ::testing::HasSubstr;
 using meta::ParamSpec;
 using meta::TensorList;
+using ::testing::HasSubstr;
 
 // Deterministic, non-trivial contents without torch's generators.
 at::Tensor Ramp(const std::vector<int64_t>& shape, at::ScalarType dtype, double scale = 0.37) {
   int64_t n = 1;
   for (int64_t d : shape) n *= d;
-  return (at::arange(n, at::TensorOptions().dtype(at::kDouble)) * scale).sin().to(dtype).reshape(
-      shape);
+  return (at::arange(n, at::TensorOptions().dtype(at::kDouble)) * scale)
+      .sin()
+      .to(dtype)
+      .reshape(shape);
 }
 
 std::vector<ParamSpec> SpecsOf(const TensorList& tensors) {
@@ -43,7 +45,7 @@ void ExpectBitEqual(const TensorList& a, const TensorList& b) {
 
 TEST(TensorCodecTest, RoundTripsOddSizesAndDtypes) {
   for (at::ScalarType dtype : {at::kFloat, at::kDouble}) {
-    TensorList tensors = {Ramp({7, 3}, dtype), Ramp({1}, dtype), Ramp({}, dtype),
+    TensorList tensors = {Ramp({7, 3}, dtype), Ramp({1}, dtype),       Ramp({}, dtype),
                           Ramp({0, 5}, dtype), Ramp({13}, dtype, 1.1), Ramp({2, 3, 5, 7}, dtype)};
     auto specs = SpecsOf(tensors);
     // 12 bytes: 3 floats or one double (rounded down to whole elements) per chunk.
@@ -107,8 +109,9 @@ TEST(TensorCodecTest, EncodeRejectsUnsupportedInput) {
   EXPECT_EQ(EncodeTensors({at::Tensor()}).status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(EncodeTensors({at::zeros({2}, at::kInt)}).status().code(),
             absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(EncodeTensors({at::zeros({2}, at::kDouble)}, std::vector<std::string>{}, 4).status().code(),
-            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(
+      EncodeTensors({at::zeros({2}, at::kDouble)}, std::vector<std::string>{}, 4).status().code(),
+      absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(EncodeTensors({at::zeros({2})}, std::vector<std::string>{"a", "b"}).status().code(),
             absl::StatusCode::kInvalidArgument);
 }

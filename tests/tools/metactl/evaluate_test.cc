@@ -4,6 +4,9 @@
 
 #include "tools/metactl/evaluate.h"
 
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
 #include <algorithm>
 #include <cstdlib>
 #include <filesystem>
@@ -12,20 +15,17 @@
 #include <string>
 #include <vector>
 
-#include <gmock/gmock.h>
-#include <gtest/gtest.h>
-
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_replace.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
 #include "common/data/image_dataset.h"
 #include "common/data/png_decoder.h"
 #include "common/data/zip_reader.h"
 #include "common/meta/checkpoint.h"
 #include "common/meta/job_spec.h"
-#include "common/meta/rng.h"
 #include "common/meta/model.h"
+#include "common/meta/rng.h"
 #include "common/meta/trainer.h"
 #include "tests/common/data/data_test_util.h"
 #include "tests/e2e/process.h"
@@ -50,9 +50,11 @@ void WriteFile(const std::string& path, const std::string& text) {
 std::string SinusoidJob(const std::string& algorithm, const std::string& hidden = "[16, 16]",
                         int steps = 15) {
   return absl::StrCat(R"({"algorithm": ")", algorithm, R"(",
-    "model": {"kind": "mlp", "hidden_sizes": )", hidden, R"(},
+    "model": {"kind": "mlp", "hidden_sizes": )",
+                      hidden, R"(},
     "tasks": {"family": "sinusoid", "shots": 10},
-    "meta_batch_size": 4, "steps": )", steps, R"(, "test_tasks": 12, "seed": 7,
+    "meta_batch_size": 4, "steps": )",
+                      steps, R"(, "test_tasks": 12, "seed": 7,
     "inner": {"test_steps": 3}})");
 }
 
@@ -85,8 +87,8 @@ TEST_P(TrainedCheckpointTest, ReproducesTheJobsOwnMetaTest) {
   auto trained = meta::Train(job);
   ASSERT_TRUE(trained.ok()) << trained.status();
   const std::string checkpoint = dir + "/model.pt";
-  ASSERT_TRUE(meta::SaveStateDict(
-                  checkpoint, meta::ToStateDict(job.learner->meta_param_specs(), trained->best_params))
+  ASSERT_TRUE(meta::SaveStateDict(checkpoint, meta::ToStateDict(job.learner->meta_param_specs(),
+                                                                trained->best_params))
                   .ok());
   WriteFile(dir + "/job.json", json);
 
@@ -118,11 +120,11 @@ TEST(EvaluateTest, SeveralInnerStepCountsOnTheSameTasks) {
   auto trained = meta::Train(job);
   ASSERT_TRUE(trained.ok()) << trained.status();
   ASSERT_TRUE(meta::SaveStateDict(dir + "/m.pt", meta::ToStateDict(job.learner->meta_param_specs(),
-                                                                    trained->best_params))
+                                                                   trained->best_params))
                   .ok());
   WriteFile(dir + "/job.json", json);
-  auto options = ParseEvaluateArgs({dir + "/m.pt", "--job", dir + "/job.json", "--inner_steps",
-                                    "1,10", "--tasks=20"});
+  auto options = ParseEvaluateArgs(
+      {dir + "/m.pt", "--job", dir + "/job.json", "--inner_steps", "1,10", "--tasks=20"});
   ASSERT_TRUE(options.ok()) << options.status();
   auto report = RunEvaluation(*options);
   ASSERT_TRUE(report.ok()) << report.status();
@@ -198,8 +200,8 @@ TEST(EvaluateTest, CheckpointOfAnotherModelNamesTheTensor) {
 }
 
 TEST(EvaluateTest, ParseRejectsBadFlags) {
-  EXPECT_FALSE(ParseEvaluateArgs({"m.pt"}).ok());                               // no --job
-  EXPECT_FALSE(ParseEvaluateArgs({"--job", "j.json"}).ok());                    // no checkpoint
+  EXPECT_FALSE(ParseEvaluateArgs({"m.pt"}).ok());             // no --job
+  EXPECT_FALSE(ParseEvaluateArgs({"--job", "j.json"}).ok());  // no checkpoint
   EXPECT_FALSE(ParseEvaluateArgs({"m.pt", "--job", "j", "--tasks", "0"}).ok());
   EXPECT_FALSE(ParseEvaluateArgs({"m.pt", "--job", "j", "--inner_steps", "1,x"}).ok());
   EXPECT_FALSE(ParseEvaluateArgs({"m.pt", "--job", "j", "--split", "train"}).ok());
@@ -227,8 +229,7 @@ void WriteEpisode(const meta::TaskBatch& batch, int64_t t, const std::string& di
     at::Tensor x = (support ? batch.support_x : batch.query_x)[t].to(at::kDouble);
     at::Tensor y = (support ? batch.support_y : batch.query_y)[t];
     for (int64_t i = 0; i < x.size(0); ++i) {
-      const std::string class_dir =
-          absl::StrCat(dir, "/", part, "/class", y[i].item<int64_t>());
+      const std::string class_dir = absl::StrCat(dir, "/", part, "/class", y[i].item<int64_t>());
       fs::create_directories(class_dir);
       at::Tensor bytes = x[i].mul(255).round().clamp(0, 255).to(at::kByte).contiguous();
       if (invert) bytes = 255 - bytes;
@@ -291,7 +292,8 @@ TEST(EvaluateEpisodesTest, EpisodeThatDoesNotFitTheModelIsNamed) {
                                   meta::ToStateDict(job.learner->meta_param_specs(), *params))
                   .ok());
   WriteFile(dir + "/job.json", kSyntheticJob);
-  auto tasks = job.family->Sample(std::vector<meta::TaskKey>{{meta::Split::kTest, 0, 0}}, job.dtype);
+  auto tasks =
+      job.family->Sample(std::vector<meta::TaskKey>{{meta::Split::kTest, 0, 0}}, job.dtype);
   ASSERT_TRUE(tasks.ok());
   WriteEpisode(*tasks, 0, dir + "/ways/good", false);
   WriteEpisode(*tasks, 0, dir + "/ways/two_way", false);
@@ -325,10 +327,10 @@ TEST(EvaluateEpisodesTest, EpisodeThatDoesNotFitTheModelIsNamed) {
   WriteFile(dir + "/sinusoid.json", SinusoidJob("maml"));
   meta::JobContext sinusoid = MakeJob(SinusoidJob("maml"));
   auto sin_params = meta::InitialMetaParams(sinusoid);
-  ASSERT_TRUE(meta::SaveStateDict(dir + "/s.pt", meta::ToStateDict(
-                                                     sinusoid.learner->meta_param_specs(),
-                                                     *sin_params))
-                  .ok());
+  ASSERT_TRUE(
+      meta::SaveStateDict(dir + "/s.pt",
+                          meta::ToStateDict(sinusoid.learner->meta_param_specs(), *sin_params))
+          .ok());
   options.checkpoint = dir + "/s.pt";
   options.job = dir + "/sinusoid.json";
   options.episodes = dir + "/ways";
@@ -343,7 +345,8 @@ TEST(EvaluateEpisodesTest, ImageFolderChannelsComeFromTheCheckpoint) {
   const std::string dir = ScratchDir("evaluate-image-folder");
   const std::string json = absl::StrCat(R"({"algorithm": "maml",
     "model": {"kind": "mlp", "hidden_sizes": [8]},
-    "tasks": {"family": "image_folder", "data_dir": ")", dir, R"(/no-training-folder",
+    "tasks": {"family": "image_folder", "data_dir": ")",
+                                        dir, R"(/no-training-folder",
               "ways": 2, "shots": 1, "query_size": 1, "image_size": 8},
     "steps": 1, "seed": 1})");
   WriteFile(dir + "/job.json", json);
@@ -363,10 +366,10 @@ TEST(EvaluateEpisodesTest, ImageFolderChannelsComeFromTheCheckpoint) {
     ASSERT_TRUE(model.ok()) << model.status();
     const std::string checkpoint = absl::StrCat(dir, "/rgb", channels, ".pt");
     meta::Rng rng(1);
-    ASSERT_TRUE(meta::SaveStateDict(checkpoint,
-                                    meta::ToStateDict((*model)->param_specs(),
-                                                      (*model)->Initialize(rng, at::kFloat)))
-                    .ok());
+    ASSERT_TRUE(
+        meta::SaveStateDict(checkpoint, meta::ToStateDict((*model)->param_specs(),
+                                                          (*model)->Initialize(rng, at::kFloat)))
+            .ok());
     EvaluateOptions options;
     options.checkpoint = checkpoint;
     options.job = dir + "/job.json";
@@ -386,7 +389,8 @@ TEST(EvaluateEpisodesTest, RealOmniglotPngsArePreprocessedLikeTheFamily) {
   const std::string dir = ScratchDir("evaluate-omniglot");
   const std::string json = absl::StrCat(R"({"algorithm": "maml",
     "model": {"kind": "mlp", "hidden_sizes": [16]},
-    "tasks": {"family": "omniglot", "data_dir": ")", OmniglotDir(), R"(", "ways": 2, "shots": 1,
+    "tasks": {"family": "omniglot", "data_dir": ")",
+                                        OmniglotDir(), R"(", "ways": 2, "shots": 1,
               "split": "background_evaluation"},
     "steps": 1, "seed": 1})");
   meta::JobContext job = MakeJob(json);
@@ -495,34 +499,39 @@ TEST(MetactlEvaluateTest, PrintsOneBlockPerStepCountAndFailsInOneLine) {
   meta::JobContext job = MakeJob(SinusoidJob("maml"));
   auto init = meta::InitialMetaParams(job);
   ASSERT_TRUE(init.ok());
-  ASSERT_TRUE(meta::SaveStateDict(dir + "/m.pt",
-                                  meta::ToStateDict(job.learner->meta_param_specs(), *init))
-                  .ok());
+  ASSERT_TRUE(
+      meta::SaveStateDict(dir + "/m.pt", meta::ToStateDict(job.learner->meta_param_specs(), *init))
+          .ok());
   WriteFile(dir + "/job.json", SinusoidJob("maml"));
 
   // No coordinator anywhere: evaluate is local.
-  e2e::CommandResult ok = RunMetactl({"--coordinator", "127.0.0.1:1", "evaluate", dir + "/m.pt", "--job",
-                               dir + "/job.json", "--inner_steps", "1,10", "--tasks", "5"});
+  e2e::CommandResult ok =
+      RunMetactl({"--coordinator", "127.0.0.1:1", "evaluate", dir + "/m.pt", "--job",
+                  dir + "/job.json", "--inner_steps", "1,10", "--tasks", "5"});
   EXPECT_EQ(ok.exit_code, 0) << ok.err;
-  EXPECT_THAT(ok.out, StartsWith(absl::StrCat("checkpoint ", dir, "/m.pt (maml, mlp on sinusoid): "
+  EXPECT_THAT(ok.out, StartsWith(absl::StrCat("checkpoint ", dir,
+                                              "/m.pt (maml, mlp on sinusoid): "
                                               "5 tasks of the test split, seed 7\n")));
-  EXPECT_THAT(ok.out, HasSubstr("\n1 inner step, mean ± 95% CI over 5 tasks:\n  loss      before "));
+  EXPECT_THAT(ok.out,
+              HasSubstr("\n1 inner step, mean ± 95% CI over 5 tasks:\n  loss      before "));
   EXPECT_THAT(ok.out, HasSubstr("\n10 inner steps, mean ± 95% CI over 5 tasks:\n"));
 
-  e2e::CommandResult missing = RunMetactl({"evaluate", dir + "/nope.pt", "--job", dir + "/job.json"});
+  e2e::CommandResult missing =
+      RunMetactl({"evaluate", dir + "/nope.pt", "--job", dir + "/job.json"});
   EXPECT_EQ(missing.exit_code, 3);
   EXPECT_THAT(missing.err, StartsWith("metactl: NOT_FOUND: "));
   EXPECT_EQ(std::count(missing.err.begin(), missing.err.end(), '\n'), 1) << missing.err;
 
   WriteFile(dir + "/corrupt.pt", "not a zip at all");
-  e2e::CommandResult corrupt = RunMetactl({"evaluate", dir + "/corrupt.pt", "--job", dir + "/job.json"});
+  e2e::CommandResult corrupt =
+      RunMetactl({"evaluate", dir + "/corrupt.pt", "--job", dir + "/job.json"});
   EXPECT_EQ(corrupt.exit_code, 2);
   EXPECT_THAT(corrupt.err, StartsWith("metactl: INVALID_ARGUMENT: "));
   EXPECT_THAT(corrupt.err, HasSubstr("corrupt.pt"));
   EXPECT_EQ(std::count(corrupt.err.begin(), corrupt.err.end(), '\n'), 1) << corrupt.err;
 
-  e2e::CommandResult bad = RunMetactl({"evaluate", dir + "/m.pt", "--job", dir + "/job.json",
-                                "--inner_steps", "-1"});
+  e2e::CommandResult bad =
+      RunMetactl({"evaluate", dir + "/m.pt", "--job", dir + "/job.json", "--inner_steps", "-1"});
   EXPECT_EQ(bad.exit_code, 2);
   EXPECT_THAT(bad.err, HasSubstr("--inner_steps must be integers >= 0"));
 

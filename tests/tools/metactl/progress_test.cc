@@ -111,8 +111,7 @@ TEST(ProgressTest, BestValidationNamesTheSelectionMetric) {
   status.mutable_best_validation()->mutable_accuracy_after()->set_n(100);
   EXPECT_THAT(FormatBestValidation(status), HasSubstr("best validation (step 1500, by loss)"));
   status.mutable_spec()->set_select_best_by("accuracy");
-  EXPECT_THAT(FormatBestValidation(status),
-              HasSubstr("best validation (step 1500, by accuracy)"));
+  EXPECT_THAT(FormatBestValidation(status), HasSubstr("best validation (step 1500, by accuracy)"));
   EXPECT_THAT(FormatStatus(status), HasSubstr("by accuracy"));
 }
 
