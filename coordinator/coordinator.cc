@@ -30,8 +30,6 @@ bool IsTerminal(v1::JobState state) {
   return state == v1::SUCCEEDED || state == v1::FAILED || state == v1::CANCELLED;
 }
 
-int64_t NowMs() { return absl::ToUnixMillis(absl::Now()); }
-
 // SubmitJob reports every refusal of a spec as INVALID_ARGUMENT, keeping the message
 // (which names the field) of whatever the core returned.
 absl::Status AsInvalidArgument(const absl::Status& status) {
@@ -51,9 +49,9 @@ absl::StatusOr<std::string> ReadFile(const std::string& path) {
 // JobEventQueue
 
 std::optional<v1::JobEvent> JobEventQueue::Next(absl::Duration timeout) {
-  std::unique_lock<std::mutex> lock(mu_);
-  cv_.wait_for(lock, absl::ToChronoNanoseconds(timeout),
-               [&] { return !events_.empty() || closed_; });
+  absl::MutexLock lock(&mu_);
+  auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return !events_.empty() || closed_; };
+  mu_.AwaitWithTimeout(absl::Condition(&ready), timeout);
   if (events_.empty()) return std::nullopt;
   v1::JobEvent event = std::move(events_.front());
   events_.pop_front();
@@ -61,26 +59,20 @@ std::optional<v1::JobEvent> JobEventQueue::Next(absl::Duration timeout) {
 }
 
 bool JobEventQueue::finished() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   return closed_ && events_.empty();
 }
 
 void JobEventQueue::Push(v1::JobEvent event, bool terminal) {
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (closed_) return;
-    events_.push_back(std::move(event));
-    if (terminal) closed_ = true;
-  }
-  cv_.notify_all();
+  absl::MutexLock lock(&mu_);
+  if (closed_) return;
+  events_.push_back(std::move(event));
+  if (terminal) closed_ = true;
 }
 
 void JobEventQueue::Close() {
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    closed_ = true;
-  }
-  cv_.notify_all();
+  absl::MutexLock lock(&mu_);
+  closed_ = true;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -94,14 +86,17 @@ struct Coordinator::Job {
   std::optional<ResumeState> resume;
   std::atomic<int64_t> next_assignment{1};
 
-  // GUARDED_BY(Coordinator::mu_)
+  // Guarded by Coordinator::mu_ (a lock of another object, which the thread-safety
+  // analysis cannot name from here; every access below holds it).
   v1::JobStatus status;
   std::vector<std::weak_ptr<JobEventQueue>> watchers;
   std::shared_ptr<JobRunner> runner;
   std::map<std::string, CheckpointData> checkpoints;
 };
 
-Coordinator::Coordinator(CoordinatorOptions options) : options_(std::move(options)) {}
+Coordinator::Coordinator(CoordinatorOptions options)
+    : options_(std::move(options)),
+      clock_(options_.clock != nullptr ? *options_.clock : *Clock::Real()) {}
 
 Coordinator::~Coordinator() { Shutdown(); }
 
@@ -130,7 +125,7 @@ absl::Status Coordinator::Start() {
   }
   std::sort(found.begin(), found.end());
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     for (const auto& [seq, name] : found) next_seq_ = std::max(next_seq_, seq + 1);
   }
   if (!options_.resume) return absl::OkStatus();
@@ -142,7 +137,7 @@ absl::Status Coordinator::Start() {
       ListUnresumableJob(name, seq, status);
     }
   }
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   MaybeStartJobsLocked();
   return absl::OkStatus();
 }
@@ -158,7 +153,7 @@ absl::Status Coordinator::LoadJob(const std::string& dir_name) {
     if (!job->status.ParseFromString(*bytes)) {
       return absl::DataLossError(absl::StrCat(kStatusFile, " is corrupt"));
     }
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     jobs_[job->id] = job;
     by_seq_[job->seq] = job;
     return absl::OkStatus();
@@ -174,7 +169,7 @@ absl::Status Coordinator::LoadJob(const std::string& dir_name) {
     job->context = std::make_shared<meta::JobContext>(std::move(context));
     ASSIGN_OR_RETURN(job->initial_params, meta::InitialMetaParams(*job->context));
     job->status.set_state(v1::QUEUED);
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     jobs_[job->id] = job;
     by_seq_[job->seq] = job;
     queue_.push_back(job);
@@ -193,7 +188,7 @@ absl::Status Coordinator::LoadJob(const std::string& dir_name) {
   job->status.set_state(v1::QUEUED);
   job->status.set_workers(0);
   job->resume = std::move(resume);
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   jobs_[job->id] = job;
   by_seq_[job->seq] = job;
   queue_.push_back(job);
@@ -216,7 +211,7 @@ void Coordinator::ListUnresumableJob(const std::string& dir_name, int64_t seq,
   job->status.set_error(
       absl::StrCat("not resumed after a coordinator restart: ", why.message(),
                    " (fix this and restart the coordinator to resume from its last checkpoint)"));
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   jobs_[job->id] = job;
   by_seq_[job->seq] = job;
 }
@@ -225,7 +220,7 @@ void Coordinator::Shutdown(const std::string& reason) {
   std::vector<std::shared_ptr<JobRunner>> runners;
   std::vector<std::thread> threads;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     if (shutting_down_ && threads_.empty()) return;
     shutting_down_ = true;
     for (auto& [id, job] : jobs_) {
@@ -238,7 +233,7 @@ void Coordinator::Shutdown(const std::string& reason) {
   v1::CoordinatorMessage message;
   message.mutable_shutdown()->set_reason(reason);
   for (const auto& worker : workers_.Snapshot()) worker.connection->Send(message);
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   for (auto& [id, job] : jobs_) {
     for (auto& weak : job->watchers) {
       if (auto queue = weak.lock()) queue->Close();
@@ -268,7 +263,7 @@ absl::StatusOr<v1::JobStatus> Coordinator::SubmitJob(const v1::JobSpec& spec) {
   auto job = std::make_shared<Job>();
   job->context = std::move(shared_context);
   job->initial_params = std::move(initial).value();
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   if (shutting_down_) return absl::UnavailableError("coordinator is shutting down");
   job->seq = next_seq_++;
   job->id = absl::StrFormat("job-%06d", job->seq);
@@ -286,7 +281,7 @@ absl::StatusOr<v1::JobStatus> Coordinator::SubmitJob(const v1::JobSpec& spec) {
   status.set_state(v1::QUEUED);
   status.set_total_steps(job->context->spec.steps());
   status.set_train_accuracy(-1);
-  status.set_submitted_unix_ms(NowMs());
+  status.set_submitted_unix_ms(absl::ToUnixMillis(clock_.Now()));
   if (!options_.checkpoint_dir.empty()) {
     RETURN_IF_ERROR(meta::WriteFileAtomically((fs::path(JobDir(job->id)) / kSubmittedFile).string(),
                                               status.SerializeAsString()));
@@ -305,28 +300,28 @@ std::shared_ptr<Coordinator::Job> Coordinator::FindLocked(const std::string& job
 
 absl::StatusOr<std::shared_ptr<Coordinator::Job>> Coordinator::Find(
     const std::string& job_id) const {
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   auto job = FindLocked(job_id);
   if (!job) return absl::NotFoundError(absl::StrCat("no job '", job_id, "'"));
   return job;
 }
 
 absl::StatusOr<v1::JobStatus> Coordinator::GetJob(const std::string& job_id) const {
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   auto job = FindLocked(job_id);
   if (!job) return absl::NotFoundError(absl::StrCat("no job '", job_id, "'"));
   return job->status;
 }
 
 std::vector<v1::JobStatus> Coordinator::ListJobs() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   std::vector<v1::JobStatus> out;
   for (const auto& [seq, job] : by_seq_) out.push_back(job->status);
   return out;
 }
 
 absl::StatusOr<v1::JobStatus> Coordinator::CancelJob(const std::string& job_id) {
-  std::unique_lock<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   auto job = FindLocked(job_id);
   if (!job) return absl::NotFoundError(absl::StrCat("no job '", job_id, "'"));
   if (job->status.state() == v1::QUEUED) {
@@ -335,19 +330,19 @@ absl::StatusOr<v1::JobStatus> Coordinator::CancelJob(const std::string& job_id) 
     return job->status;
   }
   if (job->status.state() == v1::RUNNING && job->runner) {
-    std::shared_ptr<JobRunner> runner = job->runner;
-    lock.unlock();
-    runner->Cancel();
-    lock.lock();
+    // Cancel() only flags the runner's inbox, which never waits for this lock.
+    job->runner->Cancel();
     // The runner notices at its next wake-up, which Cancel() triggers at once.
-    job_done_cv_.wait_for(lock, std::chrono::seconds(30),
-                          [&] { return IsTerminal(job->status.state()) || shutting_down_; });
+    auto stopped = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      return IsTerminal(job->status.state()) || shutting_down_;
+    };
+    mu_.AwaitWithTimeout(absl::Condition(&stopped), absl::Seconds(30));
   }
   return job->status;
 }
 
 absl::StatusOr<std::shared_ptr<JobEventQueue>> Coordinator::WatchJob(const std::string& job_id) {
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   auto job = FindLocked(job_id);
   if (!job) return absl::NotFoundError(absl::StrCat("no job '", job_id, "'"));
   auto queue = std::make_shared<JobEventQueue>();
@@ -375,7 +370,7 @@ absl::StatusOr<CheckpointData> Coordinator::FetchCheckpoint(const std::string& j
   }
   int64_t step = 0;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     auto job = FindLocked(job_id);
     if (!job) return absl::NotFoundError(absl::StrCat("no job '", job_id, "'"));
     auto it = job->checkpoints.find(kind);
@@ -405,7 +400,7 @@ void Coordinator::MaybeStartJobsLocked() {
 void Coordinator::StartJobLocked(const std::shared_ptr<Job>& job) {
   ++running_;
   job->status.set_state(v1::RUNNING);
-  job->status.set_started_unix_ms(NowMs());
+  job->status.set_started_unix_ms(absl::ToUnixMillis(clock_.Now()));
   JobRunner::Hooks hooks;
   hooks.live_workers = [this] { return workers_.Snapshot(); };
   std::weak_ptr<Job> weak = job;
@@ -413,7 +408,7 @@ void Coordinator::StartJobLocked(const std::shared_ptr<Job>& job) {
                               v1::JobEvent::Kind kind) {
     auto job = weak.lock();
     if (!job) return;
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     mutate(job->status);
     if (kind != v1::JobEvent::KIND_UNSPECIFIED) PublishLocked(*job, kind);
   };
@@ -424,7 +419,7 @@ void Coordinator::StartJobLocked(const std::shared_ptr<Job>& job) {
                                   int64_t step) {
     auto job = weak.lock();
     if (!job) return;
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     job->checkpoints[which] = CheckpointData{bytes, step};
   };
   hooks.counters = &counters_;
@@ -433,6 +428,7 @@ void Coordinator::StartJobLocked(const std::shared_ptr<Job>& job) {
   runner_options.assignment_timeout = options_.assignment_timeout;
   runner_options.max_task_attempts = options_.max_task_attempts;
   runner_options.poll_interval = options_.poll_interval;
+  runner_options.clock = &clock_;
   job->runner =
       std::make_shared<JobRunner>(job->id, job->context, std::move(job->initial_params),
                                   std::move(job->resume), runner_options, std::move(hooks));
@@ -443,12 +439,11 @@ void Coordinator::StartJobLocked(const std::shared_ptr<Job>& job) {
 
 void Coordinator::RunJob(std::shared_ptr<Job> job) {
   const absl::Status status = job->runner->Run();
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   --running_;
   if (shutting_down_ && !status.ok() && status.code() != absl::StatusCode::kCancelled) {
     // Interrupted by shutdown: the job stays resumable from its resume.pt.
     job->runner.reset();
-    job_done_cv_.notify_all();
     return;
   }
   if (status.ok()) {
@@ -466,7 +461,7 @@ void Coordinator::FinishJobLocked(Job& job, v1::JobState state, const std::strin
   job.status.set_state(state);
   job.status.set_error(error);
   job.status.set_workers(0);
-  job.status.set_finished_unix_ms(NowMs());
+  job.status.set_finished_unix_ms(absl::ToUnixMillis(clock_.Now()));
   job.initial_params.clear();
   if (!options_.checkpoint_dir.empty()) {
     absl::Status written = meta::WriteFileAtomically(
@@ -477,7 +472,6 @@ void Coordinator::FinishJobLocked(Job& job, v1::JobState state, const std::strin
     }
   }
   PublishLocked(job, v1::JobEvent::STATE_CHANGE);
-  job_done_cv_.notify_all();
 }
 
 void Coordinator::PublishLocked(Job& job, v1::JobEvent::Kind kind) {
@@ -503,7 +497,7 @@ std::string Coordinator::AddWorker(const v1::Hello& hello,
   std::string id = workers_.Add(hello, std::move(connection));
   std::vector<std::shared_ptr<JobRunner>> runners;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     for (auto& [seq, job] : by_seq_) {
       if (job->runner) runners.push_back(job->runner);
     }
@@ -516,7 +510,7 @@ void Coordinator::RemoveWorker(const std::string& worker_id) {
   if (!workers_.Remove(worker_id)) return;
   std::vector<std::shared_ptr<JobRunner>> runners;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     for (auto& [seq, job] : by_seq_) {
       if (job->runner) runners.push_back(job->runner);
     }
@@ -536,7 +530,7 @@ void Coordinator::OnWorkerMessage(const std::string& worker_id, v1::WorkerMessag
   }
   std::shared_ptr<JobRunner> runner;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     auto it = by_seq_.find(assignment_id >> 32);
     if (it != by_seq_.end()) runner = it->second->runner;
   }

@@ -10,19 +10,20 @@
 // messages into a runner's inbox, or read the worker registry: none of them waits for
 // training work, except CancelJob (which waits briefly for the job to stop).
 
-#include <condition_variable>
 #include <cstdint>
 #include <deque>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "common/time/clock.h"
 #include "coordinator/job_runner.h"
 #include "coordinator/worker_registry.h"
 #include "metatrain/v1/job_service.pb.h"
@@ -40,6 +41,8 @@ struct CoordinatorOptions {
   absl::Duration assignment_timeout = absl::Minutes(10);
   int max_task_attempts = 3;
   absl::Duration poll_interval = absl::Milliseconds(200);
+  // Time for timestamps, assignment deadlines and step timing; Clock::Real() when null.
+  Clock* clock = nullptr;
 };
 
 // Events of one watched job, in order: SNAPSHOT first, then STEP / VALIDATION /
@@ -47,18 +50,17 @@ struct CoordinatorOptions {
 class JobEventQueue {
  public:
   // The next event, waiting up to `timeout`; nullopt on timeout or once finished().
-  std::optional<v1::JobEvent> Next(absl::Duration timeout);
+  std::optional<v1::JobEvent> Next(absl::Duration timeout) ABSL_LOCKS_EXCLUDED(mu_);
   // The terminal event has been taken (or the coordinator shut down): nothing follows.
-  bool finished() const;
+  bool finished() const ABSL_LOCKS_EXCLUDED(mu_);
 
-  void Push(v1::JobEvent event, bool terminal);
-  void Close();
+  void Push(v1::JobEvent event, bool terminal) ABSL_LOCKS_EXCLUDED(mu_);
+  void Close() ABSL_LOCKS_EXCLUDED(mu_);
 
  private:
-  mutable std::mutex mu_;
-  std::condition_variable cv_;
-  std::deque<v1::JobEvent> events_;  // GUARDED_BY(mu_)
-  bool closed_ = false;              // GUARDED_BY(mu_): nothing more will be pushed
+  mutable absl::Mutex mu_;
+  std::deque<v1::JobEvent> events_ ABSL_GUARDED_BY(mu_);
+  bool closed_ ABSL_GUARDED_BY(mu_) = false;  // nothing more will be pushed
 };
 
 struct CheckpointData {
@@ -109,15 +111,16 @@ class Coordinator {
  private:
   struct Job;
 
-  // Requires mu_.
-  void MaybeStartJobsLocked();
-  void StartJobLocked(const std::shared_ptr<Job>& job);
-  void PublishLocked(Job& job, v1::JobEvent::Kind kind);
-  void FinishJobLocked(Job& job, v1::JobState state, const std::string& error);
-  std::shared_ptr<Job> FindLocked(const std::string& job_id) const;
-  absl::StatusOr<std::shared_ptr<Job>> Find(const std::string& job_id) const;
+  void MaybeStartJobsLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void StartJobLocked(const std::shared_ptr<Job>& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void PublishLocked(Job& job, v1::JobEvent::Kind kind) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void FinishJobLocked(Job& job, v1::JobState state, const std::string& error)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  std::shared_ptr<Job> FindLocked(const std::string& job_id) const ABSL_SHARED_LOCKS_REQUIRED(mu_);
+  absl::StatusOr<std::shared_ptr<Job>> Find(const std::string& job_id) const
+      ABSL_LOCKS_EXCLUDED(mu_);
 
-  void RunJob(std::shared_ptr<Job> job);
+  void RunJob(std::shared_ptr<Job> job) ABSL_LOCKS_EXCLUDED(mu_);
   std::string JobDir(const std::string& job_id) const;
   absl::Status LoadJob(const std::string& dir_name);
   // A job on disk that could not be resumed: listed as FAILED with the reason (in memory
@@ -125,18 +128,18 @@ class Coordinator {
   void ListUnresumableJob(const std::string& dir_name, int64_t seq, const absl::Status& why);
 
   const CoordinatorOptions options_;
+  Clock& clock_;
   WorkerRegistry workers_;
   CoordinatorCounters counters_;
 
-  mutable std::mutex mu_;
-  std::condition_variable job_done_cv_;
-  int64_t next_seq_ = 1;                              // GUARDED_BY(mu_)
-  std::map<std::string, std::shared_ptr<Job>> jobs_;  // GUARDED_BY(mu_)
-  std::map<int64_t, std::shared_ptr<Job>> by_seq_;    // GUARDED_BY(mu_)
-  std::deque<std::shared_ptr<Job>> queue_;            // GUARDED_BY(mu_)
-  int running_ = 0;                                   // GUARDED_BY(mu_)
-  bool shutting_down_ = false;                        // GUARDED_BY(mu_)
-  std::vector<std::thread> threads_;                  // GUARDED_BY(mu_)
+  mutable absl::Mutex mu_;
+  int64_t next_seq_ ABSL_GUARDED_BY(mu_) = 1;
+  std::map<std::string, std::shared_ptr<Job>> jobs_ ABSL_GUARDED_BY(mu_);
+  std::map<int64_t, std::shared_ptr<Job>> by_seq_ ABSL_GUARDED_BY(mu_);
+  std::deque<std::shared_ptr<Job>> queue_ ABSL_GUARDED_BY(mu_);
+  int running_ ABSL_GUARDED_BY(mu_) = 0;
+  bool shutting_down_ ABSL_GUARDED_BY(mu_) = false;
+  std::vector<std::thread> threads_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace metatrain::coordinator

@@ -1,28 +1,18 @@
 #include "common/meta/trainer.h"
 
-#include <chrono>
 #include <cmath>
 #include <limits>
 
 #include "absl/strings/str_cat.h"
 #include "common/meta/aggregation.h"
 #include "common/meta/checkpoint.h"
+#include "common/meta/local_gradient_source.h"
 #include "common/meta/rng.h"
+#include "common/meta/training_loop.h"
 #include "common/status/status_macros.h"
 #include "common/status/torch_status.h"
 
 namespace metatrain::meta {
-namespace {
-
-TensorList CloneParams(const TensorList& params) {
-  TensorList out;
-  out.reserve(params.size());
-  for (const auto& p : params) out.push_back(p.detach().clone());
-  return out;
-}
-
-}  // namespace
-
 absl::StatusOr<JobContext> MakeJobContext(const v1::JobSpec& normalized_spec) {
   JobContext job;
   job.spec = normalized_spec;
@@ -114,61 +104,25 @@ absl::StatusOr<EvaluationSummary> MetaTest(const JobContext& job, const TensorLi
 
 absl::StatusOr<TrainingResult> Train(const JobContext& job,
                                      const std::function<bool(const StepReport&)>& on_step) {
-  const v1::JobSpec& spec = job.spec;
-  const auto& specs = job.learner->meta_param_specs();
-  ASSIGN_OR_RETURN(TensorList params, InitialMetaParams(job));
-  ASSIGN_OR_RETURN(std::unique_ptr<OuterOptimizer> optimizer,
-                   MakeOuterOptimizer(spec.outer(), specs));
-  PlateauSchedule plateau(spec.outer().plateau_factor(), spec.outer().plateau_patience(),
-                          spec.outer().min_lr());
-  EarlyStopping early(spec.early_stopping_patience());
-  const bool linear = spec.outer().schedule() == "linear";
-  const bool use_plateau = spec.outer().schedule() == "plateau";
+  class CallbackObserver final : public TrainingObserver {
+   public:
+    explicit CallbackObserver(const std::function<bool(const StepReport&)>& on_step)
+        : on_step_(on_step) {}
+    absl::Status OnStep(const StepReport& report) override {
+      if (on_step_ && !on_step_(report)) {
+        return absl::CancelledError(absl::StrCat("training cancelled after step ", report.step));
+      }
+      return absl::OkStatus();
+    }
 
-  TrainingResult result;
-  bool validated = false;
-  for (int64_t step = 0; step < spec.steps(); ++step) {
-    const auto start = std::chrono::steady_clock::now();
-    if (linear) optimizer->set_lr(LinearScheduleLr(spec, step));
-    StepReport report;
-    report.step = step + 1;
-    report.lr = optimizer->lr();
-    ASSIGN_OR_RETURN(TaskBatch tasks, job.family->Sample(TrainingKeys(spec, step), job.dtype));
-    ASSIGN_OR_RETURN(MetaGradients grads, job.learner->ComputeMetaGradients(params, tasks));
-    auto update = ApplyMetaUpdate(spec, specs, SplitPerTask(grads.per_task), *optimizer, params);
-    if (!update.ok()) {
-      return absl::Status(update.status().code(),
-                          absl::StrCat("step ", step + 1, ": ", update.status().message()));
-    }
-    report.train_loss = grads.query_loss.mean().item<double>();
-    if (grads.query_accuracy.defined()) {
-      report.train_accuracy = grads.query_accuracy.mean().item<double>();
-    }
-    const double seconds =
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    report.tasks_per_second = seconds > 0 ? spec.meta_batch_size() / seconds : 0;
-
-    if (spec.validation_interval() > 0 && (step + 1) % spec.validation_interval() == 0) {
-      ASSIGN_OR_RETURN(EvaluationSummary summary, MetaValidate(job, params, step + 1));
-      const double loss = summary.loss_after.mean;
-      if (use_plateau) optimizer->set_lr(plateau.Observe(loss, optimizer->lr()));
-      if (early.Observe(SelectionScore(spec, summary))) result.best_params = CloneParams(params);
-      validated = true;
-      report.validation = summary;
-    }
-    result.steps_run = step + 1;
-    if (on_step && !on_step(report)) {
-      return absl::CancelledError(absl::StrCat("training cancelled after step ", step + 1));
-    }
-    if (early.should_stop()) {
-      result.stopped_early = true;
-      break;
-    }
-  }
-  result.final_params = params;
-  if (!validated) result.best_params = CloneParams(params);
-  ASSIGN_OR_RETURN(result.test, MetaTest(job, result.best_params));
-  return result;
+   private:
+    const std::function<bool(const StepReport&)>& on_step_;
+  };
+  CallbackObserver observer(on_step);
+  LocalGradientSource source(job);
+  LoopOptions options;
+  options.observer = &observer;
+  return RunTrainingLoop(job, source, std::move(options));
 }
 
 }  // namespace metatrain::meta

@@ -1,10 +1,10 @@
 #ifndef METATRAIN_COMMON_META_TRAINER_H_
 #define METATRAIN_COMMON_META_TRAINER_H_
 
-// The single-process outer loop: sample a meta-batch, compute per-task meta-gradients,
-// aggregate in task order, clip, step the outer optimizer, validate, schedule, stop early,
-// keep the best parameters, and finish with a meta-test. The distributed coordinator
-// performs the same steps with the same building blocks and so reaches the same bits.
+// A job in this process (Train), and the building blocks of the one training loop
+// (training_loop.h, NOTE [The one training loop]) that the single process and the
+// coordinator share: the job's context, its task keys, initial parameters, schedules,
+// the outer update, and the evaluation rounds.
 
 #include <functional>
 #include <memory>
@@ -25,11 +25,14 @@ struct StepReport {
   double lr = 0;
   double tasks_per_second = 0;
   std::optional<EvaluationSummary> validation;  // set on validation steps
+  bool new_best = false;       // this step's validation is the best so far (select_best_by)
+  bool stopped_early = false;  // early stopping ends the run after this step
 };
 
 struct TrainingResult {
   TensorList final_params;  // after the last step
-  TensorList best_params;   // best by meta-validation loss (final_params if no validation)
+  TensorList best_params;   // best by select_best_by (final_params if no validation)
+  int64_t best_step = 0;    // the step best_params come from
   int64_t steps_run = 0;
   bool stopped_early = false;
   EvaluationSummary test;  // meta-test of best_params
@@ -75,8 +78,8 @@ absl::StatusOr<EvaluationSummary> MetaValidate(const JobContext& job, const Tens
 // Final meta-test: spec.test_tasks() tasks of the test split, adapted with inner.test_steps.
 absl::StatusOr<EvaluationSummary> MetaTest(const JobContext& job, const TensorList& meta_params);
 
-// Runs the whole job in this process. `on_step` (optional) sees every step's report and
-// may return false to cancel (CANCELLED).
+// Runs the whole job in this process: the one training loop over a LocalGradientSource.
+// `on_step` (optional) sees every step's report and may return false to cancel (CANCELLED).
 absl::StatusOr<TrainingResult> Train(const JobContext& job,
                                      const std::function<bool(const StepReport&)>& on_step = {});
 

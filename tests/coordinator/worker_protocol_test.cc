@@ -13,6 +13,7 @@
 #include "common/status/grpc_status.h"
 #include "tests/coordinator/test_specs.h"
 #include "tests/testing/coordinator_harness.h"
+#include "tests/testing/fake_clock.h"
 #include "tests/testing/in_process_worker.h"
 #include "tests/testing/scripted_worker.h"
 
@@ -348,6 +349,82 @@ TEST(WorkerProtocolTest, FailingWorkerSitsOutAndOthersFinishTheJobExactly) {
   auto bytes = (*h)->coordinator().FetchCheckpoint(*id, "final");
   ASSERT_TRUE(bytes.ok());
   ExpectBitIdentical(expected->final_params, ParamsFromCheckpoint(context, bytes->bytes));
+}
+
+// Waits (bounded in real time) until the job's runner has taken every message sent before
+// this call: a Done for an assignment that never existed is counted stale when the runner
+// reaches it, and a session's messages reach the runner in order.
+void DrainRunnerInbox(CoordinatorHarness& h, ScriptedWorker& w, int64_t unknown_assignment) {
+  const int64_t before = h.coordinator().counters().stale_messages;
+  ASSERT_TRUE(w.SendDone(unknown_assignment));
+  const absl::Time give_up = absl::Now() + absl::Seconds(60);
+  while (h.coordinator().counters().stale_messages == before && absl::Now() < give_up) {
+    std::this_thread::yield();
+  }
+  ASSERT_GT(h.coordinator().counters().stale_messages, before) << "runner never drained";
+}
+
+TEST(WorkerProtocolTest, SilentWorkerLosesItsTasksWhenItsDeadlinePassesAndNotBefore) {
+  FakeClock clock;
+  coordinator::CoordinatorOptions options;
+  options.clock = &clock;
+  options.assignment_timeout = absl::Seconds(30);
+  // Only deadlines and messages wake the runner: nothing here depends on real time.
+  options.poll_interval = absl::Hours(24);
+  auto h = CoordinatorHarness::Start(options);
+  ASSERT_TRUE(h.ok()) << h.status();
+  auto silent = ScriptedWorker::Connect((*h)->address(), 1);
+  auto helper = ScriptedWorker::Connect((*h)->address(), 1);
+  ASSERT_TRUE(silent.ok() && helper.ok());
+  const v1::JobSpec spec = SgdSpec(/*meta_batch=*/2, /*steps=*/1);
+  const meta::JobContext context = MakeContext(spec);
+  auto id = (*h)->Submit(spec);
+  ASSERT_TRUE(id.ok()) << id.status();
+
+  // Join order decides the shards: task 0 to the silent worker, task 1 to the helper.
+  auto hung = (*silent)->NextAssignment();
+  auto answered = (*helper)->NextAssignment();
+  ASSERT_TRUE(hung.has_value() && answered.has_value());
+  ASSERT_THAT(hung->task_indices(), ::testing::ElementsAre(0));
+  ASSERT_THAT(answered->task_indices(), ::testing::ElementsAre(1));
+  AnswerTraining(**helper, context, *answered);
+  const int64_t probe = answered->assignment_id() + 1000;
+  DrainRunnerInbox(**h, **helper, probe);
+  const auto& counters = (*h)->coordinator().counters();
+  EXPECT_EQ(counters.reassigned_tasks, 0);
+
+  // One second short of the deadline: the runner wakes (the probe) and keeps waiting.
+  clock.Advance(absl::Seconds(29));
+  DrainRunnerInbox(**h, **helper, probe);
+  EXPECT_EQ(counters.reassigned_tasks, 0);
+
+  // Past it: task 0 goes to the helper, and the silent worker sits out the round.
+  clock.Advance(absl::Seconds(2));
+  auto retry = (*helper)->NextAssignment();
+  ASSERT_TRUE(retry.has_value());
+  EXPECT_EQ(retry->version(), 0);
+  EXPECT_THAT(retry->task_indices(), ::testing::ElementsAre(0));
+  EXPECT_EQ(counters.reassigned_tasks, 1);
+  // The silent worker wakes up too late: its answer is stale and never applied.
+  ASSERT_TRUE((*silent)->SendGradient(hung->assignment_id(), 0, Filled(context, 1000.0), 0.5));
+  ASSERT_TRUE((*silent)->SendDone(hung->assignment_id()));
+  AnswerTraining(**helper, context, *retry);
+
+  // The meta-test round takes every live worker again.
+  for (auto* w : {silent->get(), helper->get()}) {
+    auto test = w->NextAssignment();
+    ASSERT_TRUE(test.has_value());
+    AnswerEvaluation(*w, *test);
+  }
+  const v1::JobStatus status = (*h)->WatchToEnd(*id)->back().status();
+  ASSERT_EQ(status.state(), v1::SUCCEEDED) << status.error();
+  EXPECT_GE(counters.stale_messages, 3);
+  EXPECT_EQ(counters.rejected_results, 0);
+  auto init = meta::InitialMetaParams(context);
+  ASSERT_TRUE(init.ok());
+  auto bytes = (*h)->Fetch(*id, "final");
+  ASSERT_TRUE(bytes.ok());
+  ExpectBitIdentical(SgdStep(*init, 1.5, 0.1), ParamsFromCheckpoint(context, *bytes));
 }
 
 TEST(WorkerProtocolTest, SessionMustStartWithHello) {

@@ -1,0 +1,218 @@
+#include "common/meta/training_loop.h"
+
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "common/meta/job_spec.h"
+#include "common/status/status_macros.h"
+#include "common/status/torch_status.h"
+
+namespace metatrain::meta {
+namespace {
+
+TensorList CloneParams(const TensorList& params) {
+  TensorList out;
+  out.reserve(params.size());
+  for (const auto& p : params) out.push_back(p.detach().clone());
+  return out;
+}
+
+// The mean of per-task values as the learner would take it over its [T] tensor: in the
+// job's dtype. The values are exact in that dtype, so the result does not depend on which
+// source produced them.
+double MeanInDtype(const std::vector<double>& values, at::ScalarType dtype) {
+  at::Tensor t = at::tensor(at::ArrayRef<double>(values), at::kDouble).to(dtype);
+  return t.mean().item<double>();
+}
+
+// State of the rules that look at validations: replayed from the saved values on resume.
+struct Schedules {
+  PlateauSchedule plateau;
+  EarlyStopping early;
+  explicit Schedules(const v1::JobSpec& spec)
+      : plateau(spec.outer().plateau_factor(), spec.outer().plateau_patience(),
+                spec.outer().min_lr()),
+        early(spec.early_stopping_patience()) {}
+};
+
+class Loop {
+ public:
+  Loop(const JobContext& job, GradientSource& source, LoopOptions options)
+      : job_(job),
+        spec_(job.spec),
+        specs_(job.learner->meta_param_specs()),
+        source_(source),
+        observer_(options.observer != nullptr ? *options.observer : no_observer_),
+        clock_(options.clock != nullptr ? *options.clock : *Clock::Real()),
+        options_(std::move(options)),
+        schedules_(job.spec) {}
+
+  absl::StatusOr<TrainingResult> Run();
+
+ private:
+  absl::Status Start();
+  absl::Status Step(int64_t step);
+  absl::Status Finish();
+  LoopState Snapshot() const;
+
+  const JobContext& job_;
+  const v1::JobSpec& spec_;
+  const std::vector<ParamSpec>& specs_;
+  GradientSource& source_;
+  TrainingObserver no_observer_;
+  TrainingObserver& observer_;
+  Clock& clock_;
+  LoopOptions options_;
+
+  std::unique_ptr<OuterOptimizer> optimizer_;
+  Schedules schedules_;
+  LoopState state_;
+  bool stopped_early_ = false;
+};
+
+absl::Status Loop::Start() {
+  ASSIGN_OR_RETURN(optimizer_, MakeOuterOptimizer(spec_.outer(), specs_));
+  if (!options_.resume) {
+    if (options_.initial_params.empty()) {
+      ASSIGN_OR_RETURN(state_.params, InitialMetaParams(job_));
+    } else {
+      state_.params = std::move(options_.initial_params);
+    }
+    return observer_.OnResumePoint(Snapshot());
+  }
+  // Exactly the state the uninterrupted run had after `step` steps: the plateau schedule
+  // and early stopping depend only on the validations seen, in order.
+  state_ = std::move(*options_.resume);
+  options_.resume.reset();
+  RETURN_IF_ERROR(optimizer_->LoadState(state_.optimizer_state));
+  state_.optimizer_state.clear();
+  const size_t validations = state_.validation_losses.size();
+  if (spec_.select_best_by() == "accuracy" && state_.validation_accuracies.size() != validations) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "resume state has ", validations, " validation losses but ",
+        state_.validation_accuracies.size(), " validation accuracies (select_best_by 'accuracy')"));
+  }
+  for (size_t i = 0; i < validations; ++i) {
+    schedules_.plateau.Observe(state_.validation_losses[i], optimizer_->lr());
+    EvaluationSummary replayed;
+    replayed.loss_after.mean = state_.validation_losses[i];
+    if (i < state_.validation_accuracies.size()) {
+      replayed.accuracy_after.mean = state_.validation_accuracies[i];
+    }
+    schedules_.early.Observe(SelectionScore(spec_, replayed));
+  }
+  stopped_early_ = schedules_.early.should_stop();
+  return absl::OkStatus();
+}
+
+absl::Status Loop::Step(int64_t step) {
+  const absl::Time start = clock_.Now();
+  if (spec_.outer().schedule() == "linear") {
+    optimizer_->set_lr(LinearScheduleLr(spec_, step));
+  }
+  StepReport report;
+  report.step = step + 1;
+  report.lr = optimizer_->lr();
+
+  ASSIGN_OR_RETURN(TrainingRound round, source_.ComputeTraining(step, state_.params));
+  const int64_t tasks = static_cast<int64_t>(round.task_gradients.size());
+  auto update =
+      ApplyMetaUpdate(spec_, specs_, std::move(round.task_gradients), *optimizer_, state_.params);
+  if (!update.ok()) {
+    return absl::Status(update.status().code(),
+                        absl::StrCat("step ", step + 1, ": ", update.status().message()));
+  }
+  RETURN_IF_ERROR(CatchTorch("training metrics", [&] {
+    report.train_loss = MeanInDtype(round.query_loss, job_.dtype);
+    if (!round.query_accuracy.empty()) {
+      report.train_accuracy = MeanInDtype(round.query_accuracy, job_.dtype);
+    }
+    return absl::OkStatus();
+  }));
+  const double seconds = absl::ToDoubleSeconds(clock_.Now() - start);
+  report.tasks_per_second = seconds > 0 ? tasks / seconds : 0;
+  state_.step = step + 1;
+
+  if (spec_.validation_interval() > 0 && (step + 1) % spec_.validation_interval() == 0) {
+    EvaluationRequest request;
+    request.split = Split::kValidation;
+    request.round = step + 1;
+    request.num_tasks = spec_.validation_tasks();
+    request.steps = spec_.inner().test_steps();
+    request.version = step + 1;
+    ASSIGN_OR_RETURN(EvaluationSummary summary, source_.Evaluate(request, state_.params));
+    if (spec_.outer().schedule() == "plateau") {
+      optimizer_->set_lr(schedules_.plateau.Observe(summary.loss_after.mean, optimizer_->lr()));
+    }
+    state_.validation_losses.push_back(summary.loss_after.mean);
+    state_.validation_accuracies.push_back(summary.accuracy_after.mean);
+    if (schedules_.early.Observe(SelectionScore(spec_, summary))) {
+      RETURN_IF_ERROR(CatchTorch("best parameters", [&] {
+        state_.best_params = CloneParams(state_.params);
+        return absl::OkStatus();
+      }));
+      state_.best_step = step + 1;
+      report.new_best = true;
+    }
+    report.validation = summary;
+  }
+  stopped_early_ = schedules_.early.should_stop();
+  report.stopped_early = stopped_early_;
+
+  RETURN_IF_ERROR(observer_.OnStep(report));
+  if (report.new_best) RETURN_IF_ERROR(observer_.OnNewBest(state_.best_params, step + 1));
+  if (spec_.checkpoint_interval() > 0 && (step + 1) % spec_.checkpoint_interval() == 0) {
+    RETURN_IF_ERROR(observer_.OnResumePoint(Snapshot()));
+  }
+  return absl::OkStatus();
+}
+
+LoopState Loop::Snapshot() const {
+  LoopState snapshot = state_;  // tensors are shared, not copied: the observer only reads
+  snapshot.optimizer_state = optimizer_->State();
+  return snapshot;
+}
+
+absl::StatusOr<TrainingResult> Loop::Run() {
+  RETURN_IF_ERROR(Start());
+  for (int64_t step = state_.step; step < spec_.steps() && !stopped_early_; ++step) {
+    RETURN_IF_ERROR(Step(step));
+  }
+  if (state_.validation_losses.empty()) {
+    RETURN_IF_ERROR(CatchTorch("best parameters", [&] {
+      state_.best_params = CloneParams(state_.params);
+      return absl::OkStatus();
+    }));
+    state_.best_step = state_.step;
+  }
+  RETURN_IF_ERROR(
+      observer_.OnTrainingEnd(state_.params, state_.step, state_.best_params, state_.best_step));
+  RETURN_IF_ERROR(observer_.OnResumePoint(Snapshot()));
+
+  EvaluationRequest request;
+  request.split = Split::kTest;
+  request.round = 0;
+  request.num_tasks = spec_.test_tasks();
+  request.steps = spec_.inner().test_steps();
+  request.version = state_.best_step;
+  ASSIGN_OR_RETURN(EvaluationSummary test, source_.Evaluate(request, state_.best_params));
+
+  TrainingResult result;
+  result.final_params = state_.params;
+  result.best_params = state_.best_params;
+  result.best_step = state_.best_step;
+  result.steps_run = state_.step;
+  result.stopped_early = stopped_early_;
+  result.test = test;
+  return result;
+}
+
+}  // namespace
+
+absl::StatusOr<TrainingResult> RunTrainingLoop(const JobContext& job, GradientSource& source,
+                                               LoopOptions options) {
+  Loop loop(job, source, std::move(options));
+  return loop.Run();
+}
+
+}  // namespace metatrain::meta

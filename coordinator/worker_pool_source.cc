@@ -1,0 +1,496 @@
+#include "coordinator/worker_pool_source.h"
+
+#include <algorithm>
+#include <cmath>
+#include <set>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "common/meta/job_spec.h"
+#include "common/status/status_macros.h"
+#include "common/status/torch_status.h"
+
+namespace metatrain::coordinator {
+namespace {
+
+v1::TaskSplit ToProto(meta::Split split) {
+  switch (split) {
+    case meta::Split::kTrain:
+      return v1::TASK_SPLIT_TRAIN;
+    case meta::Split::kValidation:
+      return v1::TASK_SPLIT_VALIDATION;
+    case meta::Split::kTest:
+      return v1::TASK_SPLIT_TEST;
+  }
+  return v1::TASK_SPLIT_TRAIN;  // unreachable: the switch covers every Split
+}
+
+}  // namespace
+
+struct WorkerPoolSource::Round {
+  bool train = true;
+  v1::TaskSplit split = v1::TASK_SPLIT_TRAIN;
+  int64_t round = 0;
+  int64_t version = 0;
+  const meta::TensorList* params = nullptr;
+  int eval_steps = 0;
+  int64_t num_tasks = 0;
+
+  std::deque<std::pair<int64_t, int64_t>> pending;  // [begin, end) ranges
+  std::vector<char> completed;
+  std::vector<int> attempts;
+  int64_t remaining = 0;
+  absl::Status failure;
+
+  std::vector<meta::TensorList> gradients;  // training
+  std::vector<double> loss, accuracy;       // training: query metrics after adaptation
+  std::vector<v1::TaskMetrics> metrics;     // evaluation
+};
+
+struct WorkerPoolSource::InFlight {
+  int64_t id = 0;
+  std::string worker_id;
+  int64_t begin = 0, end = 0;
+  absl::Time deadline;
+  // Training: the task whose gradient chunks are arriving (-1: none).
+  int64_t current_task = -1;
+  std::unique_ptr<rpc::TensorAssembler> assembler;
+};
+
+WorkerPoolSource::WorkerPoolSource(std::string job_id, const meta::JobContext& job,
+                                   WorkerPoolOptions options, Hooks hooks)
+    : job_id_(std::move(job_id)),
+      job_(job),
+      options_(std::move(options)),
+      hooks_(std::move(hooks)),
+      specs_(job.learner->meta_param_specs()),
+      clock_(options_.clock != nullptr ? *options_.clock : *Clock::Real()),
+      classification_(meta::IsClassificationFamily(job.spec.tasks().family())) {}
+
+WorkerPoolSource::~WorkerPoolSource() = default;
+
+void WorkerPoolSource::PostMessage(const std::string& worker_id, v1::WorkerMessage message) {
+  absl::MutexLock lock(&mu_);
+  inbox_.push_back(Event{worker_id, std::move(message)});
+}
+
+void WorkerPoolSource::WorkersChanged() {
+  absl::MutexLock lock(&mu_);
+  workers_changed_ = true;
+}
+
+void WorkerPoolSource::Cancel() {
+  absl::MutexLock lock(&mu_);
+  cancelled_ = true;
+}
+
+void WorkerPoolSource::Stop() {
+  absl::MutexLock lock(&mu_);
+  stopped_ = true;
+}
+
+absl::StatusOr<meta::TrainingRound> WorkerPoolSource::ComputeTraining(
+    int64_t step, const meta::TensorList& params) {
+  Round round;
+  round.train = true;
+  round.split = v1::TASK_SPLIT_TRAIN;
+  round.round = step;
+  round.version = step;
+  round.params = &params;
+  round.num_tasks = static_cast<int64_t>(meta::TrainingKeys(job_.spec, step).size());
+  RETURN_IF_ERROR(RunRound(round));
+  meta::TrainingRound result;
+  result.task_gradients = std::move(round.gradients);
+  result.query_loss = std::move(round.loss);
+  if (classification_) result.query_accuracy = std::move(round.accuracy);
+  return result;
+}
+
+absl::StatusOr<meta::EvaluationSummary> WorkerPoolSource::Evaluate(
+    const meta::EvaluationRequest& request, const meta::TensorList& params) {
+  Round round;
+  round.train = false;
+  round.split = ToProto(request.split);
+  round.round = request.round;
+  round.version = request.version;
+  round.params = &params;
+  round.eval_steps = request.steps;
+  round.num_tasks = request.num_tasks;
+  RETURN_IF_ERROR(RunRound(round));
+  return CatchTorch("evaluation summary", [&] {
+    std::vector<double> lb, la, ab, aa;
+    for (const auto& m : round.metrics) {
+      lb.push_back(m.loss_before());
+      la.push_back(m.loss_after());
+      ab.push_back(m.accuracy_before());
+      aa.push_back(m.accuracy_after());
+    }
+    auto tensor = [](const std::vector<double>& v) {
+      return at::tensor(at::ArrayRef<double>(v), at::kDouble);
+    };
+    meta::Adaptation adaptation;
+    adaptation.loss_before = tensor(lb);
+    adaptation.loss_after = tensor(la);
+    if (classification_) {
+      adaptation.accuracy_before = tensor(ab);
+      adaptation.accuracy_after = tensor(aa);
+    }
+    meta::EvaluationAccumulator accumulator;
+    accumulator.Add(adaptation);
+    return accumulator.Summary();
+  });
+}
+
+// ---------------------------------------------------------------------------------------
+// Rounds
+
+absl::Status WorkerPoolSource::RunRound(Round& round) {
+  const int64_t n = round.num_tasks;
+  round.completed.assign(n, 0);
+  round.attempts.assign(n, 0);
+  round.remaining = n;
+  if (round.train) {
+    round.gradients.assign(n, meta::TensorList());
+    round.loss.assign(n, 0.0);
+    round.accuracy.assign(n, -1.0);
+  } else {
+    round.metrics.assign(n, v1::TaskMetrics());
+  }
+  PickParticipants();
+  const int64_t shards = std::max<int64_t>(1, static_cast<int64_t>(participants_.size()));
+  for (int64_t i = 0; i < shards; ++i) {
+    const int64_t begin = n * i / shards, end = n * (i + 1) / shards;
+    if (end > begin) round.pending.emplace_back(begin, end);
+  }
+
+  auto finish = [&](absl::Status status) {
+    // Whatever is still in flight belongs to this round only: late results are stale.
+    in_flight_.clear();
+    for (auto& p : participants_) p.busy = false;
+    return status;
+  };
+  while (true) {
+    if (!round.failure.ok()) return finish(round.failure);
+    if (round.remaining == 0) return finish(absl::OkStatus());
+    if (participants_.empty()) PickParticipants();
+    Dispatch(round);
+
+    std::deque<Event> events;
+    bool changed = false;
+    {
+      absl::MutexLock lock(&mu_);
+      absl::Time deadline = clock_.Now() + options_.poll_interval;
+      for (const auto& [id, a] : in_flight_) deadline = std::min(deadline, a->deadline);
+      auto woken = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+        return !inbox_.empty() || workers_changed_ || cancelled_ || stopped_;
+      };
+      clock_.AwaitWithDeadline(mu_, absl::Condition(&woken), deadline);
+      if (cancelled_) return finish(absl::CancelledError("job cancelled"));
+      if (stopped_) return finish(absl::AbortedError("coordinator shutting down"));
+      events.swap(inbox_);
+      changed = workers_changed_;
+      workers_changed_ = false;
+    }
+    if (changed) HandleWorkerChanges(round);
+    for (auto& event : events) {
+      HandleEvent(round, event);
+      if (!round.failure.ok()) break;
+    }
+    CheckDeadlines(round);
+  }
+}
+
+void WorkerPoolSource::PickParticipants() {
+  std::vector<WorkerInfo> live = hooks_.live_workers();
+  const int64_t max_workers = job_.spec.resources().max_workers();
+  if (max_workers > 0 && static_cast<int64_t>(live.size()) > max_workers) {
+    live.resize(max_workers);
+  }
+  participants_.clear();
+  std::set<std::string> ids;
+  for (auto& info : live) {
+    ids.insert(info.id);
+    participants_.push_back(Participant{std::move(info), false});
+  }
+  for (auto it = sessions_.begin(); it != sessions_.end();) {
+    it = ids.count(it->first) ? std::next(it) : sessions_.erase(it);
+  }
+  ReportWorkers();
+}
+
+void WorkerPoolSource::ReportWorkers() {
+  const int32_t count = static_cast<int32_t>(participants_.size());
+  if (hooks_.workers_changed) hooks_.workers_changed(count);
+}
+
+void WorkerPoolSource::Dispatch(Round& round) {
+  bool lost = false;
+  for (auto& participant : participants_) {
+    if (round.pending.empty()) break;
+    if (participant.busy) continue;
+    auto [begin, end] = round.pending.front();
+    round.pending.pop_front();
+    const int64_t stop = std::min(end, begin + participant.info.capacity);
+    if (stop < end) round.pending.emplace_front(stop, end);
+    if (!SendAssignment(participant, round, begin, stop)) {
+      round.pending.emplace_front(begin, stop);
+      participant.info.id.clear();  // its session is closed: drop it below
+      lost = true;
+    }
+  }
+  if (lost) {
+    participants_.erase(std::remove_if(participants_.begin(), participants_.end(),
+                                       [](const Participant& p) { return p.info.id.empty(); }),
+                        participants_.end());
+    ReportWorkers();
+  }
+}
+
+bool WorkerPoolSource::SendAssignment(Participant& participant, Round& round, int64_t begin,
+                                      int64_t end) {
+  WorkerConnection& connection = *participant.info.connection;
+  SessionState& session = sessions_[participant.info.id];
+  if (!session.setup_sent) {
+    v1::CoordinatorMessage message;
+    message.mutable_job_setup()->set_job_id(job_id_);
+    *message.mutable_job_setup()->mutable_spec() = job_.spec;
+    if (!connection.Send(std::move(message))) return false;
+    session.setup_sent = true;
+  }
+  if (session.version_sent != round.version) {
+    if (encoded_version_ != round.version) {
+      auto chunks = rpc::EncodeTensors(*round.params, specs_);
+      if (!chunks.ok()) {
+        round.failure = chunks.status();
+        return true;  // not the worker's fault
+      }
+      encoded_params_ = std::move(chunks).value();
+      encoded_version_ = round.version;
+    }
+    for (size_t i = 0; i < encoded_params_.size(); ++i) {
+      v1::CoordinatorMessage message;
+      v1::Parameters* parameters = message.mutable_parameters();
+      parameters->set_job_id(job_id_);
+      parameters->set_version(round.version);
+      *parameters->mutable_chunk() = encoded_params_[i];
+      parameters->set_last(i + 1 == encoded_params_.size());
+      if (!connection.Send(std::move(message))) return false;
+    }
+    session.version_sent = round.version;
+  }
+  auto in_flight = std::make_unique<InFlight>();
+  in_flight->id = hooks_.next_assignment_id();
+  in_flight->worker_id = participant.info.id;
+  in_flight->begin = begin;
+  in_flight->end = end;
+  in_flight->deadline = clock_.Now() + options_.assignment_timeout;
+  if (round.train) {
+    in_flight->assembler = std::make_unique<rpc::TensorAssembler>(specs_, job_.dtype);
+  }
+  v1::CoordinatorMessage message;
+  v1::Assignment* assignment = message.mutable_assignment();
+  assignment->set_job_id(job_id_);
+  assignment->set_assignment_id(in_flight->id);
+  assignment->set_version(round.version);
+  assignment->set_split(round.split);
+  assignment->set_round(round.round);
+  for (int64_t t = begin; t < end; ++t) assignment->add_task_indices(t);
+  assignment->set_eval_steps(round.train ? 0 : round.eval_steps);
+  if (!connection.Send(std::move(message))) return false;
+  if (hooks_.counters) ++hooks_.counters->assignments_sent;
+  participant.busy = true;
+  in_flight_[in_flight->id] = std::move(in_flight);
+  return true;
+}
+
+void WorkerPoolSource::HandleEvent(Round& round, Event& event) {
+  switch (event.message.kind_case()) {
+    case v1::WorkerMessage::kGradient:
+      HandleGradient(round, event.worker_id, event.message.gradient());
+      break;
+    case v1::WorkerMessage::kDone:
+      HandleDone(round, event.worker_id, event.message.done());
+      break;
+    default:
+      break;  // the RPC layer routes only gradients and completions here
+  }
+}
+
+WorkerPoolSource::InFlight* WorkerPoolSource::OwnedAssignment(int64_t assignment_id,
+                                                              const std::string& worker_id) {
+  auto it = in_flight_.find(assignment_id);
+  if (it == in_flight_.end()) {
+    if (hooks_.counters) ++hooks_.counters->stale_messages;
+    return nullptr;
+  }
+  if (it->second->worker_id != worker_id) {
+    // Someone else's assignment: refuse the message, leave the assignment alone.
+    if (hooks_.counters) ++hooks_.counters->rejected_results;
+    return nullptr;
+  }
+  return it->second.get();
+}
+
+void WorkerPoolSource::HandleGradient(Round& round, const std::string& worker_id,
+                                      const v1::TaskGradient& gradient) {
+  InFlight* owned = OwnedAssignment(gradient.assignment_id(), worker_id);
+  if (owned == nullptr) return;
+  InFlight& a = *owned;
+  const int64_t t = gradient.task_index();
+  if (!round.train) {
+    return Requeue(round, a.id, "gradient sent for an evaluation assignment");
+  }
+  if (t < a.begin || t >= a.end || round.completed[t]) {
+    return Requeue(round, a.id,
+                   absl::StrCat("gradient for task ", t, " outside the assignment's open tasks"));
+  }
+  if (a.current_task == -1) {
+    a.current_task = t;
+    a.assembler->Reset();
+  } else if (a.current_task != t) {
+    return Requeue(
+        round, a.id,
+        absl::StrCat("gradient chunks of task ", t, " interleaved with task ", a.current_task));
+  }
+  absl::Status status = a.assembler->Add(gradient.chunk());
+  if (!status.ok()) {
+    return Requeue(round, a.id, absl::StrCat("task ", t, ": ", status.message()));
+  }
+  if (!gradient.last()) return;
+  auto tensors = a.assembler->Finish();
+  if (!tensors.ok()) {
+    return Requeue(round, a.id, absl::StrCat("task ", t, ": ", tensors.status().message()));
+  }
+  if (!std::isfinite(gradient.query_loss()) ||
+      (classification_ && !std::isfinite(gradient.query_accuracy()))) {
+    return Requeue(round, a.id, absl::StrCat("task ", t, ": non-finite query metrics"));
+  }
+  round.gradients[t] = std::move(tensors).value();
+  round.loss[t] = gradient.query_loss();
+  round.accuracy[t] = gradient.query_accuracy();
+  round.completed[t] = 1;
+  --round.remaining;
+  a.current_task = -1;
+}
+
+void WorkerPoolSource::HandleDone(Round& round, const std::string& worker_id,
+                                  const v1::AssignmentDone& done) {
+  InFlight* owned = OwnedAssignment(done.assignment_id(), worker_id);
+  if (owned == nullptr) return;
+  InFlight& a = *owned;
+  if (!done.error().empty()) {
+    return Requeue(round, a.id, absl::StrCat(worker_id, ": ", done.error()));
+  }
+  if (round.train) {
+    for (int64_t t = a.begin; t < a.end; ++t) {
+      if (!round.completed[t]) {
+        return Requeue(round, a.id,
+                       absl::StrCat("assignment done without a gradient for task ", t));
+      }
+    }
+  } else {
+    std::vector<const v1::TaskMetrics*> by_task(a.end - a.begin, nullptr);
+    for (const auto& m : done.metrics()) {
+      const int64_t t = m.task_index();
+      if (t < a.begin || t >= a.end || by_task[t - a.begin] != nullptr) {
+        return Requeue(round, a.id, absl::StrCat("metrics for unexpected task ", t));
+      }
+      bool finite = std::isfinite(m.loss_before()) && std::isfinite(m.loss_after());
+      if (classification_) {
+        finite = finite && std::isfinite(m.accuracy_before()) && std::isfinite(m.accuracy_after());
+      }
+      if (!finite) return Requeue(round, a.id, absl::StrCat("task ", t, ": non-finite metrics"));
+      by_task[t - a.begin] = &m;
+    }
+    for (int64_t t = a.begin; t < a.end; ++t) {
+      if (by_task[t - a.begin] == nullptr) {
+        return Requeue(round, a.id, absl::StrCat("no metrics for task ", t));
+      }
+    }
+    for (int64_t t = a.begin; t < a.end; ++t) {
+      round.metrics[t] = *by_task[t - a.begin];
+      round.completed[t] = 1;
+      --round.remaining;
+    }
+  }
+  in_flight_.erase(a.id);  // destroys `a`
+  ReleaseWorker(worker_id);
+}
+
+void WorkerPoolSource::Requeue(Round& round, int64_t assignment_id, const std::string& rejection) {
+  auto it = in_flight_.find(assignment_id);
+  if (it == in_flight_.end()) return;
+  const InFlight& a = *it->second;
+  if (!rejection.empty() && hooks_.counters) ++hooks_.counters->rejected_results;
+  int64_t run_begin = -1;
+  std::vector<std::pair<int64_t, int64_t>> runs;
+  for (int64_t t = a.begin; t <= a.end; ++t) {
+    const bool open = t < a.end && !round.completed[t];
+    if (open && run_begin < 0) run_begin = t;
+    if (!open && run_begin >= 0) {
+      runs.emplace_back(run_begin, t);
+      run_begin = -1;
+    }
+    if (!open) continue;
+    if (hooks_.counters) ++hooks_.counters->reassigned_tasks;
+    if (!rejection.empty() && ++round.attempts[t] >= options_.max_task_attempts &&
+        round.failure.ok()) {
+      round.failure = absl::FailedPreconditionError(
+          absl::StrCat("task ", t, " of ", v1::TaskSplit_Name(round.split), " round ", round.round,
+                       " failed ", round.attempts[t], " times; last: ", rejection));
+    }
+  }
+  for (auto r = runs.rbegin(); r != runs.rend(); ++r) round.pending.push_front(*r);
+  const std::string worker_id = a.worker_id;
+  in_flight_.erase(it);
+  ReleaseWorker(worker_id);
+  if (!rejection.empty()) {
+    // Let the other workers retry; if none is left, the round takes the whole pool again
+    // (this worker included) and the attempt limit decides.
+    participants_.erase(
+        std::remove_if(participants_.begin(), participants_.end(),
+                       [&](const Participant& p) { return p.info.id == worker_id && !p.busy; }),
+        participants_.end());
+    ReportWorkers();
+  }
+}
+
+void WorkerPoolSource::ReleaseWorker(const std::string& worker_id) {
+  for (auto& p : participants_) {
+    if (p.info.id == worker_id) p.busy = false;
+  }
+}
+
+void WorkerPoolSource::HandleWorkerChanges(Round& round) {
+  std::set<std::string> live;
+  for (const auto& info : hooks_.live_workers()) live.insert(info.id);
+  std::vector<int64_t> orphaned;
+  for (const auto& [id, a] : in_flight_) {
+    if (!live.count(a->worker_id)) orphaned.push_back(id);
+  }
+  for (int64_t id : orphaned) Requeue(round, id, "");
+  const size_t before = participants_.size();
+  participants_.erase(std::remove_if(participants_.begin(), participants_.end(),
+                                     [&](const Participant& p) { return !live.count(p.info.id); }),
+                      participants_.end());
+  if (participants_.size() != before) ReportWorkers();
+}
+
+void WorkerPoolSource::CheckDeadlines(Round& round) {
+  const absl::Time now = clock_.Now();
+  std::vector<std::pair<int64_t, std::string>> late;
+  for (const auto& [id, a] : in_flight_) {
+    if (a->deadline <= now) late.emplace_back(id, a->worker_id);
+  }
+  for (const auto& [id, worker_id] : late) {
+    Requeue(round, id, "");
+    // A worker that misses its deadline is presumed hung: it sits out the rest of the round.
+    participants_.erase(
+        std::remove_if(participants_.begin(), participants_.end(),
+                       [&](const Participant& p) { return p.info.id == worker_id; }),
+        participants_.end());
+  }
+  if (!late.empty()) ReportWorkers();
+}
+
+}  // namespace metatrain::coordinator

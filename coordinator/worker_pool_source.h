@@ -1,0 +1,156 @@
+#ifndef METATRAIN_COORDINATOR_WORKER_POOL_SOURCE_H_
+#define METATRAIN_COORDINATOR_WORKER_POOL_SOURCE_H_
+
+// The GradientSource of a job run by the coordinator: each round (a training step or an
+// evaluation) is computed by the shared worker pool. Only what is distributed lives here
+// (shards, assignments, reassignment, result intake); every rule of the job's life is the
+// training loop's (common/meta/training_loop.h).
+//
+// NOTE [Work distribution]. A round splits its tasks into one contiguous range per
+// participating worker; a worker takes at most `capacity` tasks per assignment and has at
+// most one assignment of this job in flight. Workers that join during a round wait for the
+// next one (unless the round has no worker left). A worker that leaves, times out or sends
+// something invalid loses its unfinished tasks to the pending queue, and another worker
+// recomputes them: tasks derive from keys, so the result is the same. A worker whose result
+// is rejected, or that misses its deadline, sits out the rest of the round (unless it is
+// the only one left). Rejected data is never applied; a task rejected max_task_attempts
+// times fails the job.
+//
+// Threads: the loop's thread calls ComputeTraining / Evaluate, which wait on an inbox.
+// RPC threads call PostMessage, WorkersChanged, Cancel and Stop, which only touch the inbox
+// and never block on the loop.
+
+#include <atomic>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "common/meta/gradient_source.h"
+#include "common/meta/trainer.h"
+#include "common/rpc/tensor_codec.h"
+#include "common/time/clock.h"
+#include "coordinator/worker_registry.h"
+#include "metatrain/v1/worker_service.pb.h"
+
+namespace metatrain::coordinator {
+
+// Process-wide counters, for tests and monitoring. Thread-safe.
+struct CoordinatorCounters {
+  // Worker results refused: malformed chunks, wrong shapes, non-finite values, a worker
+  // answering for another's assignment, incomplete assignments, worker-reported errors.
+  std::atomic<int64_t> rejected_results{0};
+  // Messages for assignments no longer in flight (an earlier step, a reassigned or
+  // cancelled assignment): dropped.
+  std::atomic<int64_t> stale_messages{0};
+  // Tasks handed to another worker after a loss, timeout or rejection.
+  std::atomic<int64_t> reassigned_tasks{0};
+  std::atomic<int64_t> assignments_sent{0};
+};
+
+struct WorkerPoolOptions {
+  absl::Duration assignment_timeout = absl::Minutes(10);
+  int max_task_attempts = 3;
+  // How often a waiting round re-checks the worker pool.
+  absl::Duration poll_interval = absl::Milliseconds(200);
+  Clock* clock = nullptr;  // Clock::Real() when null
+};
+
+class WorkerPoolSource final : public meta::GradientSource {
+ public:
+  struct Hooks {
+    // Live workers in join order. Thread-safe.
+    std::function<std::vector<WorkerInfo>()> live_workers;
+    // A globally unique assignment id that routes back to this job.
+    std::function<int64_t()> next_assignment_id;
+    // The number of workers taking part in the job changed.
+    std::function<void(int32_t workers)> workers_changed;
+    CoordinatorCounters* counters = nullptr;
+  };
+
+  // `job` must outlive the source.
+  WorkerPoolSource(std::string job_id, const meta::JobContext& job, WorkerPoolOptions options,
+                   Hooks hooks);
+  ~WorkerPoolSource() override;
+
+  // CANCELLED after Cancel(), ABORTED after Stop(); FAILED_PRECONDITION when a task was
+  // rejected max_task_attempts times.
+  absl::StatusOr<meta::TrainingRound> ComputeTraining(int64_t step,
+                                                      const meta::TensorList& params) override;
+  absl::StatusOr<meta::EvaluationSummary> Evaluate(const meta::EvaluationRequest& request,
+                                                   const meta::TensorList& params) override;
+
+  // Thread-safe; never block on the loop.
+  void PostMessage(const std::string& worker_id, v1::WorkerMessage message)
+      ABSL_LOCKS_EXCLUDED(mu_);
+  void WorkersChanged() ABSL_LOCKS_EXCLUDED(mu_);
+  void Cancel() ABSL_LOCKS_EXCLUDED(mu_);
+  void Stop() ABSL_LOCKS_EXCLUDED(mu_);
+
+ private:
+  struct Round;
+  struct InFlight;
+  struct Participant {
+    WorkerInfo info;
+    bool busy = false;
+  };
+  struct SessionState {
+    bool setup_sent = false;
+    int64_t version_sent = -1;
+  };
+  struct Event {
+    std::string worker_id;
+    v1::WorkerMessage message;
+  };
+
+  absl::Status RunRound(Round& round) ABSL_LOCKS_EXCLUDED(mu_);
+  void PickParticipants();
+  void Dispatch(Round& round);
+  bool SendAssignment(Participant& participant, Round& round, int64_t begin, int64_t end);
+  void HandleEvent(Round& round, Event& event);
+  void HandleGradient(Round& round, const std::string& worker_id, const v1::TaskGradient& gradient);
+  void HandleDone(Round& round, const std::string& worker_id, const v1::AssignmentDone& done);
+  // Drops an in-flight assignment: its unfinished tasks go back to the pending queue.
+  // `rejection`: non-empty when the worker's result was refused (counts an attempt).
+  void Requeue(Round& round, int64_t assignment_id, const std::string& rejection);
+  // The in-flight assignment `assignment_id` if `worker_id` holds it; otherwise counts the
+  // message as stale (no such assignment) or rejected (someone else's) and returns null.
+  InFlight* OwnedAssignment(int64_t assignment_id, const std::string& worker_id);
+  void ReleaseWorker(const std::string& worker_id);
+  void HandleWorkerChanges(Round& round);
+  void CheckDeadlines(Round& round);
+  void ReportWorkers();
+
+  const std::string job_id_;
+  const meta::JobContext& job_;
+  const WorkerPoolOptions options_;
+  const Hooks hooks_;
+  const std::vector<meta::ParamSpec>& specs_;
+  Clock& clock_;
+  const bool classification_;
+
+  // Loop-thread state.
+  std::vector<Participant> participants_;
+  std::map<std::string, SessionState> sessions_;
+  std::map<int64_t, std::unique_ptr<InFlight>> in_flight_;
+  int64_t encoded_version_ = -1;
+  std::vector<v1::TensorChunk> encoded_params_;
+
+  // The inbox, shared with the RPC threads.
+  absl::Mutex mu_;
+  std::deque<Event> inbox_ ABSL_GUARDED_BY(mu_);
+  bool workers_changed_ ABSL_GUARDED_BY(mu_) = false;
+  bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
+  bool stopped_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+}  // namespace metatrain::coordinator
+
+#endif  // METATRAIN_COORDINATOR_WORKER_POOL_SOURCE_H_
