@@ -1,4 +1,7 @@
 // metatrain-coordinator: serves the job API and the worker sessions on one port.
+//
+//   metatrain-coordinator [--listen HOST:PORT] [--checkpoint_dir DIR] [--max_running_jobs N]
+//                         [--threads N] [--[no]resume] [--assignment_timeout_s S]
 
 #include <ATen/Parallel.h>
 
@@ -7,9 +10,8 @@
 #include <thread>
 
 #include "absl/flags/flag.h"
-#include "absl/flags/parse.h"
-#include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
+#include "common/cli/flags.h"
 #include "common/process/shutdown_signals.h"
 #include "coordinator/coordinator.h"
 #include "coordinator/rpc/server.h"
@@ -24,9 +26,33 @@ ABSL_FLAG(bool, resume, true, "on start, resume unfinished jobs found in --check
 ABSL_FLAG(int, assignment_timeout_s, 600,
           "seconds a worker may take for one assignment before its tasks go elsewhere");
 
+namespace {
+
+metatrain::cli::Program CoordinatorProgram() {
+  metatrain::cli::Program program;
+  program.name = "metatrain-coordinator";
+  program.usage =
+      "usage: metatrain-coordinator [--listen HOST:PORT] [--checkpoint_dir DIR] [flags]\n"
+      "Queues meta-training jobs, hands their tasks to workers, aggregates, validates and\n"
+      "checkpoints; serves the job API and the worker sessions on one port, and prints\n"
+      "\"listening on HOST:PORT\" on stdout once it accepts connections.";
+  program.flag_files = {"coordinator/main.cc"};
+  program.epilogue =
+      "SIGINT or SIGTERM stops it; with --checkpoint_dir, unfinished jobs resume when it is\n"
+      "started again.";
+  return program;
+}
+
+}  // namespace
+
 int main(int argc, char** argv) {
-  absl::SetProgramUsageMessage("metatrain-coordinator --listen=HOST:PORT [--checkpoint_dir=DIR]");
-  absl::ParseCommandLine(argc, argv);
+  const metatrain::cli::Program program = CoordinatorProgram();
+  const metatrain::cli::CommandLine command_line =
+      metatrain::cli::ParseCommandLineOrExit(program, argc, argv);
+  if (!command_line.positional.empty()) {
+    return metatrain::cli::UsageError(
+        program, absl::StrCat("unexpected argument \"", command_line.positional[0], "\""));
+  }
   at::set_num_threads(1);
 
   // NOTE [Signals through a pipe] in common/process/shutdown_signals.h.
@@ -41,8 +67,8 @@ int main(int argc, char** argv) {
   options.resume = absl::GetFlag(FLAGS_resume);
   options.assignment_timeout = absl::Seconds(absl::GetFlag(FLAGS_assignment_timeout_s));
   if (options.max_running_jobs < 1) {
-    std::fprintf(stderr, "--max_running_jobs must be >= 1 (got %d)\n", options.max_running_jobs);
-    return 2;
+    return metatrain::cli::UsageError(program, absl::StrCat("--max_running_jobs must be >= 1 (got ",
+                                                            options.max_running_jobs, ")"));
   }
   metatrain::coordinator::Coordinator coordinator(options);
   // Load (and queue) the jobs of an earlier run before accepting new ones, so job ids

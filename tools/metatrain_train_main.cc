@@ -4,26 +4,36 @@
 //                   [--threads N] [--seed S]
 //
 // Prints progress (in place on a terminal), validation results and the final meta-test.
-// Any error: one line on stderr, exit status 2.
+// Any error: one line on stderr, exit status 2 (usage errors end "(see metatrain-train
+// --help)").
 
 #include <ATen/Parallel.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <cstdio>
-#include <cstdlib>
-#include <iostream>
+#include <optional>
 #include <string>
 
+#include "absl/flags/flag.h"
 #include "absl/status/status.h"
-#include "absl/strings/numbers.h"
+#include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "common/cli/flags.h"
 #include "common/meta/checkpoint.h"
 #include "common/meta/job_spec.h"
 #include "common/meta/runtime.h"
 #include "common/meta/trainer.h"
 #include "common/status/status_macros.h"
+
+ABSL_FLAG(std::string, job, "", "the job spec, JSON or protobuf text format (required)");
+ABSL_FLAG(int64_t, steps, 0, "meta-steps to run instead of the job's steps; 0: the job's");
+ABSL_FLAG(std::string, out, "",
+          "where to save the best meta-parameters (a state_dict); empty: not saved");
+ABSL_FLAG(int, threads, 1, "intra-op threads for LibTorch");
+ABSL_FLAG(std::optional<uint64_t>, seed, std::nullopt,
+          "seed instead of the job's seed; unset: the job's");
 
 namespace metatrain {
 namespace {
@@ -32,61 +42,43 @@ struct Options {
   std::string job, out;
   int64_t steps = 0;
   int threads = 1;
-  bool has_seed = false;
-  uint64_t seed = 0;
+  std::optional<uint64_t> seed;
 };
 
-constexpr char kUsage[] =
-    "usage: metatrain-train --job SPEC.json [--steps N] [--out CHECKPOINT.pt] [--threads N] "
-    "[--seed S]";
+cli::Program TrainProgram() {
+  cli::Program program;
+  program.name = "metatrain-train";
+  program.usage =
+      "usage: metatrain-train --job SPEC.json [--steps N] [--out CHECKPOINT.pt] [--threads N]\n"
+      "                       [--seed S]\n"
+      "Runs one meta-training job in this process, without coordinator or workers. Prints\n"
+      "progress, validation results and the final meta-test; any error is one line on\n"
+      "stderr and exit status 2.";
+  program.flag_files = {"tools/metatrain_train_main.cc"};
+  return program;
+}
 
-absl::StatusOr<Options> ParseArgs(int argc, char** argv) {
-  Options o;
-  for (int i = 1; i < argc; ++i) {
-    std::string arg = argv[i];
-    std::string value;
-    const auto eq = arg.find('=');
-    bool inline_value = false;
-    if (arg.rfind("--", 0) == 0 && eq != std::string::npos) {
-      value = arg.substr(eq + 1);
-      arg = arg.substr(0, eq);
-      inline_value = true;
-    }
-    if (arg == "--help" || arg == "-h") {
-      std::cout << kUsage << "\n";
-      std::exit(0);
-    }
-    const bool known = arg == "--job" || arg == "--steps" || arg == "--out" || arg == "--threads" ||
-                       arg == "--seed";
-    if (!known)
-      return absl::InvalidArgumentError(absl::StrCat("unknown argument '", arg, "'; ", kUsage));
-    if (!inline_value) {
-      if (i + 1 >= argc) return absl::InvalidArgumentError(absl::StrCat(arg, " needs a value"));
-      value = argv[++i];
-    }
-    if (arg == "--job") {
-      o.job = value;
-    } else if (arg == "--out") {
-      o.out = value;
-    } else if (arg == "--steps") {
-      if (!absl::SimpleAtoi(value, &o.steps) || o.steps <= 0) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("--steps must be a positive integer (got '", value, "')"));
-      }
-    } else if (arg == "--threads") {
-      if (!absl::SimpleAtoi(value, &o.threads) || o.threads <= 0) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("--threads must be a positive integer (got '", value, "')"));
-      }
-    } else if (arg == "--seed") {
-      if (!absl::SimpleAtoi(value, &o.seed)) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("--seed must be a non-negative integer (got '", value, "')"));
-      }
-      o.has_seed = true;
-    }
+// The flags' values, checked; INVALID_ARGUMENT naming the flag.
+absl::StatusOr<Options> OptionsFromFlags(const cli::CommandLine& command_line) {
+  if (!command_line.positional.empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("unexpected argument \"", command_line.positional[0], "\""));
   }
-  if (o.job.empty()) return absl::InvalidArgumentError(absl::StrCat("--job is required; ", kUsage));
+  Options o;
+  o.job = absl::GetFlag(FLAGS_job);
+  o.out = absl::GetFlag(FLAGS_out);
+  o.steps = absl::GetFlag(FLAGS_steps);
+  o.threads = absl::GetFlag(FLAGS_threads);
+  o.seed = absl::GetFlag(FLAGS_seed);
+  if (command_line.Has("steps") && o.steps <= 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--steps must be a positive integer (got '", o.steps, "')"));
+  }
+  if (o.threads <= 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--threads must be a positive integer (got '", o.threads, "')"));
+  }
+  if (o.job.empty()) return absl::InvalidArgumentError("--job is required");
   return o;
 }
 
@@ -97,12 +89,11 @@ std::string FormatDuration(double seconds) {
   return absl::StrFormat("%ds", s);
 }
 
-absl::Status Run(int argc, char** argv) {
-  ASSIGN_OR_RETURN(Options options, ParseArgs(argc, argv));
+absl::Status Run(const Options& options) {
   metatrain::meta::ConfigureRuntime(options.threads);
   ASSIGN_OR_RETURN(v1::JobSpec spec, meta::ReadJobSpecFile(options.job));
   if (options.steps > 0) spec.set_steps(options.steps);
-  if (options.has_seed) spec.set_seed(options.seed);
+  if (options.seed.has_value()) spec.set_seed(*options.seed);
   ASSIGN_OR_RETURN(spec, meta::NormalizeJobSpec(spec));
   ASSIGN_OR_RETURN(meta::JobContext job, meta::MakeJobContext(spec));
 
@@ -174,7 +165,12 @@ absl::Status Run(int argc, char** argv) {
 }  // namespace metatrain
 
 int main(int argc, char** argv) {
-  const absl::Status status = metatrain::Run(argc, argv);
+  const metatrain::cli::Program program = metatrain::TrainProgram();
+  const metatrain::cli::CommandLine command_line =
+      metatrain::cli::ParseCommandLineOrExit(program, argc, argv);
+  absl::StatusOr<metatrain::Options> options = metatrain::OptionsFromFlags(command_line);
+  if (!options.ok()) return metatrain::cli::UsageError(program, options.status().message());
+  const absl::Status status = metatrain::Run(*options);
   if (!status.ok()) {
     std::fflush(stdout);
     std::fprintf(stderr, "metatrain-train: %s\n", std::string(status.message()).c_str());

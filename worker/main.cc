@@ -1,7 +1,7 @@
 // metatrain-worker: computes inner loops for a metatrain coordinator.
 //
 //   metatrain-worker [--coordinator host:port] [--device cpu|cuda:N] [--threads N]
-//                    [--capacity N] [--data_dir DIR] [--name NAME]
+//                    [--capacity N] [--data_dir DIR] [--name NAME] [--log_assignments]
 //
 // The coordinator address falls back to $METATRAIN_COORDINATOR, then 127.0.0.1:50051.
 // Runs until the coordinator sends Shutdown or the process gets SIGINT/SIGTERM (a second
@@ -16,31 +16,39 @@
 #include <string>
 #include <thread>
 
-#include "absl/strings/match.h"
-#include "absl/strings/numbers.h"
+#include "absl/flags/flag.h"
 #include "absl/strings/str_cat.h"
+#include "common/cli/flags.h"
 #include "common/meta/runtime.h"
 #include "common/process/shutdown_signals.h"
 #include "worker/inner_loop_runner.h"
 #include "worker/rpc/session_client.h"
 
+ABSL_FLAG(std::string, coordinator, "127.0.0.1:50051", "the coordinator's address, host:port");
+ABSL_FLAG(std::string, device, "cpu", "where inner loops run: cpu or cuda:N");
+ABSL_FLAG(int, threads, 1, "intra-op threads for LibTorch");
+ABSL_FLAG(int, capacity, 32, "tasks this worker takes at once (one batched computation)");
+ABSL_FLAG(std::string, data_dir, "",
+          "this worker's copy of the dataset, used instead of the job's tasks.data_dir; empty: "
+          "the job's");
+ABSL_FLAG(std::string, name, "", "name shown by the coordinator; empty: hostname:pid");
+ABSL_FLAG(bool, log_assignments, false, "log every assignment's compute time to stderr");
+
 namespace {
 
-constexpr char kUsage[] =
-    "usage: metatrain-worker [--coordinator host:port] [--device cpu|cuda:N] [--threads N]\n"
-    "                        [--capacity N] [--data_dir DIR] [--name NAME]\n"
-    "                        [--log_assignments]\n"
-    "  --coordinator  coordinator address (default: $METATRAIN_COORDINATOR or 127.0.0.1:50051)\n"
-    "  --device       where inner loops run (default cpu)\n"
-    "  --threads      intra-op threads for LibTorch (default 1)\n"
-    "  --capacity     tasks this worker takes at once (default 32)\n"
-    "  --data_dir     this worker's copy of the dataset (replaces the job's tasks.data_dir)\n"
-    "  --name         name shown by the coordinator (default hostname:pid)\n"
-    "  --log_assignments  log every assignment's compute time to stderr\n";
-
-int UsageError(const std::string& message) {
-  std::fprintf(stderr, "metatrain-worker: %s\n%s", message.c_str(), kUsage);
-  return 2;
+metatrain::cli::Program WorkerProgram() {
+  metatrain::cli::Program program;
+  program.name = "metatrain-worker";
+  program.usage =
+      "usage: metatrain-worker [--coordinator HOST:PORT] [--device cpu|cuda:N] [--threads N]\n"
+      "                        [--capacity N] [--data_dir DIR] [--name NAME] [--log_assignments]\n"
+      "Computes inner loops for a metatrain coordinator. Runs until the coordinator sends\n"
+      "Shutdown or the process gets SIGINT/SIGTERM (a second signal exits at once); an\n"
+      "unreachable coordinator is retried with backoff.";
+  program.flag_files = {"worker/main.cc"};
+  program.aliases = {{"data-dir", "data_dir"}};
+  program.env_defaults = {{"coordinator", "METATRAIN_COORDINATOR"}};
+  return program;
 }
 
 }  // namespace
@@ -51,54 +59,33 @@ int main(int argc, char** argv) {
   using metatrain::worker::SessionClient;
   using metatrain::worker::SessionOptions;
 
+  const metatrain::cli::Program program = WorkerProgram();
+  const metatrain::cli::CommandLine command_line =
+      metatrain::cli::ParseCommandLineOrExit(program, argc, argv);
+  auto usage_error = [&](const std::string& message) {
+    return metatrain::cli::UsageError(program, message);
+  };
+  if (!command_line.positional.empty()) {
+    return usage_error(absl::StrCat("unexpected argument \"", command_line.positional[0], "\""));
+  }
   SessionOptions session;
   RunnerOptions runner_options;
-  const char* env = std::getenv("METATRAIN_COORDINATOR");
-  session.coordinator = (env != nullptr && *env != '\0') ? env : "127.0.0.1:50051";
-  session.capacity = 32;
-  session.threads = 1;
-
-  for (int i = 1; i < argc; ++i) {
-    std::string arg = argv[i];
-    if (arg == "-h" || arg == "--help") {
-      std::fputs(kUsage, stdout);
-      return 0;
-    }
-    if (!absl::StartsWith(arg, "--")) return UsageError("unexpected argument \"" + arg + "\"");
-    if (arg == "--log_assignments") {
-      session.log_assignments = true;
-      continue;
-    }
-    std::string name = arg.substr(2), value;
-    const auto eq = name.find('=');
-    if (eq != std::string::npos) {
-      value = name.substr(eq + 1);
-      name.resize(eq);
-    } else if (i + 1 < argc) {
-      value = argv[++i];
-    } else {
-      return UsageError("--" + name + " needs a value");
-    }
-    if (name == "coordinator") {
-      session.coordinator = value;
-    } else if (name == "device") {
-      session.device = value;
-    } else if (name == "data_dir" || name == "data-dir") {
-      runner_options.data_dir = value;
-    } else if (name == "name") {
-      session.name = value;
-    } else if (name == "threads" || name == "capacity") {
-      int n = 0;
-      if (!absl::SimpleAtoi(value, &n) || n <= 0) {
-        return UsageError(
-            absl::StrCat("--", name, " must be a positive integer (got \"", value, "\")"));
-      }
-      (name == "threads" ? session.threads : session.capacity) = n;
-    } else {
-      return UsageError("unknown flag --" + name);
-    }
+  session.coordinator = absl::GetFlag(FLAGS_coordinator);
+  session.device = absl::GetFlag(FLAGS_device);
+  session.threads = absl::GetFlag(FLAGS_threads);
+  session.capacity = absl::GetFlag(FLAGS_capacity);
+  session.name = absl::GetFlag(FLAGS_name);
+  session.log_assignments = absl::GetFlag(FLAGS_log_assignments);
+  runner_options.data_dir = absl::GetFlag(FLAGS_data_dir);
+  if (session.threads <= 0) {
+    return usage_error(
+        absl::StrCat("--threads must be a positive integer (got \"", session.threads, "\")"));
   }
-  if (session.coordinator.empty()) return UsageError("--coordinator must not be empty");
+  if (session.capacity <= 0) {
+    return usage_error(
+        absl::StrCat("--capacity must be a positive integer (got \"", session.capacity, "\")"));
+  }
+  if (session.coordinator.empty()) return usage_error("--coordinator must not be empty");
 
   auto device = metatrain::worker::ParseDevice(session.device);
   if (!device.ok()) {

@@ -68,84 +68,47 @@ double At(const at::Tensor& t) { return t.defined() ? t.reshape({-1})[0].item<do
 
 }  // namespace
 
-absl::StatusOr<EvaluateOptions> ParseEvaluateArgs(const std::vector<std::string>& args) {
+absl::StatusOr<EvaluateOptions> MakeEvaluateOptions(const EvaluateFlags& flags) {
   EvaluateOptions options;
-  std::vector<std::string> positional;
-  bool split_set = false, tasks_set = false;
-  for (size_t i = 0; i < args.size(); ++i) {
-    const std::string& arg = args[i];
-    std::string flag = arg, value;
-    bool has_value = false;
-    if (const size_t eq = arg.find('='); arg.rfind("--", 0) == 0 && eq != std::string::npos) {
-      flag = arg.substr(0, eq);
-      value = arg.substr(eq + 1);
-      has_value = true;
-    }
-    auto take = [&]() -> absl::StatusOr<std::string> {
-      if (has_value) return value;
-      if (i + 1 >= args.size()) return absl::InvalidArgumentError(flag + " needs a value");
-      return args[++i];
-    };
-    auto take_int = [&](int64_t min) -> absl::StatusOr<int64_t> {
-      ASSIGN_OR_RETURN(std::string text, take());
-      int64_t n = 0;
-      if (!absl::SimpleAtoi(text, &n) || n < min) {
-        return absl::InvalidArgumentError(
-            absl::StrCat(flag, " must be an integer >= ", min, " (got \"", text, "\")"));
-      }
-      return n;
-    };
-    if (flag == "--job") {
-      ASSIGN_OR_RETURN(options.job, take());
-    } else if (flag == "--episodes") {
-      ASSIGN_OR_RETURN(options.episodes, take());
-    } else if (flag == "--split") {
-      ASSIGN_OR_RETURN(options.split, take());
-      split_set = true;
-      if (options.split != "test" && options.split != "validation") {
-        return absl::InvalidArgumentError(
-            absl::StrCat("--split must be test or validation (got \"", options.split, "\")"));
-      }
-    } else if (flag == "--tasks") {
-      ASSIGN_OR_RETURN(options.tasks, take_int(1));
-      tasks_set = true;
-    } else if (flag == "--inner_steps" || flag == "--inner-steps") {
-      ASSIGN_OR_RETURN(std::string text, take());
-      for (absl::string_view part : absl::StrSplit(text, ',')) {
-        int n = 0;
-        if (!absl::SimpleAtoi(part, &n) || n < 0 || n > 100000) {
-          return absl::InvalidArgumentError(absl::StrCat(
-              "--inner_steps must be integers >= 0, comma-separated (got \"", text, "\")"));
-        }
-        options.inner_steps.push_back(n);
-      }
-    } else if (flag == "--seed") {
-      ASSIGN_OR_RETURN(std::string text, take());
-      uint64_t seed = 0;
-      if (!absl::SimpleAtoi(text, &seed)) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("--seed must be a non-negative integer (got \"", text, "\")"));
-      }
-      options.seed = seed;
-    } else if (flag == "--verbose" || flag == "-v") {
-      if (has_value) return absl::InvalidArgumentError("--verbose takes no value");
-      options.verbose = true;
-    } else if (arg.size() > 1 && arg[0] == '-') {
-      return absl::InvalidArgumentError(absl::StrCat("evaluate: unknown flag ", arg));
-    } else {
-      positional.push_back(arg);
+  if (flags.split.has_value()) {
+    options.split = *flags.split;
+    if (options.split != "test" && options.split != "validation") {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--split must be test or validation (got \"", options.split, "\")"));
     }
   }
-  if (positional.size() != 1) {
+  if (flags.tasks.has_value()) {
+    if (*flags.tasks < 1) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--tasks must be an integer >= 1 (got \"", *flags.tasks, "\")"));
+    }
+    options.tasks = *flags.tasks;
+  }
+  if (!flags.inner_steps.empty()) {
+    for (absl::string_view part : absl::StrSplit(flags.inner_steps, ',')) {
+      int n = 0;
+      if (!absl::SimpleAtoi(part, &n) || n < 0 || n > 100000) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("--inner_steps must be integers >= 0, comma-separated (got \"",
+                         flags.inner_steps, "\")"));
+      }
+      options.inner_steps.push_back(n);
+    }
+  }
+  if (flags.arguments.size() != 1) {
     return absl::InvalidArgumentError(
         "evaluate takes one checkpoint file: metactl evaluate CHECKPOINT.pt --job JOB.json ...");
   }
-  options.checkpoint = positional[0];
+  options.checkpoint = flags.arguments[0];
+  options.job = flags.job;
   if (options.job.empty()) {
     return absl::InvalidArgumentError(
         "evaluate needs --job JOB.json (the job spec the checkpoint was trained with)");
   }
-  if (!options.episodes.empty() && (split_set || tasks_set)) {
+  options.episodes = flags.episodes;
+  options.seed = flags.seed;
+  options.verbose = flags.verbose;
+  if (!options.episodes.empty() && (flags.split.has_value() || flags.tasks.has_value())) {
     return absl::InvalidArgumentError(
         "--split and --tasks sample tasks of the job's family; they do not go with --episodes");
   }

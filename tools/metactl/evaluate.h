@@ -40,8 +40,22 @@ struct EvaluateOptions {
   bool verbose = false;          // per-episode lines
 };
 
-// Parses the arguments after "evaluate". INVALID_ARGUMENT naming the flag.
-absl::StatusOr<EvaluateOptions> ParseEvaluateArgs(const std::vector<std::string>& args);
+// What the command line of `metactl evaluate` gave, read by metactl's absl flags (the
+// flags live in tools/metactl/main.cc: a library must not define flags). Unset optionals:
+// the flag was not given.
+struct EvaluateFlags {
+  std::vector<std::string> arguments;  // the positional arguments after "evaluate"
+  std::string job;
+  std::string episodes;
+  std::optional<std::string> split;
+  std::optional<int64_t> tasks;
+  std::string inner_steps;  // "N[,N...]"; empty: the job's inner.test_steps
+  std::optional<uint64_t> seed;
+  bool verbose = false;
+};
+
+// Checks the flags and their combination. INVALID_ARGUMENT naming the flag.
+absl::StatusOr<EvaluateOptions> MakeEvaluateOptions(const EvaluateFlags& flags);
 
 // Per-episode scores (episodes mode): query loss and accuracy before and after adaptation.
 struct EpisodeScore {

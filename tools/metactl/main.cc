@@ -4,12 +4,14 @@
 //   metactl [--coordinator host:port] status JOB | list | watch JOB | cancel JOB
 //   metactl [--coordinator host:port] history JOB        (validation curve as CSV)
 //   metactl [--coordinator host:port] fetch JOB [--which best|final] -o FILE
+//   metactl [--coordinator host:port] health [--deadline 15s]   (grpc.health.v1)
 //   metactl evaluate CHECKPOINT.pt --job JOB.json [--episodes DIR] [--split test|validation]
 //       [--tasks N] [--inner_steps N[,N...]] [--seed S] [--verbose]   (local, no coordinator)
 //
-// Exit codes: 0 ok; 1 the job failed or was cancelled (watch, submit --watch) or another
-// error; 2 usage or invalid argument; 3 not found; 4 coordinator unavailable. Errors are
-// one line on stderr: "metactl: INVALID_ARGUMENT: inner.lr must be > 0 (got -1)".
+// Flags may come before or after the command. Exit codes: 0 ok; 1 the job failed or was
+// cancelled (watch, submit --watch) or another error; 2 usage or invalid argument; 3 not
+// found; 4 coordinator unavailable (or not serving). Errors are one line on stderr:
+// "metactl: INVALID_ARGUMENT: inner.lr must be > 0 (got -1)".
 
 #include <grpcpp/grpcpp.h>
 #include <unistd.h>
@@ -20,21 +22,51 @@
 #include <string>
 #include <vector>
 
+#include "absl/flags/flag.h"
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "common/cli/flags.h"
 #include "common/meta/checkpoint.h"
 #include "common/meta/job_spec.h"
 #include "common/status/grpc_status.h"
+#include "grpc/health/v1/health.grpc.pb.h"
 #include "metatrain/v1/job_service.grpc.pb.h"
 #include "tools/metactl/evaluate.h"
 #include "tools/metactl/progress.h"
 
+ABSL_FLAG(std::string, coordinator, "127.0.0.1:50051", "the coordinator's address, host:port");
+ABSL_FLAG(absl::Duration, deadline, absl::Seconds(15),
+          "how long one call to the coordinator may take (health, submit, status, history, "
+          "list, cancel; fetch allows 5m unless this is given)");
+ABSL_FLAG(bool, watch, false, "submit: then follow the job until it ends, as watch does");
+ABSL_FLAG(std::string, which, "best", "fetch: the best or the final checkpoint");
+ABSL_FLAG(std::string, output, "", "fetch: the file to write (required)");
+ABSL_FLAG(std::string, job, "",
+          "evaluate: the job spec (JSON or text format) the checkpoint was trained with "
+          "(required)");
+ABSL_FLAG(std::string, episodes, "",
+          "evaluate: a folder of your own episodes, DIR/<episode>/{support,query}/<class>/*.png; "
+          "empty: sample tasks of the job's family");
+ABSL_FLAG(std::string, split, "test",
+          "evaluate: the split sampled tasks come from, test or validation");
+ABSL_FLAG(int64_t, tasks, 0,
+          "evaluate: how many tasks to sample; 0: the job's test_tasks (validation_tasks with "
+          "--split validation)");
+ABSL_FLAG(std::string, inner_steps, "",
+          "evaluate: inner-step counts to score after, comma-separated, e.g. 1,10; empty: the "
+          "job's inner.test_steps");
+ABSL_FLAG(std::optional<uint64_t>, seed, std::nullopt,
+          "evaluate: seed of the sampled tasks; unset: the job's seed");
+ABSL_FLAG(bool, verbose, false, "evaluate: one line per episode");
+
 namespace metatrain::metactl {
 namespace {
 
-constexpr char kUsageText[] =
-    "usage: metactl [--coordinator host:port] COMMAND ...\n"
+constexpr char kCommands[] =
+    "Commands:\n"
     "  submit JOB.json [--watch]        submit a job (JSON or text-format JobSpec); prints its id\n"
     "  status JOB                       show a job's state, progress and results\n"
     "  list                             list jobs\n"
@@ -43,17 +75,32 @@ constexpr char kUsageText[] =
     "  cancel JOB                       cancel a queued or running job\n"
     "  fetch JOB [--which best|final] -o FILE\n"
     "                                   download a checkpoint (torch.save state_dict)\n"
+    "  health                           check the coordinator's grpc.health.v1 service: prints\n"
+    "                                   SERVING and exits 0, or fails in one line\n"
     "  evaluate CHECKPOINT.pt --job JOB.json [--episodes DIR] [--split test|validation]\n"
     "      [--tasks N] [--inner_steps N[,N...]] [--seed S] [--verbose]\n"
     "                                   meta-test a checkpoint here, on sampled tasks or on\n"
     "                                   your own episodes "
     "(DIR/<episode>/{support,query}/<class>/*.png)\n"
-    "The coordinator defaults to $METATRAIN_COORDINATOR, then 127.0.0.1:50051.\n"
+    "Flags go before or after the command. The coordinator defaults to\n"
+    "$METATRAIN_COORDINATOR, then 127.0.0.1:50051.\n"
     "Exit codes: 0 ok, 1 job failed/cancelled, 2 usage or invalid argument, 3 not found,\n"
     "4 coordinator unavailable.\n";
 
-constexpr auto kUnaryDeadline = std::chrono::seconds(15);
-constexpr auto kFetchDeadline = std::chrono::seconds(300);
+cli::Program MetactlProgram() {
+  cli::Program program;
+  program.name = "metactl";
+  program.usage =
+      "usage: metactl [--coordinator host:port] COMMAND ... [flags]\n"
+      "The command-line client of the metatrain job API.";
+  program.flag_files = {"tools/metactl/main.cc"};
+  program.epilogue = kCommands;
+  program.aliases = {{"o", "output"}, {"v", "verbose"}, {"inner-steps", "inner_steps"}};
+  program.env_defaults = {{"coordinator", "METATRAIN_COORDINATOR"}};
+  return program;
+}
+
+constexpr auto kFetchDeadline = absl::Minutes(5);
 
 enum ExitCode { kOk = 0, kJobFailed = 1, kUsage = 2, kNotFound = 3, kUnavailable = 4 };
 
@@ -97,8 +144,9 @@ class Client {
     // pings notice a coordinator host that vanished (the server permits one per 5 s).
     args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 10000);
     args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 10000);
-    stub_ = v1::JobService::NewStub(
-        grpc::CreateCustomChannel(target_, grpc::InsecureChannelCredentials(), args));
+    auto channel = grpc::CreateCustomChannel(target_, grpc::InsecureChannelCredentials(), args);
+    stub_ = v1::JobService::NewStub(channel);
+    health_stub_ = grpc::health::v1::Health::NewStub(channel);
   }
 
   // Converts a gRPC failure, saying which coordinator could not be reached.
@@ -112,16 +160,18 @@ class Client {
     return s;
   }
 
-  void SetDeadline(grpc::ClientContext& context, std::chrono::seconds d) const {
-    context.set_deadline(std::chrono::system_clock::now() + d);
+  void SetDeadline(grpc::ClientContext& context, absl::Duration d) const {
+    context.set_deadline(absl::ToChronoTime(absl::Now() + d));
   }
 
   v1::JobService::Stub& stub() { return *stub_; }
+  grpc::health::v1::Health::Stub& health_stub() { return *health_stub_; }
   const std::string& target() const { return target_; }
 
  private:
   std::string target_;
   std::unique_ptr<v1::JobService::Stub> stub_;
+  std::unique_ptr<grpc::health::v1::Health::Stub> health_stub_;
 };
 
 // Follows a job until it ends; returns the exit code.
@@ -206,7 +256,7 @@ int Watch(Client& client, const std::string& job_id) {
   return kJobFailed;
 }
 
-int Submit(Client& client, const std::string& path, bool watch) {
+int Submit(Client& client, const std::string& path, bool watch, absl::Duration deadline) {
   auto spec = meta::ReadJobSpecFile(path);
   if (!spec.ok()) {
     // A missing job file is the user's argument, not a missing job: exit 2.
@@ -218,7 +268,7 @@ int Submit(Client& client, const std::string& path, bool watch) {
     return Fail(normalized.status());
   }
   grpc::ClientContext context;
-  client.SetDeadline(context, kUnaryDeadline);
+  client.SetDeadline(context, deadline);
   v1::SubmitJobRequest request;
   *request.mutable_spec() = *spec;
   v1::SubmitJobResponse response;
@@ -231,10 +281,10 @@ int Submit(Client& client, const std::string& path, bool watch) {
 }
 
 // `status` and `history`: one GetJob, printed by `format`.
-int PrintJob(Client& client, const std::string& job_id,
+int PrintJob(Client& client, const std::string& job_id, absl::Duration deadline,
              std::string (*format)(const v1::JobStatus&)) {
   grpc::ClientContext context;
-  client.SetDeadline(context, kUnaryDeadline);
+  client.SetDeadline(context, deadline);
   v1::GetJobRequest request;
   request.set_job_id(job_id);
   v1::JobStatus response;
@@ -244,9 +294,9 @@ int PrintJob(Client& client, const std::string& job_id,
   return kOk;
 }
 
-int List(Client& client) {
+int List(Client& client, absl::Duration deadline) {
   grpc::ClientContext context;
-  client.SetDeadline(context, kUnaryDeadline);
+  client.SetDeadline(context, deadline);
   v1::ListJobsResponse response;
   grpc::Status status = client.stub().ListJobs(&context, v1::ListJobsRequest(), &response);
   if (!status.ok()) return Fail(client.Convert(status));
@@ -254,9 +304,9 @@ int List(Client& client) {
   return kOk;
 }
 
-int Cancel(Client& client, const std::string& job_id) {
+int Cancel(Client& client, const std::string& job_id, absl::Duration deadline) {
   grpc::ClientContext context;
-  client.SetDeadline(context, kUnaryDeadline);
+  client.SetDeadline(context, deadline);
   v1::CancelJobRequest request;
   request.set_job_id(job_id);
   v1::CancelJobResponse response;
@@ -267,9 +317,9 @@ int Cancel(Client& client, const std::string& job_id) {
 }
 
 int Fetch(Client& client, const std::string& job_id, const std::string& which,
-          const std::string& out_path) {
+          const std::string& out_path, absl::Duration deadline) {
   grpc::ClientContext context;
-  client.SetDeadline(context, kFetchDeadline);
+  client.SetDeadline(context, deadline);
   v1::FetchCheckpointRequest request;
   request.set_job_id(job_id);
   request.set_which(which);
@@ -305,15 +355,36 @@ int Fetch(Client& client, const std::string& job_id, const std::string& which,
   return kOk;
 }
 
-// `evaluate` runs here, without a coordinator, and has flags of its own.
-int Evaluate(const std::vector<std::string>& args) {
-  for (const std::string& arg : args) {
-    if (arg == "-h" || arg == "--help") {
-      std::fputs(kUsageText, stdout);
-      return kOk;
-    }
+// The coordinator's standard health service (grpc.health.v1.Health/Check) for the whole
+// server; the docker-compose health check runs this.
+int Health(Client& client, absl::Duration deadline) {
+  grpc::ClientContext context;
+  client.SetDeadline(context, deadline);
+  grpc::health::v1::HealthCheckRequest request;  // service "": the server as a whole
+  grpc::health::v1::HealthCheckResponse response;
+  grpc::Status status = client.health_stub().Check(&context, request, &response);
+  if (!status.ok()) return Fail(client.Convert(status));
+  if (response.status() != grpc::health::v1::HealthCheckResponse::SERVING) {
+    return Fail(absl::UnavailableError(absl::StrCat(
+        "the coordinator at ", client.target(), " is ",
+        grpc::health::v1::HealthCheckResponse::ServingStatus_Name(response.status()))));
   }
-  absl::StatusOr<EvaluateOptions> options = ParseEvaluateArgs(args);
+  std::printf("SERVING\n");
+  return kOk;
+}
+
+// `evaluate` runs here, without a coordinator.
+int Evaluate(const std::vector<std::string>& arguments, const cli::CommandLine& command_line) {
+  EvaluateFlags flags;
+  flags.arguments = arguments;
+  flags.job = absl::GetFlag(FLAGS_job);
+  flags.episodes = absl::GetFlag(FLAGS_episodes);
+  if (command_line.Has("split")) flags.split = absl::GetFlag(FLAGS_split);
+  if (command_line.Has("tasks")) flags.tasks = absl::GetFlag(FLAGS_tasks);
+  flags.inner_steps = absl::GetFlag(FLAGS_inner_steps);
+  flags.seed = absl::GetFlag(FLAGS_seed);
+  flags.verbose = absl::GetFlag(FLAGS_verbose);
+  absl::StatusOr<EvaluateOptions> options = MakeEvaluateOptions(flags);
   if (!options.ok()) return Usage(std::string(options.status().message()));
   absl::StatusOr<EvaluationReport> report = RunEvaluation(*options);
   if (!report.ok()) return Fail(report.status());
@@ -321,98 +392,104 @@ int Evaluate(const std::vector<std::string>& args) {
   return kOk;
 }
 
-int Main(int argc, char** argv) {
-  // The first word that is neither a flag nor --coordinator's value names the command.
-  for (int i = 1; i < argc; ++i) {
-    const std::string arg = argv[i];
-    if (arg == "--coordinator") {
-      ++i;
-    } else if (arg.empty() || arg[0] != '-') {
-      if (arg != "evaluate") break;
-      return Evaluate(std::vector<std::string>(argv + i + 1, argv + argc));
+// A flag given with a command it does not apply to is a usage error, not silently ignored.
+absl::Status CheckFlagsFitCommand(const cli::CommandLine& command_line,
+                                  const std::string& command) {
+  if (command_line.Has("watch") && command != "submit") {
+    return absl::InvalidArgumentError("--watch goes with submit");
+  }
+  if ((command_line.Has("which") || command_line.Has("output")) && command != "fetch") {
+    return absl::InvalidArgumentError("--which and -o go with fetch");
+  }
+  for (const char* flag : {"job", "episodes", "split", "tasks", "inner_steps", "seed", "verbose"}) {
+    if (command_line.Has(flag) && command != "evaluate") {
+      return absl::InvalidArgumentError(absl::StrCat("--", flag, " goes with evaluate"));
     }
   }
-  const char* env = std::getenv("METATRAIN_COORDINATOR");
-  std::string coordinator = (env != nullptr && *env != '\0') ? env : "127.0.0.1:50051";
-  std::string which, out_path;
-  bool watch = false;
-  std::vector<std::string> positional;
-  for (int i = 1; i < argc; ++i) {
-    std::string arg = argv[i];
-    if (arg == "-h" || arg == "--help" || arg == "help") {
-      std::fputs(kUsageText, stdout);
-      return kOk;
-    }
-    auto value_of = [&](const std::string& flag, std::string& value) -> bool {
-      if (arg == flag) {
-        if (i + 1 >= argc) return false;
-        value = argv[++i];
-        return true;
-      }
-      value = arg.substr(flag.size() + 1);
-      return true;
-    };
-    if (arg == "--coordinator" || arg.rfind("--coordinator=", 0) == 0) {
-      if (!value_of("--coordinator", coordinator)) return Usage("--coordinator needs a value");
-    } else if (arg == "--which" || arg.rfind("--which=", 0) == 0) {
-      if (!value_of("--which", which)) return Usage("--which needs a value");
-    } else if (arg == "-o" || arg == "--output" || arg.rfind("--output=", 0) == 0) {
-      if (arg == "-o") arg = "--output";
-      if (!value_of("--output", out_path)) return Usage("-o needs a file name");
-    } else if (arg == "--watch") {
-      watch = true;
-    } else if (arg.size() > 1 && arg[0] == '-') {
-      return Usage(absl::StrCat("unknown flag ", arg));
-    } else {
-      positional.push_back(arg);
-    }
+  if (command_line.Has("deadline") && (command == "watch" || command == "evaluate")) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--deadline does not go with ", command,
+                     command == "watch" ? " (it follows the job for as long as it runs)"
+                                        : " (it runs here, without a coordinator)"));
+  }
+  return absl::OkStatus();
+}
+
+int Main(int argc, char** argv) {
+  const cli::Program program = MetactlProgram();
+  absl::StatusOr<cli::CommandLine> parsed = cli::ParseCommandLine(program, argc, argv);
+  if (!parsed.ok()) return Usage(std::string(parsed.status().message()));
+  const cli::CommandLine& command_line = *parsed;
+  const std::vector<std::string>& positional = command_line.positional;
+  if (command_line.help || (!positional.empty() && positional[0] == "help")) {
+    std::fputs(cli::HelpText(program).c_str(), stdout);
+    return kOk;
+  }
+  if (command_line.version) {
+    std::printf("%s\n", cli::VersionText(program).c_str());
+    return kOk;
   }
   if (positional.empty()) {
-    std::fputs(kUsageText, stderr);
-    return kUsage;
+    return Usage(
+        "no command: submit, status, list, history, watch, cancel, fetch, health or evaluate");
   }
-  if (coordinator.empty()) return Usage("--coordinator must not be empty");
   const std::string& command = positional[0];
-  auto want_args = [&](size_t n, const char* what) -> bool {
-    return positional.size() == n + 1 || (Usage(absl::StrCat(command, " takes ", what)), false);
-  };
-  if (watch && command != "submit") return Usage("--watch goes with submit");
-  if ((!which.empty() || !out_path.empty()) && command != "fetch") {
-    return Usage("--which and -o go with fetch");
+  const std::vector<std::string> arguments(positional.begin() + 1, positional.end());
+  if (absl::Status fits = CheckFlagsFitCommand(command_line, command); !fits.ok()) {
+    return Usage(std::string(fits.message()));
   }
+  if (command == "evaluate") return Evaluate(arguments, command_line);
+
+  const std::string coordinator = absl::GetFlag(FLAGS_coordinator);
+  if (coordinator.empty()) return Usage("--coordinator must not be empty");
+  const absl::Duration deadline = absl::GetFlag(FLAGS_deadline);
+  if (deadline <= absl::ZeroDuration()) {
+    return Usage(
+        absl::StrCat("--deadline must be positive (got ", absl::FormatDuration(deadline), ")"));
+  }
+  auto want_args = [&](size_t n, const char* what) -> bool {
+    return arguments.size() == n || (Usage(absl::StrCat(command, " takes ", what)), false);
+  };
   Client client(coordinator);
   if (command == "submit") {
     if (!want_args(1, "one job file")) return kUsage;
-    return Submit(client, positional[1], watch);
+    return Submit(client, arguments[0], absl::GetFlag(FLAGS_watch), deadline);
   }
   if (command == "status") {
     if (!want_args(1, "one job id")) return kUsage;
-    return PrintJob(client, positional[1], FormatStatus);
+    return PrintJob(client, arguments[0], deadline, FormatStatus);
   }
   if (command == "history") {
     if (!want_args(1, "one job id")) return kUsage;
-    return PrintJob(client, positional[1], FormatHistoryCsv);
+    return PrintJob(client, arguments[0], deadline, FormatHistoryCsv);
   }
   if (command == "list") {
     if (!want_args(0, "no arguments")) return kUsage;
-    return List(client);
+    return List(client, deadline);
   }
   if (command == "watch") {
     if (!want_args(1, "one job id")) return kUsage;
-    return Watch(client, positional[1]);
+    return Watch(client, arguments[0]);
   }
   if (command == "cancel") {
     if (!want_args(1, "one job id")) return kUsage;
-    return Cancel(client, positional[1]);
+    return Cancel(client, arguments[0], deadline);
+  }
+  if (command == "health") {
+    if (!want_args(0, "no arguments")) return kUsage;
+    return Health(client, deadline);
   }
   if (command == "fetch") {
     if (!want_args(1, "one job id")) return kUsage;
+    std::string which = absl::GetFlag(FLAGS_which);
     if (which.empty()) which = "best";
     if (which != "best" && which != "final") {
       return Usage(absl::StrCat("--which must be best or final (got \"", which, "\")"));
     }
+    const std::string out_path = absl::GetFlag(FLAGS_output);
     if (out_path.empty()) return Usage("fetch needs -o FILE");
-    return Fetch(client, positional[1], which, out_path);
+    return Fetch(client, arguments[0], which, out_path,
+                 command_line.Has("deadline") ? deadline : kFetchDeadline);
   }
   return Usage(absl::StrCat("unknown command \"", command, "\""));
 }

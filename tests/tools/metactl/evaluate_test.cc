@@ -13,6 +13,7 @@
 #include <fstream>
 #include <map>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -123,8 +124,12 @@ TEST(EvaluateTest, SeveralInnerStepCountsOnTheSameTasks) {
                                                                    trained->best_params))
                   .ok());
   WriteFile(dir + "/job.json", json);
-  auto options = ParseEvaluateArgs(
-      {dir + "/m.pt", "--job", dir + "/job.json", "--inner_steps", "1,10", "--tasks=20"});
+  EvaluateFlags flags;
+  flags.arguments = {dir + "/m.pt"};
+  flags.job = dir + "/job.json";
+  flags.inner_steps = "1,10";
+  flags.tasks = 20;
+  auto options = MakeEvaluateOptions(flags);
   ASSERT_TRUE(options.ok()) << options.status();
   auto report = RunEvaluation(*options);
   ASSERT_TRUE(report.ok()) << report.status();
@@ -199,17 +204,37 @@ TEST(EvaluateTest, CheckpointOfAnotherModelNamesTheTensor) {
   EXPECT_THAT(report.status().message(), HasSubstr(first + ": checkpoint has [8, 1]"));
 }
 
-TEST(EvaluateTest, ParseRejectsBadFlags) {
-  EXPECT_FALSE(ParseEvaluateArgs({"m.pt"}).ok());             // no --job
-  EXPECT_FALSE(ParseEvaluateArgs({"--job", "j.json"}).ok());  // no checkpoint
-  EXPECT_FALSE(ParseEvaluateArgs({"m.pt", "--job", "j", "--tasks", "0"}).ok());
-  EXPECT_FALSE(ParseEvaluateArgs({"m.pt", "--job", "j", "--inner_steps", "1,x"}).ok());
-  EXPECT_FALSE(ParseEvaluateArgs({"m.pt", "--job", "j", "--split", "train"}).ok());
-  EXPECT_FALSE(ParseEvaluateArgs({"m.pt", "--job", "j", "--seed", "-1"}).ok());
-  EXPECT_FALSE(ParseEvaluateArgs({"m.pt", "--job", "j", "--episodes", "d", "--tasks", "3"}).ok());
-  EXPECT_FALSE(ParseEvaluateArgs({"m.pt", "--job", "j", "--bogus"}).ok());
-  auto ok = ParseEvaluateArgs({"m.pt", "--job=j", "--split", "validation", "--seed", "5"});
+// The checks on evaluate's flags; malformed values (--seed -1, --tasks x) and unknown
+// flags are the command line's (MetactlEvaluateTest below, tests/e2e/cli_test.cc).
+TEST(EvaluateTest, MakeOptionsRejectsBadFlags) {
+  auto make = [](std::vector<std::string> arguments, std::string job,
+                 void (*edit)(EvaluateFlags&) = nullptr) {
+    EvaluateFlags flags;
+    flags.arguments = std::move(arguments);
+    flags.job = std::move(job);
+    if (edit != nullptr) edit(flags);
+    return MakeEvaluateOptions(flags);
+  };
+  EXPECT_FALSE(make({"m.pt"}, "").ok());                // no --job
+  EXPECT_FALSE(make({}, "j.json").ok());                // no checkpoint
+  EXPECT_FALSE(make({"a.pt", "b.pt"}, "j.json").ok());  // two checkpoints
+  EXPECT_FALSE(make({"m.pt"}, "j", [](EvaluateFlags& f) { f.tasks = 0; }).ok());
+  EXPECT_FALSE(make({"m.pt"}, "j", [](EvaluateFlags& f) { f.inner_steps = "1,x"; }).ok());
+  EXPECT_FALSE(make({"m.pt"}, "j", [](EvaluateFlags& f) { f.split = "train"; }).ok());
+  EXPECT_FALSE(make({"m.pt"}, "j", [](EvaluateFlags& f) {
+                 f.episodes = "d";
+                 f.tasks = 3;
+               }).ok());
+  auto bad = make({"m.pt"}, "j", [](EvaluateFlags& f) { f.split = "train"; });
+  EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(bad.status().message(), HasSubstr("--split"));
+  auto ok = make({"m.pt"}, "j", [](EvaluateFlags& f) {
+    f.split = "validation";
+    f.seed = 5;
+  });
   ASSERT_TRUE(ok.ok()) << ok.status();
+  EXPECT_EQ(ok->checkpoint, "m.pt");
+  EXPECT_EQ(ok->job, "j");
   EXPECT_EQ(ok->split, "validation");
   EXPECT_EQ(*ok->seed, 5u);
 }
@@ -538,6 +563,21 @@ TEST(MetactlEvaluateTest, PrintsOneBlockPerStepCountAndFailsInOneLine) {
   e2e::CommandResult no_job = RunMetactl({"evaluate", dir + "/m.pt", "--job", dir + "/none.json"});
   EXPECT_EQ(no_job.exit_code, 2);
   EXPECT_THAT(no_job.err, StartsWith("metactl: INVALID_ARGUMENT: --job: "));
+
+  // What the command line itself refuses, each in one line naming the flag.
+  for (const auto& [args, flag] : std::vector<std::pair<std::vector<std::string>, std::string>>{
+           {{"evaluate", dir + "/m.pt", "--job", dir + "/job.json", "--seed", "-1"}, "--seed"},
+           {{"evaluate", dir + "/m.pt", "--job", dir + "/job.json", "--tasks", "x"}, "--tasks"},
+           {{"evaluate", dir + "/m.pt", "--job", dir + "/job.json", "--bogus"}, "--bogus"},
+           {{"evaluate", dir + "/m.pt", "--job=" + dir + "/job.json", "--split", "train"},
+            "--split"},
+           {{"evaluate", dir + "/m.pt"}, "--job"}}) {
+    e2e::CommandResult r = RunMetactl(args);
+    EXPECT_EQ(r.exit_code, 2) << flag << ": " << r.err;
+    EXPECT_THAT(r.err, StartsWith("metactl: INVALID_ARGUMENT: ")) << flag;
+    EXPECT_THAT(r.err, HasSubstr(flag));
+    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+  }
 }
 
 }  // namespace
