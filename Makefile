@@ -37,4 +37,4 @@ clean:
 	rm -rf $(BUILD_DIR)
 
 format:
-	@git ls-files '*.h' '*.cc' | xargs clang-format -i
+	@git ls-files '*.h' '*.cc' | xargs clang-format-14 -i

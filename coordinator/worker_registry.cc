@@ -9,7 +9,7 @@ namespace metatrain::coordinator {
 
 std::string WorkerRegistry::Add(const v1::Hello& hello,
                                 std::shared_ptr<WorkerConnection> connection) {
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   const int64_t n = next_id_++;
   WorkerInfo& info = workers_[n];
   info.id = absl::StrCat("worker-", n);
@@ -23,7 +23,7 @@ std::string WorkerRegistry::Add(const v1::Hello& hello,
 }
 
 bool WorkerRegistry::Remove(const std::string& id) {
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   for (auto it = workers_.begin(); it != workers_.end(); ++it) {
     if (it->second.id == id) {
       workers_.erase(it);
@@ -34,7 +34,7 @@ bool WorkerRegistry::Remove(const std::string& id) {
 }
 
 std::vector<WorkerInfo> WorkerRegistry::Snapshot() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   std::vector<WorkerInfo> out;
   out.reserve(workers_.size());
   for (const auto& [n, info] : workers_) out.push_back(info);
@@ -42,7 +42,7 @@ std::vector<WorkerInfo> WorkerRegistry::Snapshot() const {
 }
 
 int64_t WorkerRegistry::size() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   return static_cast<int64_t>(workers_.size());
 }
 

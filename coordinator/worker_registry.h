@@ -7,10 +7,11 @@
 #include <cstdint>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
 #include "metatrain/v1/worker_service.pb.h"
 
 namespace metatrain::coordinator {
@@ -38,17 +39,19 @@ class WorkerRegistry {
   // Registers a worker and returns its id ("worker-<n>", never reused). The Welcome
   // carrying the id is queued on `connection` before any job can see the worker, so it is
   // always the session's first message.
-  std::string Add(const v1::Hello& hello, std::shared_ptr<WorkerConnection> connection);
+  std::string Add(const v1::Hello& hello, std::shared_ptr<WorkerConnection> connection)
+      ABSL_LOCKS_EXCLUDED(mu_);
   // False if `id` is not registered.
-  bool Remove(const std::string& id);
+  bool Remove(const std::string& id) ABSL_LOCKS_EXCLUDED(mu_);
   // Live workers in join order.
-  std::vector<WorkerInfo> Snapshot() const;
-  int64_t size() const;
+  std::vector<WorkerInfo> Snapshot() const ABSL_LOCKS_EXCLUDED(mu_);
+  int64_t size() const ABSL_LOCKS_EXCLUDED(mu_);
 
  private:
-  mutable std::mutex mu_;
-  int64_t next_id_ = 1;                    // GUARDED_BY(mu_)
-  std::map<int64_t, WorkerInfo> workers_;  // GUARDED_BY(mu_), keyed by join number
+  mutable absl::Mutex mu_;
+  int64_t next_id_ ABSL_GUARDED_BY(mu_) = 1;
+  // Keyed by join number.
+  std::map<int64_t, WorkerInfo> workers_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace metatrain::coordinator

@@ -13,6 +13,10 @@ packages=(
   # tools/plot_validation.sh draws validation curves (docs/results.md) with gnuplot.
   gnuplot-nox
   dataset-fashion-mnist
+  # make test checks the source (tests/style/): formatting, with the clang-format that
+  # wrote the tree, and clang's thread-safety analysis, which GCC lacks. git lists the
+  # files to check; python3 reads the build's compile_commands.json.
+  clang-format-14 clang-14 git python3
   # LibTorch calls whatever libblas.so.3 the alternatives system selects; the reference
   # BLAS is ~30x slower than OpenBLAS on the matrix products meta-learning is made of.
   libopenblas0-pthread

@@ -2,9 +2,11 @@
 
 #include <deque>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <utility>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
 
 namespace metatrain::coordinator {
 namespace {
@@ -16,23 +18,24 @@ class SessionReactor;
 class SessionOutbox final : public WorkerConnection {
  public:
   explicit SessionOutbox(SessionReactor* reactor) : reactor_(reactor) {}
-  bool Send(v1::CoordinatorMessage message) override;
+  bool Send(v1::CoordinatorMessage message) override ABSL_LOCKS_EXCLUDED(mu_);
 
   // Reactor side.
   // The write at the front completed (`ok`: delivered). Returns the next message to
   // write, or null; sets *finish when the stream should now be finished.
-  const v1::CoordinatorMessage* WriteDone(bool ok, bool* finish);
+  const v1::CoordinatorMessage* WriteDone(bool ok, bool* finish) ABSL_LOCKS_EXCLUDED(mu_);
   // No more messages will be accepted; *finish as above.
-  void Close(bool* finish);
-  void Detach();
+  void Close(bool* finish) ABSL_LOCKS_EXCLUDED(mu_);
+  void Detach() ABSL_LOCKS_EXCLUDED(mu_);
 
  private:
-  std::mutex mu_;
-  SessionReactor* reactor_;                   // GUARDED_BY(mu_), null once detached
-  std::deque<v1::CoordinatorMessage> queue_;  // GUARDED_BY(mu_); front is being written
-  bool writing_ = false;                      // GUARDED_BY(mu_)
-  bool closed_ = false;                       // GUARDED_BY(mu_)
-  bool finish_requested_ = false;             // GUARDED_BY(mu_)
+  absl::Mutex mu_;
+  SessionReactor* reactor_ ABSL_GUARDED_BY(mu_);  // null once detached
+  // The front is being written.
+  std::deque<v1::CoordinatorMessage> queue_ ABSL_GUARDED_BY(mu_);
+  bool writing_ ABSL_GUARDED_BY(mu_) = false;
+  bool closed_ ABSL_GUARDED_BY(mu_) = false;
+  bool finish_requested_ ABSL_GUARDED_BY(mu_) = false;
 };
 
 class SessionReactor final
@@ -43,12 +46,12 @@ class SessionReactor final
     StartRead(&incoming_);
   }
 
-  void OnReadDone(bool ok) override {
+  void OnReadDone(bool ok) override ABSL_LOCKS_EXCLUDED(leave_mu_) {
     if (!ok) return EndSession(grpc::Status::OK);
     std::string worker_id;
     {
       // OnCancel may run concurrently: a worker is registered only if it has not left.
-      std::lock_guard<std::mutex> lock(leave_mu_);
+      absl::MutexLock lock(&leave_mu_);
       if (left_) return Close(grpc::Status::CANCELLED);
       if (worker_id_.empty()) {
         if (!incoming_.has_hello()) {
@@ -76,14 +79,14 @@ class SessionReactor final
     if (finish) Finish(final_status_);
   }
 
-  void OnCancel() override {
+  void OnCancel() override ABSL_LOCKS_EXCLUDED(leave_mu_) {
     Leave();
     bool finish = false;
     outbox_->Close(&finish);
     if (finish) Finish(grpc::Status::CANCELLED);
   }
 
-  void OnDone() override {
+  void OnDone() override ABSL_LOCKS_EXCLUDED(leave_mu_) {
     Leave();
     outbox_->Detach();
     delete this;
@@ -93,22 +96,22 @@ class SessionReactor final
   void Write(const v1::CoordinatorMessage* message) { StartWrite(message); }
 
  private:
-  void Leave() {
-    std::lock_guard<std::mutex> lock(leave_mu_);
+  void Leave() ABSL_LOCKS_EXCLUDED(leave_mu_) {
+    absl::MutexLock lock(&leave_mu_);
     LeaveLocked();
   }
 
-  void LeaveLocked() {
+  void LeaveLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(leave_mu_) {
     if (!left_ && !worker_id_.empty()) coordinator_->RemoveWorker(worker_id_);
     left_ = true;
   }
 
-  void EndSessionLocked(grpc::Status status) {
+  void EndSessionLocked(grpc::Status status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(leave_mu_) {
     LeaveLocked();
     Close(std::move(status));
   }
 
-  void EndSession(grpc::Status status) {
+  void EndSession(grpc::Status status) ABSL_LOCKS_EXCLUDED(leave_mu_) {
     Leave();
     Close(std::move(status));
   }
@@ -125,16 +128,16 @@ class SessionReactor final
   v1::WorkerMessage incoming_;
   // Set by the read path, final_status_ before Finish (once).
   grpc::Status final_status_;
-  std::mutex leave_mu_;
-  std::string worker_id_;  // GUARDED_BY(leave_mu_)
-  bool left_ = false;      // GUARDED_BY(leave_mu_)
+  absl::Mutex leave_mu_;
+  std::string worker_id_ ABSL_GUARDED_BY(leave_mu_);
+  bool left_ ABSL_GUARDED_BY(leave_mu_) = false;
 };
 
 bool SessionOutbox::Send(v1::CoordinatorMessage message) {
   SessionReactor* reactor = nullptr;
   const v1::CoordinatorMessage* first = nullptr;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     if (closed_ || reactor_ == nullptr) return false;
     queue_.push_back(std::move(message));
     if (!writing_) {
@@ -149,7 +152,7 @@ bool SessionOutbox::Send(v1::CoordinatorMessage message) {
 }
 
 const v1::CoordinatorMessage* SessionOutbox::WriteDone(bool ok, bool* finish) {
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   queue_.pop_front();
   if (!ok) {
     closed_ = true;
@@ -163,7 +166,7 @@ const v1::CoordinatorMessage* SessionOutbox::WriteDone(bool ok, bool* finish) {
 }
 
 void SessionOutbox::Close(bool* finish) {
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   closed_ = true;
   // Queued messages are dropped; the one being written completes first.
   if (writing_) {
@@ -174,7 +177,7 @@ void SessionOutbox::Close(bool* finish) {
 }
 
 void SessionOutbox::Detach() {
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   reactor_ = nullptr;
   closed_ = true;
   queue_.clear();

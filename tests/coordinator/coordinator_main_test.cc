@@ -18,6 +18,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
+#include "absl/synchronization/mutex.h"
 #include "metatrain/v1/job_service.grpc.pb.h"
 #include "tests/coordinator/test_specs.h"
 #include "tests/testing/in_process_worker.h"
@@ -61,19 +62,18 @@ std::string HealthCheck(const std::shared_ptr<grpc::Channel>& channel) {
   grpc::ByteBuffer request, response;
   grpc::Slice empty("");
   request = grpc::ByteBuffer(&empty, 1);
-  std::mutex mu;
-  std::condition_variable cv;
+  // The callback runs on a gRPC thread; it sets both under mu.
+  absl::Mutex mu;
   bool done = false;
   grpc::Status status;
   stub.UnaryCall(&context, "/grpc.health.v1.Health/Check", grpc::StubOptions(), &request, &response,
                  [&](grpc::Status s) {
-                   std::lock_guard<std::mutex> lock(mu);
+                   absl::MutexLock lock(&mu);
                    status = s;
                    done = true;
-                   cv.notify_all();
                  });
-  std::unique_lock<std::mutex> lock(mu);
-  cv.wait(lock, [&] { return done; });
+  absl::MutexLock lock(&mu);
+  mu.Await(absl::Condition(&done));
   if (!status.ok()) return "error: " + status.error_message();
   std::vector<grpc::Slice> slices;
   (void)response.Dump(&slices);

@@ -221,10 +221,60 @@ TEST(JobApiTest, CancelStopsARunningJobAndFreesTheWorkers) {
 
   const v1::JobStatus next = Terminal(**h, *next_job);
   EXPECT_EQ(next.state(), v1::SUCCEEDED) << next.error();
-  // Cancelling a queued job works too, and a finished one stays as it was.
-  auto queued = (*h)->Submit(SmallSinusoidSpec("maml", 2));
-  ASSERT_TRUE(queued.ok());
+  // Cancelling a finished job leaves it as it was (a queued one: the next test).
   EXPECT_EQ((*h)->Cancel(*next_job)->state(), v1::SUCCEEDED);
+}
+
+TEST(JobApiTest, CancelRemovesAQueuedJobBeforeItRunsAndLeavesTheRunningOneAlone) {
+  coordinator::CoordinatorOptions options = FastOptions();
+  options.max_running_jobs = 1;
+  auto h = CoordinatorHarness::Start(options);
+  ASSERT_TRUE(h.ok()) << h.status();
+  InProcessWorker worker((*h)->address());
+  auto running = (*h)->Submit(SmallSinusoidSpec("maml", 1'000'000));
+  ASSERT_TRUE(running.ok()) << running.status();
+  auto queued = (*h)->Submit(SmallSinusoidSpec("maml", 2));
+  ASSERT_TRUE(queued.ok()) << queued.status();
+  auto reached = (*h)->WatchUntil(*running, [](const v1::JobEvent& e) {
+    return e.kind() == v1::JobEvent::STEP && e.status().step() >= 2;
+  });
+  ASSERT_TRUE(reached.ok() && *reached) << reached.status();
+  // The running job holds the only slot, so the second is still waiting.
+  ASSERT_EQ((*h)->Get(*queued)->state(), v1::QUEUED);
+
+  auto cancelled = (*h)->Cancel(*queued);
+  ASSERT_TRUE(cancelled.ok()) << cancelled.status();
+  EXPECT_EQ(cancelled->state(), v1::CANCELLED);
+  // It never ran: no start time, no step, no meta-test; its watch ends at once.
+  const v1::JobStatus ended = Terminal(**h, *queued);
+  EXPECT_EQ(ended.state(), v1::CANCELLED);
+  EXPECT_EQ(ended.started_unix_ms(), 0);
+  EXPECT_GT(ended.finished_unix_ms(), 0);
+  EXPECT_EQ(ended.step(), 0);
+  EXPECT_EQ(ended.test().loss_after().n(), 0);
+
+  // The running job goes on stepping: cancelling its neighbour did not touch it.
+  auto status = (*h)->Get(*running);
+  ASSERT_TRUE(status.ok()) << status.status();
+  EXPECT_EQ(status->state(), v1::RUNNING);
+  const int64_t step_at_cancel = status->step();
+  auto advanced = (*h)->WatchUntil(*running, [&](const v1::JobEvent& e) {
+    return e.kind() == v1::JobEvent::STEP && e.status().step() >= step_at_cancel + 2;
+  });
+  ASSERT_TRUE(advanced.ok() && *advanced) << advanced.status();
+  EXPECT_EQ((*h)->Get(*running)->state(), v1::RUNNING);
+
+  // Once the slot frees, a job submitted later runs, and the cancelled one still never
+  // has: it left the queue.
+  EXPECT_EQ((*h)->Cancel(*running)->state(), v1::CANCELLED);
+  auto later = (*h)->Submit(SmallSinusoidSpec("maml", 2));
+  ASSERT_TRUE(later.ok()) << later.status();
+  const v1::JobStatus later_done = Terminal(**h, *later);
+  EXPECT_EQ(later_done.state(), v1::SUCCEEDED) << later_done.error();
+  auto still = (*h)->Get(*queued);
+  ASSERT_TRUE(still.ok()) << still.status();
+  EXPECT_EQ(still->state(), v1::CANCELLED);
+  EXPECT_EQ(still->started_unix_ms(), 0);
 }
 
 TEST(JobApiTest, TwoJobsSubmittedTogetherBothFinish) {
@@ -315,12 +365,16 @@ TEST(JobApiTest, WatchSendsSnapshotFirstAndEndsAfterTerminalState) {
   EXPECT_EQ(events->front().kind(), v1::JobEvent::SNAPSHOT);
   EXPECT_EQ(events->back().kind(), v1::JobEvent::STATE_CHANGE);
   EXPECT_EQ(events->back().status().state(), v1::SUCCEEDED);
+  // The watch may start after the job did: validations before it are in the snapshot's
+  // curve, later ones arrive as events, each once.
+  const int validated_before_watch = events->front().status().validation_history_size();
   int validations = 0;
   int64_t last_step = events->front().status().step();
   for (const auto& e : *events) {
     if (e.kind() == v1::JobEvent::VALIDATION) {
       ++validations;
       EXPECT_GT(e.status().validation_history_size(), 0) << "validation events carry the curve";
+      EXPECT_EQ(e.status().validation_history_size(), validated_before_watch + validations);
     }
     if (e.kind() == v1::JobEvent::STEP) {
       EXPECT_EQ(e.status().validation_history_size(), 0) << "step events leave the curve out";
@@ -328,8 +382,12 @@ TEST(JobApiTest, WatchSendsSnapshotFirstAndEndsAfterTerminalState) {
     EXPECT_GE(e.status().step(), last_step);
     last_step = e.status().step();
   }
-  // Unless the watch started late, steps 2 and 4 validated.
-  EXPECT_LE(validations, 2);
+  // Steps 2 and 4 validated (validation_interval 2 of 4 steps), no more, no fewer.
+  EXPECT_EQ(validated_before_watch + validations, 2);
+  const v1::JobStatus& last = events->back().status();
+  ASSERT_EQ(last.validation_history_size(), 2);
+  EXPECT_EQ(last.validation_history(0).step(), 2);
+  EXPECT_EQ(last.validation_history(1).step(), 4);
   EXPECT_EQ(events->back().status().test().loss_after().n(), spec.test_tasks());
   // Watching a finished job: the snapshot, then the end.
   auto again = (*h)->WatchToEnd(*id);

@@ -22,6 +22,7 @@
 #include "metatrain/v1/job_service.grpc.pb.h"
 #include "tests/common/data/data_test_util.h"
 #include "tests/e2e/process.h"
+#include "tests/testing/test_data.h"
 
 namespace metatrain::e2e {
 namespace {
@@ -203,12 +204,12 @@ TEST_F(Cluster, TwoWorkersMetaTrainSinusoidsAndAdaptationHelps) {
 // 5-way 1-shot (cbfinn split, rotations) must beat chance (20%) by a wide margin within a
 // few hundred steps, and the validation curve must be recorded step by step.
 TEST_F(Cluster, TwoWorkersMetaTrainOmniglotFarAboveChance) {
-  ASSERT_TRUE(data::testing::HaveOmniglot());
+  SKIP_WITHOUT_OMNIGLOT();
   auto spec = meta::ParseJobSpec(absl::StrCat(R"({
     "name": "e2e-omniglot", "algorithm": "maml",
     "model": {"kind": "mlp", "hidden_sizes": [256, 128, 64, 64], "batch_norm": true},
     "tasks": {"family": "omniglot", "data_dir": ")",
-                                              data::testing::OmniglotDir(), R"(",
+                                              ::metatrain::testing::OmniglotDir(), R"(",
               "split": "maml", "ways": 5, "shots": 1, "query_size": 5, "image_size": 28},
     "meta_batch_size": 8,
     "inner": {"steps": 1, "lr": 0.4, "test_steps": 3},

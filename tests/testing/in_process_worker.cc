@@ -44,7 +44,7 @@ void InProcessWorker::Stop() {
 }
 
 absl::Status InProcessWorker::status() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   return status_;
 }
 
@@ -64,7 +64,7 @@ void InProcessWorker::Loop() {
   while (stream_->Read(&message)) {
   }
   grpc::Status finished = stream_->Finish();
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   status_ = status.ok() ? FromGrpcStatus(finished) : status;
 }
 

@@ -14,7 +14,9 @@
 #include <string>
 #include <thread>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
+#include "absl/synchronization/mutex.h"
 #include "common/meta/trainer.h"
 #include "metatrain/v1/worker_service.grpc.pb.h"
 
@@ -32,7 +34,7 @@ class InProcessWorker {
   void Stop();
 
   // How the session ended (OK while running).
-  absl::Status status() const;
+  absl::Status status() const ABSL_LOCKS_EXCLUDED(mu_);
   bool got_shutdown() const { return got_shutdown_; }
   int64_t assignments_done() const { return assignments_done_; }
 
@@ -44,7 +46,7 @@ class InProcessWorker {
     std::vector<int64_t> received;                           // their arrival order
   };
 
-  void Loop();
+  void Loop() ABSL_LOCKS_EXCLUDED(mu_);
   absl::Status Serve(const v1::CoordinatorMessage& message);
   absl::Status Compute(const v1::Assignment& assignment);
 
@@ -55,8 +57,8 @@ class InProcessWorker {
   std::map<std::string, Job> jobs_;  // worker thread only
   std::atomic<bool> got_shutdown_{false};
   std::atomic<int64_t> assignments_done_{0};
-  mutable std::mutex mu_;
-  absl::Status status_;  // GUARDED_BY(mu_)
+  mutable absl::Mutex mu_;
+  absl::Status status_ ABSL_GUARDED_BY(mu_);
   std::thread thread_;
 };
 

@@ -9,6 +9,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/time/time.h"
 #include "common/meta/rng.h"
 #include "metatrain/v1/worker_service.grpc.pb.h"
 
@@ -48,15 +49,14 @@ void SessionClient::Log(const std::string& line) const {
 }
 
 void SessionClient::Stop() {
-  std::lock_guard<std::mutex> lock(mu_);
-  stopped_ = true;
+  absl::MutexLock lock(&mu_);
+  stopped_ = true;  // wakes WaitFor: Await re-checks its condition when mu_ is released
   if (current_ != nullptr) current_->TryCancel();
-  cv_.notify_all();
 }
 
 bool SessionClient::WaitFor(std::chrono::milliseconds d) {
-  std::unique_lock<std::mutex> lock(mu_);
-  cv_.wait_for(lock, d, [&] { return stopped_; });
+  absl::MutexLock lock(&mu_);
+  mu_.AwaitWithTimeout(absl::Condition(&stopped_), absl::FromChrono(d));
   return !stopped_;
 }
 
@@ -67,14 +67,14 @@ absl::Status SessionClient::Run() {
   bool announced_wait = false;
   while (true) {
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      absl::MutexLock lock(&mu_);
       if (stopped_) return absl::CancelledError("worker stopped");
     }
     bool welcomed = false;
     SessionEnd end = RunSession(welcomed);
     if (end == SessionEnd::kShutdown) return absl::OkStatus();
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      absl::MutexLock lock(&mu_);
       if (stopped_) return absl::CancelledError("worker stopped");
     }
     if (welcomed) {
@@ -97,7 +97,7 @@ SessionClient::SessionEnd SessionClient::RunSession(bool& welcomed) {
   auto stub = v1::WorkerService::NewStub(channel_);
   grpc::ClientContext context;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     if (stopped_) return SessionEnd::kLost;
     current_ = &context;
   }
@@ -165,7 +165,7 @@ SessionClient::SessionEnd SessionClient::RunSession(bool& welcomed) {
   }
   grpc::Status status = stream->Finish();
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     current_ = nullptr;
   }
   if (end == SessionEnd::kLost && welcomed) {

@@ -16,12 +16,12 @@
 
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <memory>
-#include <mutex>
 #include <string>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
+#include "absl/synchronization/mutex.h"
 #include "worker/inner_loop_runner.h"
 
 namespace metatrain::worker {
@@ -48,31 +48,31 @@ class SessionClient {
 
   // Serves sessions until the coordinator says Shutdown (returns OK) or Stop() is called
   // (returns CANCELLED). Never returns because the coordinator is unreachable: it waits.
-  absl::Status Run();
+  absl::Status Run() ABSL_LOCKS_EXCLUDED(mu_);
 
   // Ends Run() as soon as possible: cancels the open stream (the coordinator then
   // reassigns this worker's tasks) and interrupts a backoff wait. An assignment being
   // computed finishes first.
-  void Stop();
+  void Stop() ABSL_LOCKS_EXCLUDED(mu_);
 
   // Completed sessions (streams that got a Welcome), for tests and logs.
   int sessions() const { return sessions_.load(); }
 
  private:
   enum class SessionEnd { kShutdown, kLost };
-  SessionEnd RunSession(bool& welcomed);
+  SessionEnd RunSession(bool& welcomed) ABSL_LOCKS_EXCLUDED(mu_);
   // Sleeps `d` unless Stop() comes first. Returns false if stopped.
-  bool WaitFor(std::chrono::milliseconds d);
+  bool WaitFor(std::chrono::milliseconds d) ABSL_LOCKS_EXCLUDED(mu_);
   void Log(const std::string& line) const;
 
   SessionOptions options_;
   InnerLoopRunner* runner_;
   std::shared_ptr<grpc::Channel> channel_;
 
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool stopped_ = false;                    // guarded by mu_
-  grpc::ClientContext* current_ = nullptr;  // guarded by mu_
+  absl::Mutex mu_;
+  bool stopped_ ABSL_GUARDED_BY(mu_) = false;
+  // The open stream's context, for Stop() to cancel; null between sessions.
+  grpc::ClientContext* current_ ABSL_GUARDED_BY(mu_) = nullptr;
   std::atomic<int> sessions_{0};
 };
 

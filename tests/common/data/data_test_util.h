@@ -1,8 +1,8 @@
 #ifndef METATRAIN_TESTS_COMMON_DATA_DATA_TEST_UTIL_H_
 #define METATRAIN_TESTS_COMMON_DATA_DATA_TEST_UTIL_H_
 
-// Shared by the dataset tests: where the shared data and a persistent decode cache live,
-// scratch folders, and PNG folders written with libpng.
+// Shared by the dataset tests: where a persistent decode cache lives, scratch folders, and
+// PNG folders written with libpng.
 
 #include <unistd.h>
 
@@ -30,25 +30,9 @@ inline std::string EnvOr(const char* name, const std::string& fallback) {
   return v != nullptr && *v != '\0' ? v : fallback;
 }
 
-// The shared Omniglot copy: $METATRAIN_SOURCE_DIR/../shared/data/omniglot. The caller
-// must ASSERT (not skip) that it exists: a missing data set is a broken checkout.
-inline std::string SourceDir() { return EnvOr("METATRAIN_SOURCE_DIR", METATRAIN_TEST_SOURCE_DIR); }
+// The build tree: ctest passes it in the environment, and the compiled-in path serves a
+// test binary run by hand. (The Omniglot copy is found by tests/testing/test_data.h.)
 inline std::string BinaryDir() { return EnvOr("METATRAIN_BINARY_DIR", METATRAIN_TEST_BINARY_DIR); }
-
-inline std::string OmniglotDir() { return SourceDir() + "/../shared/data/omniglot"; }
-
-inline ::testing::AssertionResult HaveOmniglot() {
-  std::error_code ec;
-  const std::string dir = OmniglotDir();
-  if (std::filesystem::exists(dir + "/images_background.zip", ec) &&
-      std::filesystem::exists(dir + "/images_evaluation.zip", ec)) {
-    return ::testing::AssertionSuccess();
-  }
-  return ::testing::AssertionFailure()
-         << "shared Omniglot data missing: expected images_background.zip and "
-            "images_evaluation.zip in "
-         << dir << " (see docs/data.md; METATRAIN_SOURCE_DIR must point at the checkout)";
-}
 
 // A decode cache that outlives one test process (ctest runs each case in its own
 // process): decoding 32,460 PNGs happens once per build tree.

@@ -19,14 +19,14 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/common/data/data_test_util.h"
+#include "tests/testing/test_data.h"
 
 namespace metatrain::data {
 namespace {
 
 namespace fs = std::filesystem;
+using ::metatrain::testing::OmniglotDir;
 using ::testing::HasSubstr;
-using testing::HaveOmniglot;
-using testing::OmniglotDir;
 using testing::ScratchDir;
 using testing::TestCacheDir;
 
@@ -78,7 +78,7 @@ const uint8_t kMagiPillow[28 * 28] = {
 };
 
 // One decoded set per test process, through the persistent test cache (the first process
-// of a build tree pays for the decode).
+// of a build tree pays for the decode). Skipped without the data (NOTE [Test data]).
 class OmniglotTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
@@ -96,7 +96,7 @@ class OmniglotTest : public ::testing::Test {
     static const ImageSet empty;
     return images != nullptr ? *images : empty;
   }
-  void SetUp() override { ASSERT_TRUE(HaveOmniglot()); }
+  void SetUp() override { SKIP_WITHOUT_OMNIGLOT(); }
 };
 
 TEST_F(OmniglotTest, HasEveryCharacterWithTwentyDrawings) {
@@ -306,7 +306,8 @@ TEST_F(OmniglotTest, BackgroundEvaluationSplit) {
   RecordProperty("split_description", d->split_description);
 }
 
-TEST_F(OmniglotTest, BadSpecsAreInvalidArgument) {
+// Refused before any file is read: these run without the data.
+TEST(OmniglotSpecTest, BadSpecsAreInvalidArgument) {
   v1::TaskSpec spec = OmniglotSpec("by_stroke", false);
   absl::StatusOr<FewShotDataset> d = LoadFewShotDataset(spec, 1);
   EXPECT_EQ(d.status().code(), absl::StatusCode::kInvalidArgument);
@@ -321,7 +322,7 @@ TEST_F(OmniglotTest, BadSpecsAreInvalidArgument) {
   EXPECT_THAT(d.status().message(), HasSubstr("tasks.family"));
 }
 
-TEST_F(OmniglotTest, MissingDataIsNotFound) {
+TEST(OmniglotSpecTest, MissingDataIsNotFound) {
   const std::string empty = ScratchDir("omniglot_empty");
   for (const std::string& dir : {empty, empty + "/does_not_exist"}) {
     v1::TaskSpec spec = OmniglotSpec("", false);

@@ -1,4 +1,4 @@
-// Episodes sampled from the real Omniglot set (../shared/data/omniglot) by the omniglot task
+// Episodes sampled from the real Omniglot set (NOTE [Test data]) by the omniglot task
 // family: what every published number rests on. Same seed and key, same episode; another
 // seed, another episode; N-way K-shot shapes and labels; pixels as the MAML code feeds them.
 
@@ -11,13 +11,13 @@
 #include "common/meta/job_spec.h"
 #include "common/meta/task_family.h"
 #include "tests/common/data/data_test_util.h"
+#include "tests/testing/test_data.h"
 
 namespace metatrain::meta {
 namespace {
 
-using data::testing::HaveOmniglot;
-using data::testing::OmniglotDir;
 using data::testing::TestCacheDir;
+using ::metatrain::testing::OmniglotDir;
 
 std::unique_ptr<TaskFamily> OmniglotFamily(uint64_t seed, int shots) {
   setenv("METATRAIN_CACHE_DIR", TestCacheDir().c_str(), 1);
@@ -33,7 +33,7 @@ std::unique_ptr<TaskFamily> OmniglotFamily(uint64_t seed, int shots) {
 }
 
 TEST(OmniglotTasksTest, EpisodesAreDeterministicGivenTheSeed) {
-  ASSERT_TRUE(HaveOmniglot());
+  SKIP_WITHOUT_OMNIGLOT();
   auto family = OmniglotFamily(5, 1);
   ASSERT_NE(family, nullptr);
   const std::vector<TaskKey> keys = {{Split::kTrain, 7, 0},
@@ -63,7 +63,7 @@ TEST(OmniglotTasksTest, EpisodesAreDeterministicGivenTheSeed) {
 }
 
 TEST(OmniglotTasksTest, FiveWayFiveShotShapesLabelsAndPixels) {
-  ASSERT_TRUE(HaveOmniglot());
+  SKIP_WITHOUT_OMNIGLOT();
   auto family = OmniglotFamily(1, 5);
   ASSERT_NE(family, nullptr);
   EXPECT_EQ(family->input_shape(), (std::vector<int64_t>{1, 28, 28}));

@@ -30,15 +30,15 @@
 #include "common/meta/trainer.h"
 #include "tests/common/data/data_test_util.h"
 #include "tests/e2e/process.h"
+#include "tests/testing/test_data.h"
 
 namespace metatrain::metactl {
 namespace {
 
 namespace fs = std::filesystem;
-using data::testing::HaveOmniglot;
-using data::testing::OmniglotDir;
 using data::testing::ScratchDir;
 using data::testing::TestCacheDir;
+using ::metatrain::testing::OmniglotDir;
 using ::testing::HasSubstr;
 using ::testing::StartsWith;
 
@@ -409,7 +409,7 @@ TEST(EvaluateEpisodesTest, ImageFolderChannelsComeFromTheCheckpoint) {
 // tensors the omniglot family trains on (decoded, resized, inverted to 255 = ink, / 255).
 // Forgetting the inversion, or scaling differently, fails here.
 TEST(EvaluateEpisodesTest, RealOmniglotPngsArePreprocessedLikeTheFamily) {
-  ASSERT_TRUE(HaveOmniglot());
+  SKIP_WITHOUT_OMNIGLOT();
   setenv("METATRAIN_CACHE_DIR", TestCacheDir().c_str(), 1);
   const std::string dir = ScratchDir("evaluate-omniglot");
   const std::string json = absl::StrCat(R"({"algorithm": "maml",
