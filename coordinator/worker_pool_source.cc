@@ -482,9 +482,11 @@ void WorkerPoolSource::CheckDeadlines(Round& round) {
   for (const auto& [id, a] : in_flight_) {
     if (a->deadline <= now) late.emplace_back(id, a->worker_id);
   }
-  for (const auto& [id, worker_id] : late) {
+  for (const auto& [id, late_worker] : late) {
     Requeue(round, id, "");
     // A worker that misses its deadline is presumed hung: it sits out the rest of the round.
+    // (A named copy: clang 14 cannot capture a structured binding in a C++17 lambda.)
+    const std::string worker_id = late_worker;
     participants_.erase(
         std::remove_if(participants_.begin(), participants_.end(),
                        [&](const Participant& p) { return p.info.id == worker_id; }),
