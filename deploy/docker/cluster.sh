@@ -50,9 +50,11 @@ use_buildkit_client() {
     if [[ $major =~ ^[0-9]+$ ]] && ((major < 23)); then
       if [[ $client != "$(type -p docker)" ]]; then
         local bin="${TMPDIR:-/tmp}/metatrain-docker-client-$(id -u)"
-        mkdir -p "$bin" && ln -sfn "$client" "$bin/docker"
+        if [[ $(readlink "$bin/docker" 2>/dev/null) != "$client" ]]; then
+          mkdir -p "$bin" && ln -sfn "$client" "$bin/docker"
+          say "building with $client (the first docker on PATH cannot use BuildKit without buildx)"
+        fi
         export PATH="$bin:$PATH"
-        say "building with $client (the first docker on PATH cannot use BuildKit without buildx)"
       fi
       return 0
     fi
