@@ -38,3 +38,14 @@ clean:
 
 format:
 	@git ls-files '*.h' '*.cc' | xargs clang-format-14 -i
+
+# The docker-compose cluster (docker-compose.yml, README "Deploy"): builds the images from
+# deploy/docker/, starts the coordinator (published on localhost:50051, METATRAIN_PORT),
+# $(WORKERS) workers (default 2), Prometheus and, where its image can be had, Grafana, and
+# returns once the coordinator is healthy. cluster-down stops it and keeps the volumes.
+.PHONY: cluster-up cluster-down
+cluster-up: deps
+	@bash deploy/docker/cluster.sh up
+
+cluster-down:
+	@bash deploy/docker/cluster.sh down

@@ -19,3 +19,19 @@ function(metatrain_add_test)
   endif()
   gtest_discover_tests(${ARG_NAME} DISCOVERY_TIMEOUT 60 PROPERTIES ${properties})
 endfunction()
+
+# metatrain_add_script_test(NAME name COMMAND program [args...] [LABELS l] [TIMEOUT s])
+# A test that is a program (a shell script under tests/), with the same environment as the
+# GoogleTest binaries. Exit code 77 marks it skipped (a prerequisite the machine lacks).
+function(metatrain_add_script_test)
+  cmake_parse_arguments(ARG "" "NAME;TIMEOUT" "COMMAND;LABELS" ${ARGN})
+  if(NOT ARG_TIMEOUT)
+    set(ARG_TIMEOUT 600)
+  endif()
+  add_test(NAME ${ARG_NAME} COMMAND ${ARG_COMMAND})
+  set_tests_properties(${ARG_NAME} PROPERTIES TIMEOUT ${ARG_TIMEOUT} SKIP_RETURN_CODE 77
+    ENVIRONMENT "OPENBLAS_NUM_THREADS=1;METATRAIN_SOURCE_DIR=${PROJECT_SOURCE_DIR};METATRAIN_BINARY_DIR=${PROJECT_BINARY_DIR}")
+  if(ARG_LABELS)
+    set_tests_properties(${ARG_NAME} PROPERTIES LABELS "${ARG_LABELS}")
+  endif()
+endfunction()

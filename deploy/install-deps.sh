@@ -20,7 +20,15 @@ packages=(
   # LibTorch calls whatever libblas.so.3 the alternatives system selects; the reference
   # BLAS is ~30x slower than OpenBLAS on the matrix products meta-learning is made of.
   libopenblas0-pthread
+  # Deployment (README "Deploy"; tests/deploy): the Docker daemon and docker-compose v1 for
+  # the compose cluster, debootstrap to make the debian:bookworm base image where no registry
+  # is reachable, Prometheus's promtool (installing the package on a systemd machine also
+  # starts a Prometheus service on :9090), and python3-yaml for the tests that read the files.
+  docker.io docker-compose debootstrap prometheus python3-yaml
 )
+# kubectl renders the Kubernetes manifests (kubectl kustomize); any kubectl serves, so Debian's
+# is installed only when none is on PATH.
+if ! command -v kubectl >/dev/null; then packages+=(kubernetes-client); fi
 
 missing=()
 for p in "${packages[@]}"; do
