@@ -425,10 +425,10 @@ void Coordinator::StartJobLocked(const std::shared_ptr<Job>& job) {
   hooks.counters = &counters_;
   RunnerOptions runner_options;
   runner_options.job_dir = JobDir(job->id);
-  runner_options.assignment_timeout = options_.assignment_timeout;
-  runner_options.max_task_attempts = options_.max_task_attempts;
-  runner_options.poll_interval = options_.poll_interval;
-  runner_options.clock = &clock_;
+  runner_options.pool.assignment_timeout = options_.assignment_timeout;
+  runner_options.pool.max_task_attempts = options_.max_task_attempts;
+  runner_options.pool.poll_interval = options_.poll_interval;
+  runner_options.pool.clock = &clock_;
   job->runner =
       std::make_shared<JobRunner>(job->id, job->context, std::move(job->initial_params),
                                   std::move(job->resume), runner_options, std::move(hooks));

@@ -11,15 +11,6 @@
 namespace metatrain::coordinator {
 namespace {
 
-WorkerPoolOptions PoolOptions(const RunnerOptions& options) {
-  WorkerPoolOptions pool;
-  pool.assignment_timeout = options.assignment_timeout;
-  pool.max_task_attempts = options.max_task_attempts;
-  pool.poll_interval = options.poll_interval;
-  pool.clock = options.clock;
-  return pool;
-}
-
 WorkerPoolSource::Hooks PoolHooks(const JobRunner::Hooks& hooks) {
   WorkerPoolSource::Hooks pool;
   pool.live_workers = hooks.live_workers;
@@ -66,7 +57,7 @@ JobRunner::JobRunner(std::string job_id, std::shared_ptr<const meta::JobContext>
       hooks_(std::move(hooks)),
       initial_params_(std::move(initial_params)),
       resume_(std::move(resume)),
-      source_(job_id_, *job_, PoolOptions(options_), PoolHooks(hooks_)) {}
+      source_(job_id_, *job_, options_.pool, PoolHooks(hooks_)) {}
 
 JobRunner::~JobRunner() = default;
 
@@ -79,7 +70,7 @@ absl::Status JobRunner::Run() {
     loop.initial_params = std::move(initial_params_);
   }
   loop.observer = this;
-  loop.clock = options_.clock;
+  loop.clock = options_.pool.clock;
   ASSIGN_OR_RETURN(meta::TrainingResult result,
                    meta::RunTrainingLoop(*job_, source_, std::move(loop)));
   const v1::EvaluationResult test =

@@ -29,11 +29,8 @@ namespace metatrain::coordinator {
 struct RunnerOptions {
   // The job's own checkpoint directory; empty: keep checkpoints in memory only.
   std::string job_dir;
-  absl::Duration assignment_timeout = absl::Minutes(10);
-  int max_task_attempts = 3;
-  // How often a waiting runner re-checks the worker pool.
-  absl::Duration poll_interval = absl::Milliseconds(200);
-  Clock* clock = nullptr;  // Clock::Real() when null
+  // Deadlines, attempts, polling and the clock, for the rounds and the loop alike.
+  WorkerPoolOptions pool;
 };
 
 class JobRunner final : private meta::TrainingObserver {
