@@ -8,9 +8,11 @@
 #include <iterator>
 #include <utility>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "common/logging/log.h"
 #include "common/meta/checkpoint.h"
 #include "common/meta/job_spec.h"
 #include "common/status/status_macros.h"
@@ -96,7 +98,8 @@ struct Coordinator::Job {
 
 Coordinator::Coordinator(CoordinatorOptions options)
     : options_(std::move(options)),
-      clock_(options_.clock != nullptr ? *options_.clock : *Clock::Real()) {}
+      clock_(options_.clock != nullptr ? *options_.clock : *Clock::Real()),
+      metrics_(std::make_shared<CoordinatorMetrics>(options_.metrics_retention, &clock_)) {}
 
 Coordinator::~Coordinator() { Shutdown(); }
 
@@ -132,8 +135,7 @@ absl::Status Coordinator::Start() {
   for (const auto& [seq, name] : found) {
     absl::Status status = LoadJob(name);
     if (!status.ok()) {
-      std::fprintf(stderr, "metatrain-coordinator: not resuming %s: %s\n", name.c_str(),
-                   std::string(status.message()).c_str());
+      LogLine(absl::StrCat("job ", name, " not resumed: ", status.message()));
       ListUnresumableJob(name, seq, status);
     }
   }
@@ -156,6 +158,7 @@ absl::Status Coordinator::LoadJob(const std::string& dir_name) {
     absl::MutexLock lock(&mu_);
     jobs_[job->id] = job;
     by_seq_[job->seq] = job;
+    RecordJobStateLocked(nullptr);
     return absl::OkStatus();
   }
   if (!fs::exists(dir / kResumeFile)) {
@@ -173,6 +176,8 @@ absl::Status Coordinator::LoadJob(const std::string& dir_name) {
     jobs_[job->id] = job;
     by_seq_[job->seq] = job;
     queue_.push_back(job);
+    RecordJobStateLocked(job.get());
+    LogLine(absl::StrCat("job ", job->id, " queued again after a restart (it had not started)"));
     return absl::OkStatus();
   }
   ASSIGN_OR_RETURN(meta::StateDict dict, meta::LoadStateDict((dir / kResumeFile).string()));
@@ -187,11 +192,14 @@ absl::Status Coordinator::LoadJob(const std::string& dir_name) {
   job->status = resume.status;
   job->status.set_state(v1::QUEUED);
   job->status.set_workers(0);
+  const int64_t resume_step = resume.step;
   job->resume = std::move(resume);
   absl::MutexLock lock(&mu_);
   jobs_[job->id] = job;
   by_seq_[job->seq] = job;
   queue_.push_back(job);
+  RecordJobStateLocked(job.get());
+  LogLine(absl::StrCat("job ", job->id, " queued to resume from step ", resume_step));
   return absl::OkStatus();
 }
 
@@ -214,6 +222,7 @@ void Coordinator::ListUnresumableJob(const std::string& dir_name, int64_t seq,
   absl::MutexLock lock(&mu_);
   jobs_[job->id] = job;
   by_seq_[job->seq] = job;
+  RecordJobStateLocked(nullptr);
 }
 
 void Coordinator::Shutdown(const std::string& reason) {
@@ -289,6 +298,12 @@ absl::StatusOr<v1::JobStatus> Coordinator::SubmitJob(const v1::JobSpec& spec) {
   jobs_[job->id] = job;
   by_seq_[job->seq] = job;
   queue_.push_back(job);
+  RecordJobStateLocked(job.get());
+  const v1::JobSpec& submitted = job->context->spec;
+  LogLine(absl::StrCat("job ", job->id, " submitted", submitted.name().empty() ? "" : " (",
+                       submitted.name(), submitted.name().empty() ? "" : ")", ": ",
+                       submitted.algorithm(), " on ", submitted.tasks().family(), ", ",
+                       submitted.steps(), " steps, ", queue_.size() - 1, " job(s) ahead"));
   MaybeStartJobsLocked();
   return job->status;
 }
@@ -422,7 +437,8 @@ void Coordinator::StartJobLocked(const std::shared_ptr<Job>& job) {
     absl::MutexLock lock(&mu_);
     job->checkpoints[which] = CheckpointData{bytes, step};
   };
-  hooks.counters = &counters_;
+  hooks.metrics = metrics_.get();
+  hooks.job_metrics = &metrics_->Job(job->id);
   RunnerOptions runner_options;
   runner_options.job_dir = JobDir(job->id);
   runner_options.pool.assignment_timeout = options_.assignment_timeout;
@@ -434,6 +450,10 @@ void Coordinator::StartJobLocked(const std::shared_ptr<Job>& job) {
                                   std::move(job->resume), runner_options, std::move(hooks));
   job->resume.reset();
   PublishLocked(*job, v1::JobEvent::STATE_CHANGE);
+  RecordJobStateLocked(job.get());
+  LogLine(absl::StrCat("job ", job->id, " started at step ", job->status.step(), " of ",
+                       job->status.total_steps(), " with ", workers_.size(),
+                       " worker(s) connected"));
   threads_.emplace_back(&Coordinator::RunJob, this, job);
 }
 
@@ -466,12 +486,45 @@ void Coordinator::FinishJobLocked(Job& job, v1::JobState state, const std::strin
   if (!options_.checkpoint_dir.empty()) {
     absl::Status written = meta::WriteFileAtomically(
         (fs::path(JobDir(job.id)) / kStatusFile).string(), job.status.SerializeAsString());
-    if (!written.ok()) {
-      std::fprintf(stderr, "metatrain-coordinator: %s: %s\n", job.id.c_str(),
-                   std::string(written.message()).c_str());
-    }
+    if (!written.ok()) LogLine(absl::StrCat("job ", job.id, ": ", written.message()));
   }
   PublishLocked(job, v1::JobEvent::STATE_CHANGE);
+  RecordJobStateLocked(&job);
+  if (job.context != nullptr) metrics_->RetireJob(job.id);
+  std::string outcome;
+  if (state == v1::SUCCEEDED) {
+    const v1::EvaluationResult& test = job.status.test();
+    outcome = absl::StrCat(" after ", job.status.step(), " steps; meta-test loss ",
+                           absl::SixDigits(test.loss_after().mean()));
+    if (test.accuracy_after().n() > 0) {
+      absl::StrAppend(&outcome, ", accuracy ", absl::SixDigits(test.accuracy_after().mean()), " ± ",
+                      absl::SixDigits(test.accuracy_after().ci95()));
+    }
+  } else if (state == v1::FAILED) {
+    outcome = absl::StrCat(": ", error);
+  } else {
+    outcome = absl::StrCat(" at step ", job.status.step());
+  }
+  LogLine(
+      absl::StrCat("job ", job.id, " ", absl::AsciiStrToLower(v1::JobState_Name(state)), outcome));
+}
+
+void Coordinator::RecordJobStateLocked(const Job* job) {
+  std::map<v1::JobState, int64_t> by_state;
+  for (const auto& [id, each] : jobs_) ++by_state[each->status.state()];
+  metrics_->SetJobsByState(by_state, static_cast<int64_t>(queue_.size()));
+  if (job == nullptr || job->context == nullptr) return;
+  JobMetrics& series = metrics_->Job(job->id);
+  series.SetState(job->status.state());
+  series.SetPlannedSteps(job->status.total_steps());
+}
+
+void Coordinator::RecordWorkers() {
+  std::map<std::string, int64_t> by_device;
+  for (const auto& worker : workers_.Snapshot()) {
+    ++by_device[worker.hello.device().empty() ? "cpu" : worker.hello.device()];
+  }
+  metrics_->SetWorkersByDevice(by_device);
 }
 
 void Coordinator::PublishLocked(Job& job, v1::JobEvent::Kind kind) {
@@ -495,6 +548,12 @@ void Coordinator::PublishLocked(Job& job, v1::JobEvent::Kind kind) {
 std::string Coordinator::AddWorker(const v1::Hello& hello,
                                    std::shared_ptr<WorkerConnection> connection) {
   std::string id = workers_.Add(hello, std::move(connection));
+  metrics_->SessionOpened();
+  RecordWorkers();
+  LogLine(absl::StrCat("worker ", id, " (", hello.name(), ") joined: device ",
+                       hello.device().empty() ? "cpu" : hello.device(), ", capacity ",
+                       hello.capacity(), hello.version().empty() ? "" : ", version ",
+                       hello.version()));
   std::vector<std::shared_ptr<JobRunner>> runners;
   {
     absl::MutexLock lock(&mu_);
@@ -507,10 +566,20 @@ std::string Coordinator::AddWorker(const v1::Hello& hello,
 }
 
 void Coordinator::RemoveWorker(const std::string& worker_id) {
+  std::string name = worker_id;
+  for (const auto& worker : workers_.Snapshot()) {
+    if (worker.id == worker_id && !worker.hello.name().empty()) name = worker.hello.name();
+  }
   if (!workers_.Remove(worker_id)) return;
+  RecordWorkers();
+  metrics_->RetireWorker(name);
   std::vector<std::shared_ptr<JobRunner>> runners;
   {
     absl::MutexLock lock(&mu_);
+    if (!shutting_down_) {
+      metrics_->SessionLost();
+      LogLine(absl::StrCat("worker ", worker_id, " (", name, ") left"));
+    }
     for (auto& [seq, job] : by_seq_) {
       if (job->runner) runners.push_back(job->runner);
     }
@@ -525,7 +594,7 @@ void Coordinator::OnWorkerMessage(const std::string& worker_id, v1::WorkerMessag
   } else if (message.has_done()) {
     assignment_id = message.done().assignment_id();
   } else {
-    ++counters_.rejected_results;
+    metrics_->ResultRejected(RejectReason::kMalformed);
     return;
   }
   std::shared_ptr<JobRunner> runner;
@@ -535,7 +604,7 @@ void Coordinator::OnWorkerMessage(const std::string& worker_id, v1::WorkerMessag
     if (it != by_seq_.end()) runner = it->second->runner;
   }
   if (!runner) {
-    ++counters_.stale_messages;
+    metrics_->StaleMessage();
     return;
   }
   runner->PostMessage(worker_id, std::move(message));

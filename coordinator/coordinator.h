@@ -24,6 +24,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/time/clock.h"
+#include "coordinator/coordinator_metrics.h"
 #include "coordinator/job_runner.h"
 #include "coordinator/worker_registry.h"
 #include "metatrain/v1/job_service.pb.h"
@@ -43,6 +44,9 @@ struct CoordinatorOptions {
   absl::Duration poll_interval = absl::Milliseconds(200);
   // Time for timestamps, assignment deadlines and step timing; Clock::Real() when null.
   Clock* clock = nullptr;
+  // How long a finished job's (and a departed worker's) metric series stay
+  // (NOTE [Series retention]).
+  absl::Duration metrics_retention = absl::Minutes(10);
 };
 
 // Events of one watched job, in order: SNAPSHOT first, then STEP / VALIDATION /
@@ -105,7 +109,14 @@ class Coordinator {
   // Routes a TaskGradient or AssignmentDone to the job that issued the assignment.
   void OnWorkerMessage(const std::string& worker_id, v1::WorkerMessage message);
 
-  const CoordinatorCounters& counters() const { return counters_; }
+  // Protobuf bytes received from and sent (queued) to workers. Thread-safe, lock-free.
+  void CountSessionBytes(int64_t received, int64_t sent) {
+    if (received > 0) metrics_->BytesReceived(received);
+    if (sent > 0) metrics_->BytesSent(sent);
+  }
+  // The Prometheus series of the service and its jobs (docs/operations.md).
+  const CoordinatorMetrics& metrics() const { return *metrics_; }
+  std::shared_ptr<prometheus::Collectable> metrics_collectable() const { return metrics_; }
   int64_t num_workers() const { return workers_.size(); }
 
  private:
@@ -114,6 +125,10 @@ class Coordinator {
   void MaybeStartJobsLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void StartJobLocked(const std::shared_ptr<Job>& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void PublishLocked(Job& job, v1::JobEvent::Kind kind) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // After `job` changed state (null: a job without series, e.g. one loaded finished): its
+  // state series and the service's jobs-by-state and queue gauges.
+  void RecordJobStateLocked(const Job* job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void RecordWorkers();
   void FinishJobLocked(Job& job, v1::JobState state, const std::string& error)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   std::shared_ptr<Job> FindLocked(const std::string& job_id) const ABSL_SHARED_LOCKS_REQUIRED(mu_);
@@ -130,7 +145,7 @@ class Coordinator {
   const CoordinatorOptions options_;
   Clock& clock_;
   WorkerRegistry workers_;
-  CoordinatorCounters counters_;
+  const std::shared_ptr<CoordinatorMetrics> metrics_;
 
   mutable absl::Mutex mu_;
   int64_t next_seq_ ABSL_GUARDED_BY(mu_) = 1;

@@ -4,6 +4,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "common/logging/log.h"
 #include "common/meta/checkpoint.h"
 #include "common/meta/evaluation_proto.h"
 #include "common/status/status_macros.h"
@@ -11,11 +12,16 @@
 namespace metatrain::coordinator {
 namespace {
 
+metatrain::Clock& ClockOf(const WorkerPoolOptions& options) {
+  return options.clock != nullptr ? *options.clock : *metatrain::Clock::Real();
+}
+
 WorkerPoolSource::Hooks PoolHooks(const JobRunner::Hooks& hooks) {
   WorkerPoolSource::Hooks pool;
   pool.live_workers = hooks.live_workers;
   pool.next_assignment_id = hooks.next_assignment_id;
-  pool.counters = hooks.counters;
+  pool.metrics = hooks.metrics;
+  pool.job_metrics = hooks.job_metrics;
   auto update = hooks.update;
   pool.workers_changed = [update](int32_t count) {
     update([count](v1::JobStatus& status) { status.set_workers(count); },
@@ -107,7 +113,19 @@ absl::Status JobRunner::OnStep(const meta::StepReport& report) {
         status.set_stopped_early(report.stopped_early);
       },
       v1::JobEvent::STEP);
-  if (report.validation) hooks_.update([](v1::JobStatus&) {}, v1::JobEvent::VALIDATION);
+  if (hooks_.job_metrics) hooks_.job_metrics->RecordStep(report, source_.last_training_timings());
+  if (report.validation) {
+    hooks_.update([](v1::JobStatus&) {}, v1::JobEvent::VALIDATION);
+    const meta::EvaluationSummary& v = *report.validation;
+    LogLine(absl::StrCat("job ", job_id_, " step ", report.step, " validation: loss ",
+                         absl::SixDigits(v.loss_before.mean), " -> ",
+                         absl::SixDigits(v.loss_after.mean),
+                         v.accuracy_after.n > 0
+                             ? absl::StrCat(", accuracy ", absl::SixDigits(v.accuracy_before.mean),
+                                            " -> ", absl::SixDigits(v.accuracy_after.mean))
+                             : "",
+                         report.new_best ? " (best so far)" : ""));
+  }
   return absl::OkStatus();
 }
 
@@ -123,12 +141,10 @@ absl::Status JobRunner::OnTrainingEnd(const meta::TensorList& final_params, int6
 
 absl::Status JobRunner::WriteStateDict(const std::string& which, const meta::TensorList& params,
                                        int64_t step) {
+  const absl::Time started = ClockOf(options_.pool).Now();
   ASSIGN_OR_RETURN(std::string bytes, meta::SerializeStateDict(meta::ToStateDict(
                                           job_->learner->meta_param_specs(), params)));
-  if (!options_.job_dir.empty()) {
-    RETURN_IF_ERROR(meta::WriteFileAtomically(
-        (std::filesystem::path(options_.job_dir) / which).string(), bytes));
-  }
+  RETURN_IF_ERROR(WriteCheckpointFile(which, bytes, started, step));
   if (hooks_.checkpoint) {
     hooks_.checkpoint(which == kBestFile ? "best" : "final", bytes, step);
   }
@@ -145,10 +161,26 @@ absl::Status JobRunner::OnResumePoint(const meta::LoopState& loop) {
   state.optimizer_state = loop.optimizer_state;
   state.validation_losses = loop.validation_losses;
   state.best_params = loop.best_params;
+  const absl::Time started = ClockOf(options_.pool).Now();
   ASSIGN_OR_RETURN(std::string bytes,
                    SerializeResumeState(state, job_->learner->meta_param_specs()));
-  return meta::WriteFileAtomically((std::filesystem::path(options_.job_dir) / kResumeFile).string(),
-                                   bytes);
+  return WriteCheckpointFile(kResumeFile, bytes, started, loop.step);
+}
+
+absl::Status JobRunner::WriteCheckpointFile(const std::string& which, const std::string& bytes,
+                                            absl::Time started, int64_t step) {
+  // Memory-only jobs keep best/final for FetchCheckpoint and have nothing to write.
+  if (options_.job_dir.empty()) return absl::OkStatus();
+  const std::string path = (std::filesystem::path(options_.job_dir) / which).string();
+  RETURN_IF_ERROR(meta::WriteFileAtomically(path, bytes));
+  const absl::Duration took = ClockOf(options_.pool).Now() - started;
+  if (hooks_.job_metrics) {
+    hooks_.job_metrics->RecordCheckpoint(static_cast<int64_t>(bytes.size()), took);
+  }
+  LogLine(absl::StrCat("job ", job_id_, " checkpoint ", which, " (step ", step, ", ", bytes.size(),
+                       " bytes, ", absl::FormatDuration(absl::Trunc(took, absl::Milliseconds(1))),
+                       ") written to ", path));
+  return absl::OkStatus();
 }
 
 }  // namespace metatrain::coordinator

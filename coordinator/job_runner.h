@@ -47,7 +47,9 @@ class JobRunner final : private meta::TrainingObserver {
     // A checkpoint ("best" or "final") was produced: its torch.save bytes.
     std::function<void(const std::string& which, const std::string& bytes, int64_t step)>
         checkpoint;
-    CoordinatorCounters* counters = nullptr;
+    // Service-wide and this job's series; either may be null (no recording).
+    CoordinatorMetrics* metrics = nullptr;
+    JobMetrics* job_metrics = nullptr;
   };
 
   // `initial_params` is ignored when `resume` is set.
@@ -79,6 +81,10 @@ class JobRunner final : private meta::TrainingObserver {
 
   absl::Status WriteStateDict(const std::string& which, const meta::TensorList& params,
                               int64_t step);
+  // Writes a checkpoint file and records its size and write time (serialisation included,
+  // from `started`).
+  absl::Status WriteCheckpointFile(const std::string& which, const std::string& bytes,
+                                   absl::Time started, int64_t step);
 
   const std::string job_id_;
   const std::shared_ptr<const meta::JobContext> job_;

@@ -2,16 +2,20 @@
 //
 //   metatrain-coordinator [--listen HOST:PORT] [--checkpoint_dir DIR] [--max_running_jobs N]
 //                         [--threads N] [--[no]resume] [--assignment_timeout_s S]
+//                         [--metrics_listen HOST:PORT] [--metrics_retention 10m]
 
 #include <ATen/Parallel.h>
 
 #include <cstdio>
+#include <memory>
 #include <string>
 #include <thread>
 
 #include "absl/flags/flag.h"
 #include "absl/strings/str_cat.h"
 #include "common/cli/flags.h"
+#include "common/logging/log.h"
+#include "common/metrics/metrics_server.h"
 #include "common/process/shutdown_signals.h"
 #include "coordinator/coordinator.h"
 #include "coordinator/rpc/server.h"
@@ -25,6 +29,11 @@ ABSL_FLAG(int, threads, 0, "max gRPC polling threads for the job API (0: gRPC's 
 ABSL_FLAG(bool, resume, true, "on start, resume unfinished jobs found in --checkpoint_dir");
 ABSL_FLAG(int, assignment_timeout_s, 600,
           "seconds a worker may take for one assignment before its tasks go elsewhere");
+ABSL_FLAG(
+    std::string, metrics_listen, "",
+    "host:port for Prometheus metrics at /metrics (port 0: a free port, logged); empty: none");
+ABSL_FLAG(absl::Duration, metrics_retention, absl::Minutes(10),
+          "how long a finished job's and a departed worker's metric series are kept, e.g. 10m");
 
 namespace {
 
@@ -54,6 +63,7 @@ int main(int argc, char** argv) {
         program, absl::StrCat("unexpected argument \"", command_line.positional[0], "\""));
   }
   at::set_num_threads(1);
+  metatrain::SetLogProgram(program.name);
 
   // NOTE [Signals through a pipe] in common/process/shutdown_signals.h.
   if (absl::Status installed = metatrain::InstallShutdownSignalHandlers(); !installed.ok()) {
@@ -66,11 +76,30 @@ int main(int argc, char** argv) {
   options.max_running_jobs = absl::GetFlag(FLAGS_max_running_jobs);
   options.resume = absl::GetFlag(FLAGS_resume);
   options.assignment_timeout = absl::Seconds(absl::GetFlag(FLAGS_assignment_timeout_s));
+  options.metrics_retention = absl::GetFlag(FLAGS_metrics_retention);
+  if (options.metrics_retention < absl::ZeroDuration()) {
+    return metatrain::cli::UsageError(program, "--metrics_retention must not be negative");
+  }
   if (options.max_running_jobs < 1) {
     return metatrain::cli::UsageError(program, absl::StrCat("--max_running_jobs must be >= 1 (got ",
                                                             options.max_running_jobs, ")"));
   }
   metatrain::coordinator::Coordinator coordinator(options);
+  std::unique_ptr<metatrain::metrics::MetricsServer> metrics;
+  if (const std::string listen = absl::GetFlag(FLAGS_metrics_listen); !listen.empty()) {
+    auto started =
+        metatrain::metrics::MetricsServer::Start(listen, {coordinator.metrics_collectable()});
+    if (!started.ok()) {
+      const std::string message(started.status().message());
+      if (absl::IsInvalidArgument(started.status())) {
+        return metatrain::cli::UsageError(program, message);
+      }
+      std::fprintf(stderr, "metatrain-coordinator: %s\n", message.c_str());
+      return 1;
+    }
+    metrics = std::move(started).value();
+    metatrain::LogLine(absl::StrCat("metrics on ", metrics->url()));
+  }
   // Load (and queue) the jobs of an earlier run before accepting new ones, so job ids
   // never collide with the directories already there.
   if (absl::Status started = coordinator.Start(); !started.ok()) {
@@ -94,10 +123,11 @@ int main(int argc, char** argv) {
 
   std::thread signal_thread([&] {
     const int signal = metatrain::WaitForShutdownSignal();
-    std::fprintf(stderr, "metatrain-coordinator: signal %d, shutting down\n", signal);
+    metatrain::LogLine(absl::StrCat("signal ", signal, ", shutting down"));
     (*server)->Shutdown();
   });
   (*server)->Wait();
   signal_thread.join();
+  metatrain::FlushLog();
   return 0;
 }

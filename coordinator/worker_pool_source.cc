@@ -6,6 +6,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "common/logging/log.h"
 #include "common/meta/job_spec.h"
 #include "common/status/status_macros.h"
 #include "common/status/torch_status.h"
@@ -45,15 +46,22 @@ struct WorkerPoolSource::Round {
   std::vector<meta::TensorList> gradients;  // training
   std::vector<double> loss, accuracy;       // training: query metrics after adaptation
   std::vector<v1::TaskMetrics> metrics;     // evaluation
+
+  absl::Time start;
+  RoundTimings timings;
 };
 
 struct WorkerPoolSource::InFlight {
   int64_t id = 0;
   std::string worker_id;
+  std::string worker_name;
   int64_t begin = 0, end = 0;
+  absl::Time sent_at;
   absl::Time deadline;
-  // Training: the task whose gradient chunks are arriving (-1: none).
+  // Training: the task whose gradient chunks are arriving (-1: none), and how many of the
+  // assignment's tasks are complete.
   int64_t current_task = -1;
+  int64_t tasks_done = 0;
   std::unique_ptr<rpc::TensorAssembler> assembler;
 };
 
@@ -99,6 +107,7 @@ absl::StatusOr<meta::TrainingRound> WorkerPoolSource::ComputeTraining(
   round.params = &params;
   round.num_tasks = static_cast<int64_t>(meta::TrainingKeys(job_.spec, step).size());
   RETURN_IF_ERROR(RunRound(round));
+  last_training_timings_ = std::move(round.timings);
   meta::TrainingRound result;
   result.task_gradients = std::move(round.gradients);
   result.query_loss = std::move(round.loss);
@@ -146,6 +155,7 @@ absl::StatusOr<meta::EvaluationSummary> WorkerPoolSource::Evaluate(
 
 absl::Status WorkerPoolSource::RunRound(Round& round) {
   const int64_t n = round.num_tasks;
+  round.start = clock_.Now();
   round.completed.assign(n, 0);
   round.attempts.assign(n, 0);
   round.remaining = n;
@@ -173,7 +183,10 @@ absl::Status WorkerPoolSource::RunRound(Round& round) {
     if (!round.failure.ok()) return finish(round.failure);
     if (round.remaining == 0) return finish(absl::OkStatus());
     if (participants_.empty()) PickParticipants();
+    const absl::Time dispatch_start = clock_.Now();
     Dispatch(round);
+    const absl::Time wait_start = clock_.Now();
+    round.timings.dispatch += wait_start - dispatch_start;
 
     std::deque<Event> events;
     bool changed = false;
@@ -191,12 +204,15 @@ absl::Status WorkerPoolSource::RunRound(Round& round) {
       changed = workers_changed_;
       workers_changed_ = false;
     }
+    const absl::Time decode_start = clock_.Now();
+    round.timings.wait_workers += decode_start - wait_start;
     if (changed) HandleWorkerChanges(round);
     for (auto& event : events) {
       HandleEvent(round, event);
       if (!round.failure.ok()) break;
     }
     CheckDeadlines(round);
+    round.timings.decode += clock_.Now() - decode_start;
   }
 }
 
@@ -281,9 +297,12 @@ bool WorkerPoolSource::SendAssignment(Participant& participant, Round& round, in
   auto in_flight = std::make_unique<InFlight>();
   in_flight->id = hooks_.next_assignment_id();
   in_flight->worker_id = participant.info.id;
+  in_flight->worker_name =
+      participant.info.hello.name().empty() ? participant.info.id : participant.info.hello.name();
   in_flight->begin = begin;
   in_flight->end = end;
-  in_flight->deadline = clock_.Now() + options_.assignment_timeout;
+  in_flight->sent_at = clock_.Now();
+  in_flight->deadline = in_flight->sent_at + options_.assignment_timeout;
   if (round.train) {
     in_flight->assembler = std::make_unique<rpc::TensorAssembler>(specs_, job_.dtype);
   }
@@ -297,7 +316,7 @@ bool WorkerPoolSource::SendAssignment(Participant& participant, Round& round, in
   for (int64_t t = begin; t < end; ++t) assignment->add_task_indices(t);
   assignment->set_eval_steps(round.train ? 0 : round.eval_steps);
   if (!connection.Send(std::move(message))) return false;
-  if (hooks_.counters) ++hooks_.counters->assignments_sent;
+  if (hooks_.metrics) hooks_.metrics->AssignmentSent();
   participant.busy = true;
   in_flight_[in_flight->id] = std::move(in_flight);
   return true;
@@ -320,12 +339,12 @@ WorkerPoolSource::InFlight* WorkerPoolSource::OwnedAssignment(int64_t assignment
                                                               const std::string& worker_id) {
   auto it = in_flight_.find(assignment_id);
   if (it == in_flight_.end()) {
-    if (hooks_.counters) ++hooks_.counters->stale_messages;
+    if (hooks_.metrics) hooks_.metrics->StaleMessage();
     return nullptr;
   }
   if (it->second->worker_id != worker_id) {
     // Someone else's assignment: refuse the message, leave the assignment alone.
-    if (hooks_.counters) ++hooks_.counters->rejected_results;
+    if (hooks_.metrics) hooks_.metrics->ResultRejected(RejectReason::kNotOwner);
     return nullptr;
   }
   return it->second.get();
@@ -338,32 +357,36 @@ void WorkerPoolSource::HandleGradient(Round& round, const std::string& worker_id
   InFlight& a = *owned;
   const int64_t t = gradient.task_index();
   if (!round.train) {
-    return Requeue(round, a.id, "gradient sent for an evaluation assignment");
+    return Reject(round, a.id, RejectReason::kMalformed,
+                  "gradient sent for an evaluation assignment");
   }
   if (t < a.begin || t >= a.end || round.completed[t]) {
-    return Requeue(round, a.id,
-                   absl::StrCat("gradient for task ", t, " outside the assignment's open tasks"));
+    return Reject(round, a.id, RejectReason::kMalformed,
+                  absl::StrCat("gradient for task ", t, " outside the assignment's open tasks"));
   }
   if (a.current_task == -1) {
     a.current_task = t;
     a.assembler->Reset();
   } else if (a.current_task != t) {
-    return Requeue(
-        round, a.id,
+    return Reject(
+        round, a.id, RejectReason::kMalformed,
         absl::StrCat("gradient chunks of task ", t, " interleaved with task ", a.current_task));
   }
   absl::Status status = a.assembler->Add(gradient.chunk());
   if (!status.ok()) {
-    return Requeue(round, a.id, absl::StrCat("task ", t, ": ", status.message()));
+    return Reject(round, a.id, RejectReason::kMalformed,
+                  absl::StrCat("task ", t, ": ", status.message()));
   }
   if (!gradient.last()) return;
   auto tensors = a.assembler->Finish();
   if (!tensors.ok()) {
-    return Requeue(round, a.id, absl::StrCat("task ", t, ": ", tensors.status().message()));
+    return Reject(round, a.id, RejectReason::kMalformed,
+                  absl::StrCat("task ", t, ": ", tensors.status().message()));
   }
   if (!std::isfinite(gradient.query_loss()) ||
       (classification_ && !std::isfinite(gradient.query_accuracy()))) {
-    return Requeue(round, a.id, absl::StrCat("task ", t, ": non-finite query metrics"));
+    return Reject(round, a.id, RejectReason::kNonFinite,
+                  absl::StrCat("task ", t, ": non-finite query metrics"));
   }
   round.gradients[t] = std::move(tensors).value();
   round.loss[t] = gradient.query_loss();
@@ -371,6 +394,9 @@ void WorkerPoolSource::HandleGradient(Round& round, const std::string& worker_id
   round.completed[t] = 1;
   --round.remaining;
   a.current_task = -1;
+  if (hooks_.job_metrics) hooks_.job_metrics->AddTasksCompleted(1);
+  // The round may end with this gradient, before the assignment's AssignmentDone arrives.
+  if (++a.tasks_done == a.end - a.begin) RecordCompletion(round, a);
 }
 
 void WorkerPoolSource::HandleDone(Round& round, const std::string& worker_id,
@@ -379,13 +405,14 @@ void WorkerPoolSource::HandleDone(Round& round, const std::string& worker_id,
   if (owned == nullptr) return;
   InFlight& a = *owned;
   if (!done.error().empty()) {
-    return Requeue(round, a.id, absl::StrCat(worker_id, ": ", done.error()));
+    return Reject(round, a.id, RejectReason::kWorkerError,
+                  absl::StrCat(worker_id, ": ", done.error()));
   }
   if (round.train) {
     for (int64_t t = a.begin; t < a.end; ++t) {
       if (!round.completed[t]) {
-        return Requeue(round, a.id,
-                       absl::StrCat("assignment done without a gradient for task ", t));
+        return Reject(round, a.id, RejectReason::kMalformed,
+                      absl::StrCat("assignment done without a gradient for task ", t));
       }
     }
   } else {
@@ -393,18 +420,23 @@ void WorkerPoolSource::HandleDone(Round& round, const std::string& worker_id,
     for (const auto& m : done.metrics()) {
       const int64_t t = m.task_index();
       if (t < a.begin || t >= a.end || by_task[t - a.begin] != nullptr) {
-        return Requeue(round, a.id, absl::StrCat("metrics for unexpected task ", t));
+        return Reject(round, a.id, RejectReason::kMalformed,
+                      absl::StrCat("metrics for unexpected task ", t));
       }
       bool finite = std::isfinite(m.loss_before()) && std::isfinite(m.loss_after());
       if (classification_) {
         finite = finite && std::isfinite(m.accuracy_before()) && std::isfinite(m.accuracy_after());
       }
-      if (!finite) return Requeue(round, a.id, absl::StrCat("task ", t, ": non-finite metrics"));
+      if (!finite) {
+        return Reject(round, a.id, RejectReason::kNonFinite,
+                      absl::StrCat("task ", t, ": non-finite metrics"));
+      }
       by_task[t - a.begin] = &m;
     }
     for (int64_t t = a.begin; t < a.end; ++t) {
       if (by_task[t - a.begin] == nullptr) {
-        return Requeue(round, a.id, absl::StrCat("no metrics for task ", t));
+        return Reject(round, a.id, RejectReason::kMalformed,
+                      absl::StrCat("no metrics for task ", t));
       }
     }
     for (int64_t t = a.begin; t < a.end; ++t) {
@@ -413,15 +445,33 @@ void WorkerPoolSource::HandleDone(Round& round, const std::string& worker_id,
       --round.remaining;
     }
   }
+  if (!round.train) RecordCompletion(round, a);
   in_flight_.erase(a.id);  // destroys `a`
   ReleaseWorker(worker_id);
 }
 
-void WorkerPoolSource::Requeue(Round& round, int64_t assignment_id, const std::string& rejection) {
+void WorkerPoolSource::RecordCompletion(Round& round, const InFlight& a) {
+  const absl::Time now = clock_.Now();
+  const int64_t tasks = a.end - a.begin;
+  if (hooks_.metrics) hooks_.metrics->WorkerTaskLatency(a.worker_name, now - a.sent_at, tasks);
+  if (round.train) {
+    round.timings.worker_finish[a.worker_name] = now - round.start;
+  } else if (hooks_.job_metrics) {
+    hooks_.job_metrics->AddTasksCompleted(tasks);  // training counts each task as it arrives
+  }
+}
+
+void WorkerPoolSource::Reject(Round& round, int64_t assignment_id, RejectReason reason,
+                              const std::string& message) {
+  if (hooks_.metrics) hooks_.metrics->ResultRejected(reason);
+  Requeue(round, assignment_id, ReassignReason::kRejected, message);
+}
+
+void WorkerPoolSource::Requeue(Round& round, int64_t assignment_id, ReassignReason why,
+                               const std::string& rejection) {
   auto it = in_flight_.find(assignment_id);
   if (it == in_flight_.end()) return;
   const InFlight& a = *it->second;
-  if (!rejection.empty() && hooks_.counters) ++hooks_.counters->rejected_results;
   int64_t run_begin = -1;
   std::vector<std::pair<int64_t, int64_t>> runs;
   for (int64_t t = a.begin; t <= a.end; ++t) {
@@ -432,7 +482,7 @@ void WorkerPoolSource::Requeue(Round& round, int64_t assignment_id, const std::s
       run_begin = -1;
     }
     if (!open) continue;
-    if (hooks_.counters) ++hooks_.counters->reassigned_tasks;
+    if (hooks_.metrics) hooks_.metrics->TasksReassigned(why, 1);
     if (!rejection.empty() && ++round.attempts[t] >= options_.max_task_attempts &&
         round.failure.ok()) {
       round.failure = absl::FailedPreconditionError(
@@ -441,6 +491,13 @@ void WorkerPoolSource::Requeue(Round& round, int64_t assignment_id, const std::s
     }
   }
   for (auto r = runs.rbegin(); r != runs.rend(); ++r) round.pending.push_front(*r);
+  int64_t requeued = 0;
+  for (const auto& [begin, end] : runs) requeued += end - begin;
+  if (requeued > 0 || !rejection.empty()) {
+    LogLine(absl::StrCat("job ", job_id_, ": ", requeued, " task(s) of worker ", a.worker_id, " (",
+                         a.worker_name, ") go to other workers: ", ReasonLabel(why),
+                         rejection.empty() ? "" : ": ", rejection));
+  }
   const std::string worker_id = a.worker_id;
   in_flight_.erase(it);
   ReleaseWorker(worker_id);
@@ -468,7 +525,7 @@ void WorkerPoolSource::HandleWorkerChanges(Round& round) {
   for (const auto& [id, a] : in_flight_) {
     if (!live.count(a->worker_id)) orphaned.push_back(id);
   }
-  for (int64_t id : orphaned) Requeue(round, id, "");
+  for (int64_t id : orphaned) Requeue(round, id, ReassignReason::kWorkerLost);
   const size_t before = participants_.size();
   participants_.erase(std::remove_if(participants_.begin(), participants_.end(),
                                      [&](const Participant& p) { return !live.count(p.info.id); }),
@@ -483,7 +540,7 @@ void WorkerPoolSource::CheckDeadlines(Round& round) {
     if (a->deadline <= now) late.emplace_back(id, a->worker_id);
   }
   for (const auto& [id, late_worker] : late) {
-    Requeue(round, id, "");
+    Requeue(round, id, ReassignReason::kDeadline);
     // A worker that misses its deadline is presumed hung: it sits out the rest of the round.
     // (A named copy: clang 14 cannot capture a structured binding in a C++17 lambda.)
     const std::string worker_id = late_worker;

@@ -20,7 +20,6 @@
 // RPC threads call PostMessage, WorkersChanged, Cancel and Stop, which only touch the inbox
 // and never block on the loop.
 
-#include <atomic>
 #include <cstdint>
 #include <deque>
 #include <functional>
@@ -37,23 +36,11 @@
 #include "common/meta/trainer.h"
 #include "common/rpc/tensor_codec.h"
 #include "common/time/clock.h"
+#include "coordinator/coordinator_metrics.h"
 #include "coordinator/worker_registry.h"
 #include "metatrain/v1/worker_service.pb.h"
 
 namespace metatrain::coordinator {
-
-// Process-wide counters, for tests and monitoring. Thread-safe.
-struct CoordinatorCounters {
-  // Worker results refused: malformed chunks, wrong shapes, non-finite values, a worker
-  // answering for another's assignment, incomplete assignments, worker-reported errors.
-  std::atomic<int64_t> rejected_results{0};
-  // Messages for assignments no longer in flight (an earlier step, a reassigned or
-  // cancelled assignment): dropped.
-  std::atomic<int64_t> stale_messages{0};
-  // Tasks handed to another worker after a loss, timeout or rejection.
-  std::atomic<int64_t> reassigned_tasks{0};
-  std::atomic<int64_t> assignments_sent{0};
-};
 
 struct WorkerPoolOptions {
   absl::Duration assignment_timeout = absl::Minutes(10);
@@ -72,7 +59,9 @@ class WorkerPoolSource final : public meta::GradientSource {
     std::function<int64_t()> next_assignment_id;
     // The number of workers taking part in the job changed.
     std::function<void(int32_t workers)> workers_changed;
-    CoordinatorCounters* counters = nullptr;
+    // Service-wide and this job's series; either may be null (no recording).
+    CoordinatorMetrics* metrics = nullptr;
+    JobMetrics* job_metrics = nullptr;
   };
 
   // `job` must outlive the source.
@@ -86,6 +75,9 @@ class WorkerPoolSource final : public meta::GradientSource {
                                                       const meta::TensorList& params) override;
   absl::StatusOr<meta::EvaluationSummary> Evaluate(const meta::EvaluationRequest& request,
                                                    const meta::TensorList& params) override;
+
+  // How the last ComputeTraining round spent its time. Loop thread only.
+  const RoundTimings& last_training_timings() const { return last_training_timings_; }
 
   // Thread-safe; never block on the loop.
   void PostMessage(const std::string& worker_id, v1::WorkerMessage message)
@@ -119,7 +111,13 @@ class WorkerPoolSource final : public meta::GradientSource {
   void HandleDone(Round& round, const std::string& worker_id, const v1::AssignmentDone& done);
   // Drops an in-flight assignment: its unfinished tasks go back to the pending queue.
   // `rejection`: non-empty when the worker's result was refused (counts an attempt).
-  void Requeue(Round& round, int64_t assignment_id, const std::string& rejection);
+  void Requeue(Round& round, int64_t assignment_id, ReassignReason why,
+               const std::string& rejection = "");
+  // Every task of `a` is in: its latency, (evaluation) its tasks, (training) the worker's
+  // finish.
+  void RecordCompletion(Round& round, const InFlight& a);
+  // Refuses the worker's result for `assignment_id` and requeues its open tasks.
+  void Reject(Round& round, int64_t assignment_id, RejectReason reason, const std::string& message);
   // The in-flight assignment `assignment_id` if `worker_id` holds it; otherwise counts the
   // message as stale (no such assignment) or rejected (someone else's) and returns null.
   InFlight* OwnedAssignment(int64_t assignment_id, const std::string& worker_id);
@@ -141,6 +139,7 @@ class WorkerPoolSource final : public meta::GradientSource {
   std::map<std::string, SessionState> sessions_;
   std::map<int64_t, std::unique_ptr<InFlight>> in_flight_;
   int64_t encoded_version_ = -1;
+  RoundTimings last_training_timings_;
   std::vector<v1::TensorChunk> encoded_params_;
 
   // The inbox, shared with the RPC threads.

@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "absl/strings/strip.h"
+#include "absl/time/clock.h"
 #include "common/meta/params.h"
 #include "common/status/status_macros.h"
 #include "common/status/torch_status.h"
@@ -87,6 +88,7 @@ absl::Status InnerLoopRunner::HandleJobSetup(const v1::JobSetup& setup) {
   Job& job = jobs_[job_id];
   job.last_used = ++clock_;
   if (job.spec_bytes == spec_bytes && job.context != nullptr) {
+    if (options_.metrics) options_.metrics->DatasetReused();
     return absl::OkStatus();  // same job again (e.g. after a reconnection): keep the data
   }
   // A new job, a reused id with another spec, or a setup that failed before (the data may
@@ -98,8 +100,10 @@ absl::Status InnerLoopRunner::HandleJobSetup(const v1::JobSetup& setup) {
 
   v1::JobSpec spec = setup.spec();
   if (!options_.data_dir.empty()) spec.mutable_tasks()->set_data_dir(options_.data_dir);
+  const absl::Time load_start = absl::Now();
   auto context =
       Flatten(CatchTorch("building the job", [&] { return meta::MakeJobContext(spec); }));
+  if (options_.metrics) options_.metrics->DatasetLoaded(absl::Now() - load_start);
   if (!context.ok()) {
     job.setup_error =
         absl::Status(context.status().code(),
@@ -186,8 +190,13 @@ void InnerLoopRunner::HandleAssignment(const v1::Assignment& assignment, const E
     done.set_error(status.ToString());
   }
   done.set_assignment_id(assignment.assignment_id());
-  done.set_compute_seconds(
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+  const std::chrono::duration<double> compute = std::chrono::steady_clock::now() - start;
+  done.set_compute_seconds(compute.count());
+  if (options_.metrics) {
+    options_.metrics->AssignmentComputed(assignment.job_id(),
+                                         status.ok() ? assignment.task_indices_size() : 0,
+                                         absl::Seconds(compute.count()));
+  }
   v1::WorkerMessage message;
   *message.mutable_done() = std::move(done);
   emit(std::move(message));

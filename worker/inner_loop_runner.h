@@ -28,6 +28,7 @@
 #include "common/meta/trainer.h"
 #include "common/rpc/tensor_codec.h"
 #include "metatrain/v1/worker_service.pb.h"
+#include "worker/worker_metrics.h"
 
 namespace metatrain::worker {
 
@@ -40,6 +41,8 @@ struct RunnerOptions {
   int max_cached_jobs = 4;
   // Size of the pieces gradients are cut into (tests use small ones to exercise chunking).
   int64_t max_chunk_bytes = rpc::kDefaultMaxChunkBytes;
+  // Where job setups and assignments are recorded; optional, must outlive the runner.
+  WorkerMetrics* metrics = nullptr;
 };
 
 // Parses "cpu" / "cuda" / "cuda:N". INVALID_ARGUMENT for anything else; FAILED_PRECONDITION

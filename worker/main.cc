@@ -2,6 +2,7 @@
 //
 //   metatrain-worker [--coordinator host:port] [--device cpu|cuda:N] [--threads N]
 //                    [--capacity N] [--data_dir DIR] [--name NAME] [--log_assignments]
+//                    [--metrics_listen HOST:PORT]
 //
 // The coordinator address falls back to $METATRAIN_COORDINATOR, then 127.0.0.1:50051.
 // Runs until the coordinator sends Shutdown or the process gets SIGINT/SIGTERM (a second
@@ -13,13 +14,16 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <memory>
 #include <string>
 #include <thread>
 
 #include "absl/flags/flag.h"
 #include "absl/strings/str_cat.h"
 #include "common/cli/flags.h"
+#include "common/logging/log.h"
 #include "common/meta/runtime.h"
+#include "common/metrics/metrics_server.h"
 #include "common/process/shutdown_signals.h"
 #include "worker/inner_loop_runner.h"
 #include "worker/rpc/session_client.h"
@@ -33,6 +37,9 @@ ABSL_FLAG(std::string, data_dir, "",
           "the job's");
 ABSL_FLAG(std::string, name, "", "name shown by the coordinator; empty: hostname:pid");
 ABSL_FLAG(bool, log_assignments, false, "log every assignment's compute time to stderr");
+ABSL_FLAG(
+    std::string, metrics_listen, "",
+    "host:port for Prometheus metrics at /metrics (port 0: a free port, logged); empty: none");
 
 namespace {
 
@@ -42,6 +49,7 @@ metatrain::cli::Program WorkerProgram() {
   program.usage =
       "usage: metatrain-worker [--coordinator HOST:PORT] [--device cpu|cuda:N] [--threads N]\n"
       "                        [--capacity N] [--data_dir DIR] [--name NAME] [--log_assignments]\n"
+      "                        [--metrics_listen HOST:PORT]\n"
       "Computes inner loops for a metatrain coordinator. Runs until the coordinator sends\n"
       "Shutdown or the process gets SIGINT/SIGTERM (a second signal exits at once); an\n"
       "unreachable coordinator is retried with backoff.";
@@ -105,28 +113,45 @@ int main(int argc, char** argv) {
     return 1;
   }
 
+  metatrain::SetLogProgram(absl::StrCat("metatrain-worker ", session.name));
+  metatrain::worker::WorkerMetrics metrics(session.device);
+  std::unique_ptr<metatrain::metrics::MetricsServer> metrics_server;
+  if (const std::string listen = absl::GetFlag(FLAGS_metrics_listen); !listen.empty()) {
+    auto started = metatrain::metrics::MetricsServer::Start(listen, {metrics.registry()});
+    if (!started.ok()) {
+      if (absl::IsInvalidArgument(started.status())) {
+        return usage_error(std::string(started.status().message()));
+      }
+      std::fprintf(stderr, "metatrain-worker: %s\n",
+                   std::string(started.status().message()).c_str());
+      return 1;
+    }
+    metrics_server = std::move(started).value();
+    metatrain::LogLine(absl::StrCat("metrics on ", metrics_server->url()));
+  }
+  runner_options.metrics = &metrics;
+  session.metrics = &metrics;
+
   metatrain::meta::ConfigureRuntime(session.threads);
   InnerLoopRunner runner(runner_options);
   SessionClient client(session, &runner);
 
   std::thread signal_thread([&] {
     int sig = metatrain::WaitForShutdownSignal();
-    std::fprintf(stderr, "metatrain-worker %s: %s received, leaving\n", session.name.c_str(),
-                 sig == SIGINT ? "SIGINT" : "SIGTERM");
+    metatrain::LogLine(absl::StrCat(sig == SIGINT ? "SIGINT" : "SIGTERM", " received, leaving"));
     client.Stop();
     sig = metatrain::WaitForShutdownSignal();
     std::_Exit(128 + sig);  // a second signal: do not wait for the current assignment
   });
   signal_thread.detach();
 
-  std::fprintf(stderr,
-               "metatrain-worker %s: device %s, %d thread(s), capacity %d, coordinator %s\n",
-               session.name.c_str(), session.device.c_str(), session.threads, session.capacity,
-               session.coordinator.c_str());
+  metatrain::LogLine(absl::StrCat("device ", session.device, ", ", session.threads,
+                                  " thread(s), capacity ", session.capacity, ", coordinator ",
+                                  session.coordinator));
   absl::Status status = client.Run();
   // Stopped by a signal or told to shut down: both are a clean exit.
   (void)status;
-  std::fflush(stderr);
+  metatrain::FlushLog();
   // Skip static destructors: the detached signal thread still references locals.
   std::_Exit(0);
 }

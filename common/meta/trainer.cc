@@ -74,19 +74,29 @@ double SelectionScore(const v1::JobSpec& spec, const EvaluationSummary& validati
                                              : validation.loss_after.mean;
 }
 
-absl::StatusOr<double> ApplyMetaUpdate(const v1::JobSpec& spec, const std::vector<ParamSpec>& specs,
-                                       std::vector<TensorList> task_gradients,
-                                       OuterOptimizer& optimizer, TensorList& meta_params) {
+absl::StatusOr<TensorList> AggregateTaskGradients(const std::vector<ParamSpec>& specs,
+                                                  std::vector<TensorList> task_gradients) {
   TaskOrderAggregator aggregator(specs, static_cast<int64_t>(task_gradients.size()));
   for (size_t t = 0; t < task_gradients.size(); ++t) {
     RETURN_IF_ERROR(aggregator.Add(static_cast<int64_t>(t), std::move(task_gradients[t])));
   }
-  ASSIGN_OR_RETURN(TensorList mean, aggregator.Mean());
+  return aggregator.Mean();
+}
+
+absl::StatusOr<double> ClipAndStep(const v1::JobSpec& spec, TensorList mean,
+                                   OuterOptimizer& optimizer, TensorList& meta_params) {
   return CatchTorch("outer update", [&] {
     const double norm = ClipGradNorm(mean, spec.outer().clip_grad_norm());
     optimizer.Step(meta_params, mean);
     return norm;
   });
+}
+
+absl::StatusOr<double> ApplyMetaUpdate(const v1::JobSpec& spec, const std::vector<ParamSpec>& specs,
+                                       std::vector<TensorList> task_gradients,
+                                       OuterOptimizer& optimizer, TensorList& meta_params) {
+  ASSIGN_OR_RETURN(TensorList mean, AggregateTaskGradients(specs, std::move(task_gradients)));
+  return ClipAndStep(spec, std::move(mean), optimizer, meta_params);
 }
 
 absl::StatusOr<EvaluationSummary> MetaValidate(const JobContext& job, const TensorList& meta_params,

@@ -11,6 +11,7 @@
 #include <optional>
 
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "common/meta/evaluation.h"
 #include "common/meta/learner.h"
 #include "common/meta/optimizer.h"
@@ -27,6 +28,15 @@ struct StepReport {
   std::optional<EvaluationSummary> validation;  // set on validation steps
   bool new_best = false;       // this step's validation is the best so far (select_best_by)
   bool stopped_early = false;  // early stopping ends the run after this step
+  // Where the step's time went, by the loop's clock. How the source spent the training
+  // round (dispatch, waiting, decoding) is the source's to tell.
+  struct Timings {
+    absl::Duration training_round;  // GradientSource::ComputeTraining
+    absl::Duration aggregate;       // task-order mean and clipping
+    absl::Duration optimizer;       // the outer update
+    absl::Duration validation;      // GradientSource::Evaluate, on validation steps
+  } timings;
+  int64_t tasks = 0;  // training tasks of the step
 };
 
 struct TrainingResult {
@@ -69,6 +79,12 @@ double SelectionScore(const v1::JobSpec& spec, const EvaluationSummary& validati
 absl::StatusOr<double> ApplyMetaUpdate(const v1::JobSpec& spec, const std::vector<ParamSpec>& specs,
                                        std::vector<TensorList> task_gradients,
                                        OuterOptimizer& optimizer, TensorList& meta_params);
+// ApplyMetaUpdate's two halves, for a caller that times them: the task-order mean, then
+// clipping and the optimizer step (returns the pre-clipping norm).
+absl::StatusOr<TensorList> AggregateTaskGradients(const std::vector<ParamSpec>& specs,
+                                                  std::vector<TensorList> task_gradients);
+absl::StatusOr<double> ClipAndStep(const v1::JobSpec& spec, TensorList mean,
+                                   OuterOptimizer& optimizer, TensorList& meta_params);
 
 // Meta-validation after 1-based step `step`: spec.validation_tasks() tasks of the
 // validation split, round `step`, adapted with inner.test_steps.

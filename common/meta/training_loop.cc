@@ -115,13 +115,21 @@ absl::Status Loop::Step(int64_t step) {
   report.lr = optimizer_->lr();
 
   ASSIGN_OR_RETURN(TrainingRound round, source_.ComputeTraining(step, state_.params));
+  const absl::Time computed = clock_.Now();
   const int64_t tasks = static_cast<int64_t>(round.task_gradients.size());
-  auto update =
-      ApplyMetaUpdate(spec_, specs_, std::move(round.task_gradients), *optimizer_, state_.params);
-  if (!update.ok()) {
-    return absl::Status(update.status().code(),
-                        absl::StrCat("step ", step + 1, ": ", update.status().message()));
-  }
+  auto step_error = [&](const absl::Status& status) {
+    return absl::Status(status.code(), absl::StrCat("step ", step + 1, ": ", status.message()));
+  };
+  auto mean = AggregateTaskGradients(specs_, std::move(round.task_gradients));
+  if (!mean.ok()) return step_error(mean.status());
+  const absl::Time aggregated = clock_.Now();
+  auto update = ClipAndStep(spec_, std::move(mean).value(), *optimizer_, state_.params);
+  if (!update.ok()) return step_error(update.status());
+  const absl::Time updated = clock_.Now();
+  report.tasks = tasks;
+  report.timings.training_round = computed - start;
+  report.timings.aggregate = aggregated - computed;
+  report.timings.optimizer = updated - aggregated;
   RETURN_IF_ERROR(CatchTorch("training metrics", [&] {
     report.train_loss = MeanInDtype(round.query_loss, job_.dtype);
     if (!round.query_accuracy.empty()) {
@@ -140,7 +148,9 @@ absl::Status Loop::Step(int64_t step) {
     request.num_tasks = spec_.validation_tasks();
     request.steps = spec_.inner().test_steps();
     request.version = step + 1;
+    const absl::Time validation_start = clock_.Now();
     ASSIGN_OR_RETURN(EvaluationSummary summary, source_.Evaluate(request, state_.params));
+    report.timings.validation = clock_.Now() - validation_start;
     if (spec_.outer().schedule() == "plateau") {
       optimizer_->set_lr(schedules_.plateau.Observe(summary.loss_after.mean, optimizer_->lr()));
     }

@@ -17,7 +17,8 @@ class SessionReactor;
 // the reactor detaches itself in OnDone and later sends fail.
 class SessionOutbox final : public WorkerConnection {
  public:
-  explicit SessionOutbox(SessionReactor* reactor) : reactor_(reactor) {}
+  SessionOutbox(SessionReactor* reactor, Coordinator* coordinator)
+      : coordinator_(coordinator), reactor_(reactor) {}
   bool Send(v1::CoordinatorMessage message) override ABSL_LOCKS_EXCLUDED(mu_);
 
   // Reactor side.
@@ -29,6 +30,7 @@ class SessionOutbox final : public WorkerConnection {
   void Detach() ABSL_LOCKS_EXCLUDED(mu_);
 
  private:
+  Coordinator* const coordinator_;
   absl::Mutex mu_;
   SessionReactor* reactor_ ABSL_GUARDED_BY(mu_);  // null once detached
   // The front is being written.
@@ -42,12 +44,13 @@ class SessionReactor final
     : public grpc::ServerBidiReactor<v1::WorkerMessage, v1::CoordinatorMessage> {
  public:
   explicit SessionReactor(Coordinator* coordinator)
-      : coordinator_(coordinator), outbox_(std::make_shared<SessionOutbox>(this)) {
+      : coordinator_(coordinator), outbox_(std::make_shared<SessionOutbox>(this, coordinator)) {
     StartRead(&incoming_);
   }
 
   void OnReadDone(bool ok) override ABSL_LOCKS_EXCLUDED(leave_mu_) {
     if (!ok) return EndSession(grpc::Status::OK);
+    coordinator_->CountSessionBytes(static_cast<int64_t>(incoming_.ByteSizeLong()), 0);
     std::string worker_id;
     {
       // OnCancel may run concurrently: a worker is registered only if it has not left.
@@ -136,6 +139,7 @@ class SessionReactor final
 bool SessionOutbox::Send(v1::CoordinatorMessage message) {
   SessionReactor* reactor = nullptr;
   const v1::CoordinatorMessage* first = nullptr;
+  const auto bytes = static_cast<int64_t>(message.ByteSizeLong());
   {
     absl::MutexLock lock(&mu_);
     if (closed_ || reactor_ == nullptr) return false;
@@ -146,6 +150,7 @@ bool SessionOutbox::Send(v1::CoordinatorMessage message) {
       first = &queue_.front();
     }
   }
+  coordinator_->CountSessionBytes(0, bytes);
   // While writing_ is set the stream cannot be finished, so the reactor is alive here.
   if (reactor) reactor->Write(first);
   return true;

@@ -111,7 +111,7 @@ TEST_P(BadResultTest, IsRejectedAndNeverApplied) {
   auto v0 = (*w)->ParamsOf(*id, 0, specs, context.dtype);
   ASSERT_TRUE(v0.ok()) << v0.status();
 
-  const auto& counters = (*h)->coordinator().counters();
+  const auto& counters = (*h)->coordinator().metrics();
   const int64_t id_a = a->assignment_id();
   meta::TensorList bad = Filled(context, 1.0);
   switch (fault) {
@@ -170,7 +170,7 @@ TEST_P(BadResultTest, IsRejectedAndNeverApplied) {
   auto b = (*w)->NextAssignment();
   ASSERT_TRUE(b.has_value());
   ASSERT_EQ(b->version(), 1);
-  const int64_t stale_before = counters.stale_messages;
+  const int64_t stale_before = counters.stale_messages();
   ASSERT_TRUE((*w)->SendGradient(step0.assignment_id(), 0, Filled(context, -500.0), 0.5));
   ASSERT_TRUE((*w)->SendDone(step0.assignment_id()));
   AnswerTraining(**w, context, *b);
@@ -190,11 +190,11 @@ TEST_P(BadResultTest, IsRejectedAndNeverApplied) {
   const meta::TensorList expected1 = SgdStep(*v0, 1.5, 0.1);
   ExpectBitIdentical(expected1, *v1_params);
   ExpectBitIdentical(SgdStep(expected1, 1.5, 0.1), *v2_params);
-  EXPECT_GE(counters.stale_messages - stale_before, 2);
+  EXPECT_GE(counters.stale_messages() - stale_before, 2);
   if (fault != Fault::kNone) {
-    EXPECT_GE(counters.rejected_results, 1);
+    EXPECT_GE(counters.rejected_results(), 1);
   } else {
-    EXPECT_EQ(counters.rejected_results, 0);
+    EXPECT_EQ(counters.rejected_results(), 0);
   }
   EXPECT_EQ(status.test().loss_after().mean(), 1.0);
   EXPECT_EQ(status.test().loss_after().n(), 2);
@@ -316,7 +316,7 @@ TEST(WorkerProtocolTest, LostWorkerTasksAreRecomputedElsewhereWithTheSameResult)
   auto bytes = (*h)->Fetch(*id, "final");
   ASSERT_TRUE(bytes.ok());
   ExpectBitIdentical(expected->final_params, ParamsFromCheckpoint(context, *bytes));
-  EXPECT_GE((*h)->coordinator().counters().reassigned_tasks, 1);
+  EXPECT_GE((*h)->coordinator().metrics().reassigned_tasks(), 1);
   EXPECT_EQ((*h)->coordinator().num_workers(), 1);
 }
 
@@ -345,7 +345,7 @@ TEST(WorkerProtocolTest, FailingWorkerSitsOutAndOthersFinishTheJobExactly) {
   answer.join();
   ASSERT_EQ(status.state(), v1::SUCCEEDED) << status.error();
   EXPECT_GE(failures, 1);
-  EXPECT_EQ((*h)->coordinator().counters().rejected_results, failures);
+  EXPECT_EQ((*h)->coordinator().metrics().rejected_results(), failures);
   auto bytes = (*h)->coordinator().FetchCheckpoint(*id, "final");
   ASSERT_TRUE(bytes.ok());
   ExpectBitIdentical(expected->final_params, ParamsFromCheckpoint(context, bytes->bytes));
@@ -355,13 +355,13 @@ TEST(WorkerProtocolTest, FailingWorkerSitsOutAndOthersFinishTheJobExactly) {
 // this call: a Done for an assignment that never existed is counted stale when the runner
 // reaches it, and a session's messages reach the runner in order.
 void DrainRunnerInbox(CoordinatorHarness& h, ScriptedWorker& w, int64_t unknown_assignment) {
-  const int64_t before = h.coordinator().counters().stale_messages;
+  const int64_t before = h.coordinator().metrics().stale_messages();
   ASSERT_TRUE(w.SendDone(unknown_assignment));
   const absl::Time give_up = absl::Now() + absl::Seconds(60);
-  while (h.coordinator().counters().stale_messages == before && absl::Now() < give_up) {
+  while (h.coordinator().metrics().stale_messages() == before && absl::Now() < give_up) {
     std::this_thread::yield();
   }
-  ASSERT_GT(h.coordinator().counters().stale_messages, before) << "runner never drained";
+  ASSERT_GT(h.coordinator().metrics().stale_messages(), before) << "runner never drained";
 }
 
 TEST(WorkerProtocolTest, SilentWorkerLosesItsTasksWhenItsDeadlinePassesAndNotBefore) {
@@ -390,13 +390,13 @@ TEST(WorkerProtocolTest, SilentWorkerLosesItsTasksWhenItsDeadlinePassesAndNotBef
   AnswerTraining(**helper, context, *answered);
   const int64_t probe = answered->assignment_id() + 1000;
   DrainRunnerInbox(**h, **helper, probe);
-  const auto& counters = (*h)->coordinator().counters();
-  EXPECT_EQ(counters.reassigned_tasks, 0);
+  const auto& counters = (*h)->coordinator().metrics();
+  EXPECT_EQ(counters.reassigned_tasks(), 0);
 
   // One second short of the deadline: the runner wakes (the probe) and keeps waiting.
   clock.Advance(absl::Seconds(29));
   DrainRunnerInbox(**h, **helper, probe);
-  EXPECT_EQ(counters.reassigned_tasks, 0);
+  EXPECT_EQ(counters.reassigned_tasks(), 0);
 
   // Past it: task 0 goes to the helper, and the silent worker sits out the round.
   clock.Advance(absl::Seconds(2));
@@ -404,7 +404,7 @@ TEST(WorkerProtocolTest, SilentWorkerLosesItsTasksWhenItsDeadlinePassesAndNotBef
   ASSERT_TRUE(retry.has_value());
   EXPECT_EQ(retry->version(), 0);
   EXPECT_THAT(retry->task_indices(), ::testing::ElementsAre(0));
-  EXPECT_EQ(counters.reassigned_tasks, 1);
+  EXPECT_EQ(counters.reassigned_tasks(), 1);
   // The silent worker wakes up too late: its answer is stale and never applied.
   ASSERT_TRUE((*silent)->SendGradient(hung->assignment_id(), 0, Filled(context, 1000.0), 0.5));
   ASSERT_TRUE((*silent)->SendDone(hung->assignment_id()));
@@ -418,8 +418,8 @@ TEST(WorkerProtocolTest, SilentWorkerLosesItsTasksWhenItsDeadlinePassesAndNotBef
   }
   const v1::JobStatus status = (*h)->WatchToEnd(*id)->back().status();
   ASSERT_EQ(status.state(), v1::SUCCEEDED) << status.error();
-  EXPECT_GE(counters.stale_messages, 3);
-  EXPECT_EQ(counters.rejected_results, 0);
+  EXPECT_GE(counters.stale_messages(), 3);
+  EXPECT_EQ(counters.rejected_results(), 0);
   auto init = meta::InitialMetaParams(context);
   ASSERT_TRUE(init.ok());
   auto bytes = (*h)->Fetch(*id, "final");

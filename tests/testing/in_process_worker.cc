@@ -23,12 +23,13 @@ std::vector<double> ToDoubles(const at::Tensor& t) {
 
 }  // namespace
 
-InProcessWorker::InProcessWorker(const std::string& address, int capacity) {
+InProcessWorker::InProcessWorker(const std::string& address, int capacity, std::string name)
+    : name_(std::move(name)) {
   channel_ = grpc::CreateChannel(address, grpc::InsecureChannelCredentials());
   stub_ = v1::WorkerService::NewStub(channel_);
   stream_ = stub_->Session(&context_);
   v1::WorkerMessage hello;
-  hello.mutable_hello()->set_name("in-process");
+  hello.mutable_hello()->set_name(name_);
   hello.mutable_hello()->set_device("cpu");
   hello.mutable_hello()->set_capacity(capacity);
   hello.mutable_hello()->set_threads(1);

@@ -26,7 +26,7 @@ class InProcessWorker {
  public:
   // Connects to `address` and serves assignments until Stop(), a Shutdown message or the
   // end of the stream. `capacity`: tasks per assignment it announces.
-  InProcessWorker(const std::string& address, int capacity = 1000);
+  InProcessWorker(const std::string& address, int capacity = 1000, std::string name = "in-process");
   // Stop().
   ~InProcessWorker();
 
@@ -50,6 +50,7 @@ class InProcessWorker {
   absl::Status Serve(const v1::CoordinatorMessage& message);
   absl::Status Compute(const v1::Assignment& assignment);
 
+  const std::string name_;
   grpc::ClientContext context_;
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<v1::WorkerService::Stub> stub_;

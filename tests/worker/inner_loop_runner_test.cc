@@ -10,6 +10,7 @@
 #include "common/meta/job_spec.h"
 #include "common/meta/trainer.h"
 #include "common/rpc/tensor_codec.h"
+#include "tests/testing/metric_values.h"
 
 namespace metatrain::worker {
 namespace {
@@ -223,6 +224,31 @@ TEST_F(RunnerTest, ErrorsAreAnsweredNotThrown) {
   Reply fine = Run(runner, Training("job-1", 0, {0}));
   ASSERT_EQ(fine.done.size(), 1u);
   EXPECT_THAT(fine.done[0].error(), IsEmpty());
+}
+
+TEST_F(RunnerTest, MetricsCountSetupsTasksAndTheCurrentJob) {
+  WorkerMetrics metrics("cpu");
+  RunnerOptions options;
+  options.metrics = &metrics;
+  InnerLoopRunner runner(options);
+  Setup(runner, "job-1", 0);
+  Setup(runner, "job-1", 1);  // the same spec again: served by the loaded job
+  ASSERT_THAT(Run(runner, Training("job-1", 0, {0, 1, 2})).done[0].error(), IsEmpty());
+  ASSERT_THAT(Run(runner, Training("job-1", 9, {3})).done[0].error(), HasSubstr("version 9"));
+  Setup(runner, "job-2", 0);
+  ASSERT_THAT(Run(runner, Training("job-2", 0, {0})).done[0].error(), IsEmpty());
+
+  const auto families = metrics.registry()->Collect();
+  using metatrain::testing::MetricValue;
+  using metatrain::testing::SeriesCount;
+  EXPECT_EQ(metrics.tasks_computed(), 4);  // the failed assignment computed nothing
+  EXPECT_EQ(MetricValue(families, "metatrain_worker_inner_loop_seconds"), 3);
+  EXPECT_EQ(MetricValue(families, "metatrain_worker_dataset_cache_misses_total"), 2);
+  EXPECT_EQ(MetricValue(families, "metatrain_worker_dataset_cache_hits_total"), 1);
+  EXPECT_EQ(MetricValue(families, "metatrain_worker_dataset_load_seconds"), 2);
+  EXPECT_EQ(MetricValue(families, "metatrain_worker_device", {{"device", "cpu"}}), 1);
+  EXPECT_EQ(SeriesCount(families, "metatrain_worker_current_job"), 1);
+  EXPECT_EQ(MetricValue(families, "metatrain_worker_current_job", {{"job_id", "job-2"}}), 1);
 }
 
 TEST_F(RunnerTest, JobWhoseDataCannotBeLoadedFailsItsAssignmentsWithTheCause) {

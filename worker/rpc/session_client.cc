@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/time.h"
+#include "common/logging/log.h"
 #include "common/meta/rng.h"
 #include "metatrain/v1/worker_service.grpc.pb.h"
 
@@ -40,12 +41,7 @@ SessionClient::SessionClient(SessionOptions options, InnerLoopRunner* runner)
     : options_(std::move(options)), runner_(runner), channel_(MakeChannel(options_.coordinator)) {}
 
 void SessionClient::Log(const std::string& line) const {
-  if (!options_.verbose) return;
-  std::time_t now = std::time(nullptr);
-  char stamp[32];
-  std::strftime(stamp, sizeof(stamp), "%H:%M:%S", std::localtime(&now));
-  std::fprintf(stderr, "%s metatrain-worker %s: %s\n", stamp, options_.name.c_str(), line.c_str());
-  std::fflush(stderr);
+  if (options_.verbose) LogLine(line);
 }
 
 void SessionClient::Stop() {
@@ -112,13 +108,25 @@ SessionClient::SessionEnd SessionClient::RunSession(bool& welcomed) {
 
   SessionEnd end = SessionEnd::kLost;
   bool write_failed = !stream->Write(hello_message);
+  if (options_.metrics) {
+    options_.metrics->BytesSent(static_cast<int64_t>(hello_message.ByteSizeLong()));
+  }
   runner_->ResetSession();
   v1::CoordinatorMessage message;
+  auto write = [&](const v1::WorkerMessage& out) {
+    if (write_failed) return;
+    if (options_.metrics) options_.metrics->BytesSent(static_cast<int64_t>(out.ByteSizeLong()));
+    if (!stream->Write(out)) write_failed = true;
+  };
   while (!write_failed && stream->Read(&message)) {
+    if (options_.metrics) {
+      options_.metrics->BytesReceived(static_cast<int64_t>(message.ByteSizeLong()));
+    }
     switch (message.kind_case()) {
       case v1::CoordinatorMessage::kWelcome:
         welcomed = true;
         sessions_.fetch_add(1);
+        if (options_.metrics) options_.metrics->SessionStarted();
         Log(absl::StrCat("connected to ", options_.coordinator, " as worker ",
                          message.welcome().worker_id()));
         break;
@@ -146,7 +154,7 @@ SessionClient::SessionEnd SessionClient::RunSession(bool& welcomed) {
                                   done.compute_seconds()));
             }
           }
-          if (!write_failed && !stream->Write(out)) write_failed = true;
+          write(out);
         });
         break;
       case v1::CoordinatorMessage::kShutdown:
@@ -164,6 +172,7 @@ SessionClient::SessionEnd SessionClient::RunSession(bool& welcomed) {
     context.TryCancel();  // the coordinator may keep its side open; we are done either way
   }
   grpc::Status status = stream->Finish();
+  if (welcomed && options_.metrics) options_.metrics->SessionEnded();
   {
     absl::MutexLock lock(&mu_);
     current_ = nullptr;

@@ -23,6 +23,7 @@
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
 #include "worker/inner_loop_runner.h"
+#include "worker/worker_metrics.h"
 
 namespace metatrain::worker {
 
@@ -39,6 +40,8 @@ struct SessionOptions {
   // Also one line per assignment: "assignment <id> job <job> version <v> tasks <n>
   // compute <seconds>" (bench/distributed_bench reads these).
   bool log_assignments = false;
+  // Where sessions and traffic are recorded; optional, must outlive the client.
+  WorkerMetrics* metrics = nullptr;
 };
 
 class SessionClient {

@@ -1,0 +1,92 @@
+// The /metrics endpoint, scraped over real HTTP on loopback.
+
+#include "common/metrics/metrics_server.h"
+
+#include <arpa/inet.h>
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "prometheus/counter.h"
+#include "prometheus/registry.h"
+
+namespace metatrain::metrics {
+namespace {
+
+using ::testing::HasSubstr;
+
+// GET http://127.0.0.1:port/path; the whole response, headers included.
+std::string HttpGet(int port, const std::string& path) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_port = htons(static_cast<uint16_t>(port));
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) != 0) {
+    ::close(fd);
+    return "";
+  }
+  const std::string request = absl::StrCat("GET ", path, " HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n");
+  if (::write(fd, request.data(), request.size()) != static_cast<ssize_t>(request.size())) {
+    ::close(fd);
+    return "";
+  }
+  std::string response;
+  char buffer[4096];
+  ssize_t n;
+  while ((n = ::read(fd, buffer, sizeof(buffer))) > 0) response.append(buffer, n);
+  ::close(fd);
+  return response;
+}
+
+TEST(MetricsServerTest, ServesRegisteredSeriesAndProcessSeriesOnAFreePort) {
+  auto registry = std::make_shared<prometheus::Registry>();
+  prometheus::BuildCounter()
+      .Name("metatrain_test_events_total")
+      .Help("Events of the test.")
+      .Register(*registry)
+      .Add({{"reason", "because"}})
+      .Increment(3);
+  auto server = MetricsServer::Start("127.0.0.1:0", {registry});
+  ASSERT_TRUE(server.ok()) << server.status();
+  ASSERT_GT((*server)->port(), 0);
+  EXPECT_EQ((*server)->url(), absl::StrCat("http://127.0.0.1:", (*server)->port(), "/metrics"));
+
+  const std::string response = HttpGet((*server)->port(), "/metrics");
+  EXPECT_THAT(response, HasSubstr("200 OK"));
+  EXPECT_THAT(response, HasSubstr("# TYPE metatrain_test_events_total counter"));
+  EXPECT_THAT(response, HasSubstr("metatrain_test_events_total{reason=\"because\"} 3"));
+  EXPECT_THAT(response, HasSubstr("# TYPE process_resident_memory_bytes gauge"));
+  EXPECT_THAT(response, HasSubstr("process_cpu_seconds_total "));
+  EXPECT_THAT(response, HasSubstr("process_start_time_seconds "));
+
+  // A collectable that is gone simply stops appearing.
+  registry.reset();
+  EXPECT_THAT(HttpGet((*server)->port(), "/metrics"),
+              ::testing::Not(HasSubstr("metatrain_test_events_total")));
+}
+
+TEST(MetricsServerTest, MalformedAddressIsInvalidArgumentNamingTheFlag) {
+  for (const char* bad : {"9464", "127.0.0.1:", "127.0.0.1:http", "127.0.0.1:70000", ":-1"}) {
+    auto server = MetricsServer::Start(bad, {});
+    ASSERT_FALSE(server.ok()) << bad;
+    EXPECT_EQ(server.status().code(), absl::StatusCode::kInvalidArgument) << bad;
+    EXPECT_THAT(std::string(server.status().message()), HasSubstr("--metrics_listen")) << bad;
+  }
+}
+
+TEST(MetricsServerTest, PortInUseIsUnavailable) {
+  auto first = MetricsServer::Start("127.0.0.1:0", {});
+  ASSERT_TRUE(first.ok()) << first.status();
+  auto second = MetricsServer::Start(absl::StrCat("127.0.0.1:", (*first)->port()), {});
+  ASSERT_FALSE(second.ok());
+  EXPECT_EQ(second.status().code(), absl::StatusCode::kUnavailable);
+}
+
+}  // namespace
+}  // namespace metatrain::metrics
