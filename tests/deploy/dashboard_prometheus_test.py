@@ -492,8 +492,15 @@ def live_checks(dashboard, coordinator_bin, worker_bin, metactl_bin, require_too
         with open(job_file, "w") as f:
             json.dump(JOB, f)
         started = time.monotonic()
-        watch = subprocess.run([metactl_bin, "--coordinator", address, "submit", job_file,
-                                "--watch"], capture_output=True, text=True, env=env, timeout=240)
+        try:
+            watch = subprocess.run([metactl_bin, "--coordinator", address, "submit", job_file,
+                                    "--watch"], capture_output=True, text=True, env=env,
+                                   timeout=240)
+        except subprocess.TimeoutExpired as e:
+            check("the job ends within 240 s", False,
+                  (e.stdout or b"").decode(errors="replace")[-1500:])
+            show_logs()
+            return
         job_seconds = time.monotonic() - started
         job_id = (watch.stdout.splitlines() or [""])[0].strip()
         if not check(f"the job {job_id} SUCCEEDED (metactl submit --watch exits 0, "
@@ -542,7 +549,11 @@ def live_checks(dashboard, coordinator_bin, worker_bin, metactl_bin, require_too
         # --- each endpoint: lint-free exposition that serves the whole contract -------------
         contract, _ = read_contract()
         for name, url in endpoints.items():
-            body = http_get(url)
+            try:
+                body = http_get(url)
+            except OSError as e:
+                check(f"{name}: serves {url}", False, e)
+                continue
             lint = subprocess.run([promtool, "check", "metrics"], input=body,
                                   capture_output=True, text=True)
             check(f"{name}: promtool check metrics passes on {url}", lint.returncode == 0,
