@@ -4,7 +4,8 @@
 # host ports, submits a short sinusoid MAML job (examples/sinusoid_maml.json, cut to 300
 # steps) from the host with the host-built metactl, and requires that it SUCCEEDS with both
 # workers taking part, that its best checkpoint can be fetched from the coordinator's volume,
-# and that Prometheus discovered the coordinator and one target per worker container. Then
+# that Prometheus discovered the coordinator and one target per worker container, that every
+# target is up, and that it holds the job's metatrain_job_meta_steps_completed series. Then
 # `docker-compose down -v` must leave no container, network or volume of the project.
 #
 #   cluster_test.sh [METACTL]        # env: METATRAIN_SOURCE_DIR, METATRAIN_BINARY_DIR
@@ -133,6 +134,34 @@ check "Prometheus targets the coordinator's metrics port" \
   "grep -q '^metatrain-coordinator http://coordinator:9464/metrics ' '$work/targets.txt'"
 check "Prometheus found each worker container through DNS" \
   "[[ \$(awk '\$1 == \"metatrain-worker\" { print \$2 }' '$work/targets.txt' | sort) == \"$worker_urls\" ]]"
+check "every Prometheus target is up (the coordinator and the workers serve /metrics)" \
+  "[[ -s '$work/targets.txt' ]] && awk '\$3 != \"up\" { down = 1 } END { exit down }' '$work/targets.txt'"
+
+# The job's own series, labelled job_id (docs/operations.md) as the dashboard selects them.
+# Prometheus scrapes every 5 s: give it a few scrapes after the job ended.
+query() {  # one line per series of an instant query: its labels as JSON, then its value
+  "$PYTHON" - "http://127.0.0.1:$PROMETHEUS_PORT/api/v1/query" "$1" <<'EOF'
+import json, sys, urllib.parse, urllib.request
+url = sys.argv[1] + "?" + urllib.parse.urlencode({"query": sys.argv[2]})
+try:
+    body = json.load(urllib.request.urlopen(url, timeout=5))
+except Exception as e:
+    sys.exit(f"prometheus: {e}")
+if body.get("status") != "success":
+    sys.exit(f"prometheus: {body.get('error')}")
+for series in body["data"]["result"]:
+    print(json.dumps(series["metric"], sort_keys=True), series["value"][1])
+EOF
+}
+steps_query="metatrain_job_meta_steps_completed{job_id=\"$job_id\"}"
+for _ in $(seq 30); do
+  query "$steps_query" >"$work/steps.txt" 2>&1 && [[ -s $work/steps.txt ]] && break
+  sleep 1
+done
+echo "Prometheus: $steps_query"
+sed 's/^/  /' "$work/steps.txt"
+check "Prometheus holds metatrain_job_meta_steps_completed for the job ($job_id)" \
+  "[[ -n '$job_id' ]] && grep -qF '\"job_id\": \"$job_id\"' '$work/steps.txt'"
 
 # --- tear down ------------------------------------------------------------------------------
 compose down -v --remove-orphans >"$work/down.log" 2>&1

@@ -93,8 +93,9 @@ check("workers start after the coordinator is healthy",
       worker.get("depends_on", {}).get("coordinator", {}).get("condition") == "service_healthy",
       worker.get("depends_on"))
 health = coordinator.get("healthcheck", {}).get("test", [])
-check("the coordinator's health check is a metactl call to its own port",
-      "metactl" in health and any("127.0.0.1:50051" in a for a in health), health)
+check("the coordinator's health check is `metactl health` (grpc.health.v1) against its own port",
+      "metactl" in health and any("127.0.0.1:50051" in a for a in health)
+      and health[-1:] == ["health"], health)
 check("workers connect to the coordinator service",
       "--coordinator=coordinator:50051" in worker["command"], worker["command"])
 check("coordinator port 50051 is published on localhost:50051 by default",
