@@ -3,9 +3,7 @@
 # metatrain-worker, metactl or any other command).
 #
 # METATRAIN_METRICS_LISTEN=HOST:PORT adds --metrics_listen=HOST:PORT (the Prometheus /metrics
-# endpoint) to metatrain-coordinator and metatrain-worker when the program has that flag.
-# Builds from before the flag existed start without it, with one line saying so, instead of
-# refusing an unknown flag: the same compose file and manifests serve both.
+# endpoint) to metatrain-coordinator and metatrain-worker.
 set -euo pipefail
 
 if [[ $# -eq 0 ]]; then
@@ -18,13 +16,7 @@ shift
 case "$(basename "$program")" in
   metatrain-coordinator | metatrain-worker)
     if [[ -n ${METATRAIN_METRICS_LISTEN:-} ]]; then
-      # absl prints the matching flags for --helpmatch and exits non-zero.
-      if { "$program" --helpmatch=metrics_listen 2>&1 || true; } | grep -q -- '-metrics_listen'; then
-        set -- "--metrics_listen=$METATRAIN_METRICS_LISTEN" "$@"
-      else
-        echo "metatrain-entrypoint: $(basename "$program") has no --metrics_listen flag;" \
-          "starting without a /metrics endpoint" >&2
-      fi
+      set -- "--metrics_listen=$METATRAIN_METRICS_LISTEN" "$@"
     fi
     ;;
 esac

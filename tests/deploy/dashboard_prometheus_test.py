@@ -382,9 +382,9 @@ def wait_until(predicate, timeout, interval=0.5):
 
 
 # A 3-way classification job (so the accuracy series exist) on procedural images, no dataset
-# needed: validations and checkpoints every 100 steps give those phases and histograms
-# observations. On 2 shared cores it runs for tens of seconds, long enough for many 1 s
-# scrapes while it trains.
+# needed: validations every 250 steps and checkpoints every 100 give those phases and
+# histograms observations. It runs about 10 s on an idle 2-core machine (longer under load),
+# long enough for many 1 s scrapes while it trains.
 JOB = {
     "name": "dashboard-test", "algorithm": "maml",
     "model": {"kind": "mlp", "hidden_sizes": [32]},
@@ -393,7 +393,7 @@ JOB = {
     "meta_batch_size": 6,
     "inner": {"steps": 1, "lr": 0.4, "test_steps": 2},
     "outer": {"kind": "adam", "lr": 0.003},
-    "steps": 800, "validation_interval": 100, "validation_tasks": 12,
+    "steps": 2000, "validation_interval": 250, "validation_tasks": 12,
     "checkpoint_interval": 100, "test_tasks": 30, "seed": 7,
 }
 

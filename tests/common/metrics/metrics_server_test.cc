@@ -3,6 +3,7 @@
 #include "common/metrics/metrics_server.h"
 
 #include <arpa/inet.h>
+#include <ATen/ATen.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
@@ -20,8 +21,8 @@ namespace {
 
 using ::testing::HasSubstr;
 
-// GET http://127.0.0.1:port/path; the whole response, headers included.
-std::string HttpGet(int port, const std::string& path) {
+// Sends `request` to 127.0.0.1:port; the whole response, headers included.
+std::string HttpRequest(int port, const std::string& request) {
   const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in address{};
   address.sin_family = AF_INET;
@@ -31,7 +32,6 @@ std::string HttpGet(int port, const std::string& path) {
     ::close(fd);
     return "";
   }
-  const std::string request = absl::StrCat("GET ", path, " HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n");
   if (::write(fd, request.data(), request.size()) != static_cast<ssize_t>(request.size())) {
     ::close(fd);
     return "";
@@ -42,6 +42,10 @@ std::string HttpGet(int port, const std::string& path) {
   while ((n = ::read(fd, buffer, sizeof(buffer))) > 0) response.append(buffer, n);
   ::close(fd);
   return response;
+}
+
+std::string HttpGet(int port, const std::string& path) {
+  return HttpRequest(port, absl::StrCat("GET ", path, " HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n"));
 }
 
 TEST(MetricsServerTest, ServesRegisteredSeriesAndProcessSeriesOnAFreePort) {
@@ -69,6 +73,30 @@ TEST(MetricsServerTest, ServesRegisteredSeriesAndProcessSeriesOnAFreePort) {
   registry.reset();
   EXPECT_THAT(HttpGet((*server)->port(), "/metrics"),
               ::testing::Not(HasSubstr("metatrain_test_events_total")));
+}
+
+// prometheus-cpp's own server cannot start its threads next to LibTorch (NOTE [Why not
+// prometheus-cpp's Exposer]); ours must.
+TEST(MetricsServerTest, ServesInAProcessThatUsesLibTorch) {
+  const at::Tensor loaded = at::ones({2, 2});
+  ASSERT_EQ(loaded.sum().item<float>(), 4);
+  auto server = MetricsServer::Start("0.0.0.0:0", {});
+  ASSERT_TRUE(server.ok()) << server.status();
+  EXPECT_THAT(HttpGet((*server)->port(), "/metrics"), HasSubstr("process_resident_memory_bytes"));
+}
+
+TEST(MetricsServerTest, OnlyGetAndHeadOfMetricsAreServed) {
+  auto server = MetricsServer::Start("localhost:0", {});
+  ASSERT_TRUE(server.ok()) << server.status();
+  const int port = (*server)->port();
+  EXPECT_THAT(HttpGet(port, "/"), HasSubstr("404 Not Found"));
+  EXPECT_THAT(HttpGet(port, "/metrics?x=1"), HasSubstr("200 OK"));
+  EXPECT_THAT(HttpRequest(port, "POST /metrics HTTP/1.0\r\n\r\n"),
+              HasSubstr("405 Method Not Allowed"));
+  const std::string head = HttpRequest(port, "HEAD /metrics HTTP/1.0\r\n\r\n");
+  EXPECT_THAT(head, HasSubstr("200 OK"));
+  EXPECT_THAT(head, ::testing::Not(HasSubstr("process_resident_memory_bytes")));
+  EXPECT_THAT(HttpRequest(port, std::string(9000, 'x')), HasSubstr("431"));
 }
 
 TEST(MetricsServerTest, MalformedAddressIsInvalidArgumentNamingTheFlag) {
