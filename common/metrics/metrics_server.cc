@@ -64,8 +64,8 @@ absl::StatusOr<std::unique_ptr<MetricsServer>> MetricsServer::Start(
   addrinfo* found = nullptr;
   const std::string service = std::to_string(port);
   if (const int error = ::getaddrinfo(host.c_str(), service.c_str(), &hints, &found); error != 0) {
-    return absl::InvalidArgumentError(absl::StrCat("--metrics_listen: cannot resolve \"", host,
-                                                   "\": ", ::gai_strerror(error)));
+    return absl::InvalidArgumentError(
+        absl::StrCat("--metrics_listen: cannot resolve \"", host, "\": ", ::gai_strerror(error)));
   }
   int fd = -1;
   std::string bind_error = "no address";
@@ -100,9 +100,9 @@ absl::StatusOr<std::unique_ptr<MetricsServer>> MetricsServer::Start(
 
   std::unique_ptr<MetricsServer> server(new MetricsServer());
   server->host_ = listen.substr(0, colon);
-  server->port_ = ntohs(bound.ss_family == AF_INET6
-                            ? reinterpret_cast<sockaddr_in6*>(&bound)->sin6_port
-                            : reinterpret_cast<sockaddr_in*>(&bound)->sin_port);
+  server->port_ =
+      ntohs(bound.ss_family == AF_INET6 ? reinterpret_cast<sockaddr_in6*>(&bound)->sin6_port
+                                        : reinterpret_cast<sockaddr_in*>(&bound)->sin_port);
   server->listen_fd_ = fd;
   if (::pipe2(server->wake_fd_, O_CLOEXEC) != 0) {
     return absl::InternalError(absl::StrCat("metrics server: pipe: ", std::strerror(errno)));
@@ -191,8 +191,8 @@ void MetricsServer::Answer(int connection) const {
     return WriteAll(connection,
                     Response("404 Not Found", "text/plain", "metrics are at /metrics\n", head));
   }
-  WriteAll(connection, Response("200 OK", "text/plain; version=0.0.4; charset=utf-8", Render(),
-                                head));
+  WriteAll(connection,
+           Response("200 OK", "text/plain; version=0.0.4; charset=utf-8", Render(), head));
 }
 
 }  // namespace metatrain::metrics

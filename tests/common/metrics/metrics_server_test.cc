@@ -2,8 +2,8 @@
 
 #include "common/metrics/metrics_server.h"
 
-#include <arpa/inet.h>
 #include <ATen/ATen.h>
+#include <arpa/inet.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
