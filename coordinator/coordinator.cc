@@ -161,7 +161,7 @@ absl::Status Coordinator::LoadJob(const std::string& dir_name) {
     RecordJobStateLocked(nullptr);
     return absl::OkStatus();
   }
-  if (!fs::exists(dir / kResumeFile)) {
+  if (!HasResumeFile(dir.string())) {
     // Never started: queue it afresh.
     ASSIGN_OR_RETURN(std::string bytes, ReadFile((dir / kSubmittedFile).string()));
     if (!job->status.ParseFromString(bytes)) {
@@ -180,7 +180,11 @@ absl::Status Coordinator::LoadJob(const std::string& dir_name) {
     LogLine(absl::StrCat("job ", job->id, " queued again after a restart (it had not started)"));
     return absl::OkStatus();
   }
-  ASSIGN_OR_RETURN(meta::StateDict dict, meta::LoadStateDict((dir / kResumeFile).string()));
+  ASSIGN_OR_RETURN(LoadedResume loaded, LoadResumeDict(dir.string()));
+  if (!loaded.rejected.empty()) {
+    LogLine(absl::StrCat("job ", dir_name, ": ", loaded.rejected, "; resuming from ", loaded.file));
+  }
+  const meta::StateDict& dict = loaded.dict;
   ASSIGN_OR_RETURN(v1::JobStatus status, ResumeStatusFromDict(dict));
   ASSIGN_OR_RETURN(v1::JobSpec spec, meta::NormalizeJobSpec(status.spec()));
   ASSIGN_OR_RETURN(meta::JobContext context, meta::MakeJobContext(spec));
@@ -225,7 +229,7 @@ void Coordinator::ListUnresumableJob(const std::string& dir_name, int64_t seq,
   RecordJobStateLocked(nullptr);
 }
 
-void Coordinator::Shutdown(const std::string& reason) {
+void Coordinator::Shutdown(const std::string& reason, WorkerFate fate) {
   std::vector<std::shared_ptr<JobRunner>> runners;
   std::vector<std::thread> threads;
   {
@@ -239,9 +243,11 @@ void Coordinator::Shutdown(const std::string& reason) {
   }
   for (auto& runner : runners) runner->Stop();
   for (auto& thread : threads) thread.join();
-  v1::CoordinatorMessage message;
-  message.mutable_shutdown()->set_reason(reason);
-  for (const auto& worker : workers_.Snapshot()) worker.connection->Send(message);
+  if (fate == WorkerFate::kExit) {
+    v1::CoordinatorMessage message;
+    message.mutable_shutdown()->set_reason(reason);
+    for (const auto& worker : workers_.Snapshot()) worker.connection->Send(message);
+  }
   absl::MutexLock lock(&mu_);
   for (auto& [id, job] : jobs_) {
     for (auto& weak : job->watchers) {
@@ -449,8 +455,8 @@ void Coordinator::StartJobLocked(const std::shared_ptr<Job>& job) {
       std::make_shared<JobRunner>(job->id, job->context, std::move(job->initial_params),
                                   std::move(job->resume), runner_options, std::move(hooks));
   job->resume.reset();
-  PublishLocked(*job, v1::JobEvent::STATE_CHANGE);
   RecordJobStateLocked(job.get());
+  PublishLocked(*job, v1::JobEvent::STATE_CHANGE);
   LogLine(absl::StrCat("job ", job->id, " started at step ", job->status.step(), " of ",
                        job->status.total_steps(), " with ", workers_.size(),
                        " worker(s) connected"));
@@ -488,9 +494,10 @@ void Coordinator::FinishJobLocked(Job& job, v1::JobState state, const std::strin
         (fs::path(JobDir(job.id)) / kStatusFile).string(), job.status.SerializeAsString());
     if (!written.ok()) LogLine(absl::StrCat("job ", job.id, ": ", written.message()));
   }
-  PublishLocked(job, v1::JobEvent::STATE_CHANGE);
+  // Metrics first: whoever sees the terminal event may read them at once.
   RecordJobStateLocked(&job);
   if (job.context != nullptr) metrics_->RetireJob(job.id);
+  PublishLocked(job, v1::JobEvent::STATE_CHANGE);
   std::string outcome;
   if (state == v1::SUCCEEDED) {
     const v1::EvaluationResult& test = job.status.test();

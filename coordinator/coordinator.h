@@ -84,9 +84,14 @@ class Coordinator {
   // unfinished ones (with resume.pt) queued to continue exactly where they stopped.
   absl::Status Start();
 
-  // Stops running jobs where they are (they resume from resume.pt on the next Start),
-  // sends Shutdown to every worker and joins all threads. Idempotent.
-  void Shutdown(const std::string& reason = "coordinator shutting down");
+  // What Shutdown tells the workers: to exit (the cluster is going away), or nothing, so
+  // that they reconnect to the next coordinator at the same address (a restart).
+  enum class WorkerFate { kExit, kReconnect };
+  // Stops running jobs where they are, each leaving a resume point at its last finished
+  // step (they continue from it on the next Start), tells the workers per `fate` and joins
+  // all threads. Idempotent.
+  void Shutdown(const std::string& reason = "coordinator shutting down",
+                WorkerFate fate = WorkerFate::kExit);
 
   // --- Job API. NOT_FOUND for unknown job ids.
   // INVALID_ARGUMENT naming the field for a spec that NormalizeJobSpec or MakeJobContext

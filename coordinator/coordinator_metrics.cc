@@ -383,8 +383,11 @@ void JobMetrics::RecordStep(const meta::StepReport& report, const RoundTimings& 
   }
 }
 
+void JobMetrics::RecordCheckpointPhase(absl::Duration serialising) {
+  series_->phase[kCheckpoint]->Observe(absl::ToDoubleSeconds(serialising));
+}
+
 void JobMetrics::RecordCheckpoint(int64_t bytes, absl::Duration write_time) {
-  series_->phase[kCheckpoint]->Observe(absl::ToDoubleSeconds(write_time));
   series_->checkpoint_write_seconds.Observe(absl::ToDoubleSeconds(write_time));
   series_->checkpoint_bytes.Set(static_cast<double>(bytes));
   series_->checkpoint_written_bytes.Increment(static_cast<double>(bytes));

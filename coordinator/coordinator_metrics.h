@@ -57,7 +57,10 @@ class JobMetrics {
   void SetState(v1::JobState state);
   void SetPlannedSteps(int64_t steps);
   void RecordStep(const meta::StepReport& report, const RoundTimings& round);
+  // A checkpoint file reached the disk (writer thread).
   void RecordCheckpoint(int64_t bytes, absl::Duration write_time);
+  // The loop spent `serialising` preparing a checkpoint for the writer (loop thread).
+  void RecordCheckpointPhase(absl::Duration serialising);
   void AddTasksCompleted(int64_t tasks);
 
  private:

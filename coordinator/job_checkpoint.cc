@@ -1,6 +1,10 @@
 #include "coordinator/job_checkpoint.h"
 
+#include <zlib.h>
+
+#include <algorithm>
 #include <cstring>
+#include <filesystem>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -45,6 +49,34 @@ meta::StateDict Prefixed(const std::string& prefix, const meta::StateDict& dict)
   return out;
 }
 
+constexpr char kChecksumKey[] = "checksum";
+
+// CRC-32 of every entry but the checksum itself, in key order: names, dtypes, shapes and
+// raw bytes. torch.save's own format does not check its data (a flipped bit in a tensor
+// loads silently), so resume.pt carries this.
+int64_t DictChecksum(const meta::StateDict& dict) {
+  uLong crc = crc32(0L, Z_NULL, 0);
+  auto add = [&crc](const void* data, size_t size) {
+    const auto* bytes = static_cast<const Bytef*>(data);
+    while (size > 0) {
+      const uInt chunk = static_cast<uInt>(std::min<size_t>(size, 1u << 30));
+      crc = crc32(crc, bytes, chunk);
+      bytes += chunk;
+      size -= chunk;
+    }
+  };
+  for (const auto& [key, value] : dict) {
+    if (key == kChecksumKey) continue;
+    add(key.data(), key.size());
+    const at::Tensor t = value.contiguous().cpu();
+    const int8_t dtype = static_cast<int8_t>(t.scalar_type());
+    add(&dtype, sizeof(dtype));
+    for (int64_t size : t.sizes()) add(&size, sizeof(size));
+    add(t.data_ptr(), static_cast<size_t>(t.numel()) * t.element_size());
+  }
+  return static_cast<int64_t>(crc);
+}
+
 }  // namespace
 
 absl::StatusOr<std::string> SerializeResumeState(const ResumeState& state,
@@ -65,8 +97,44 @@ absl::StatusOr<std::string> SerializeResumeState(const ResumeState& state,
         at::tensor(at::ArrayRef<double>(state.validation_losses), at::kDouble).clone();
     dict["status"] = BytesTensor(state.status.SerializeAsString());
     dict["spec_json"] = BytesTensor(meta::JobSpecToJson(state.status.spec()));
+    dict[kChecksumKey] = at::scalar_tensor(DictChecksum(dict), at::kLong);
     return meta::SerializeStateDict(dict);
   });
+}
+
+absl::Status VerifyResumeChecksum(const meta::StateDict& dict) {
+  return Guarded<bool>(
+             "resume checkpoint",
+             [&]() -> absl::StatusOr<bool> {
+               auto it = dict.find(kChecksumKey);
+               if (it == dict.end()) return true;  // written before checksums existed
+               if (it->second.item<int64_t>() != DictChecksum(dict)) {
+                 return absl::DataLossError("resume checkpoint fails its checksum (corrupt)");
+               }
+               return true;
+             })
+      .status();
+}
+
+absl::StatusOr<LoadedResume> LoadResumeDict(const std::string& job_dir) {
+  namespace fs = std::filesystem;
+  std::string why;
+  for (const char* file : {kResumeFile, kPreviousResumeFile}) {
+    const std::string path = (fs::path(job_dir) / file).string();
+    if (!fs::exists(path)) continue;
+    absl::StatusOr<meta::StateDict> dict = meta::LoadStateDict(path);
+    absl::Status valid = dict.ok() ? VerifyResumeChecksum(*dict) : dict.status();
+    if (valid.ok()) valid = ResumeStatusFromDict(*dict).status();
+    if (valid.ok()) return LoadedResume{*std::move(dict), file, why};
+    absl::StrAppend(&why, why.empty() ? "" : "; ", file, ": ", valid.message());
+  }
+  return absl::DataLossError(why.empty() ? absl::StrCat("no ", kResumeFile, " in ", job_dir) : why);
+}
+
+bool HasResumeFile(const std::string& job_dir) {
+  namespace fs = std::filesystem;
+  return fs::exists(fs::path(job_dir) / kResumeFile) ||
+         fs::exists(fs::path(job_dir) / kPreviousResumeFile);
 }
 
 absl::StatusOr<v1::JobStatus> ResumeStatusFromDict(const meta::StateDict& dict) {

@@ -5,6 +5,8 @@
 //   best.pt    state_dict of the best meta-validation parameters (torch.load reads it)
 //   final.pt   state_dict of the parameters after the last step
 //   resume.pt  everything needed to continue the run bit-identically (below)
+//   resume.prev.pt  the resume.pt before the last one: a restart falls back to it when
+//              resume.pt is missing, unreadable or fails its checksum
 // resume.pt is itself a torch.save'd dict of tensors, so Python can inspect it:
 //   "params.<name>"        meta-parameters after `step` steps
 //   "best.<name>"          best parameters so far (absent before the first validation)
@@ -16,6 +18,8 @@
 //                          select_best_by "accuracy")
 //   "status"               uint8: the serialised v1::JobStatus (spec, state, metrics)
 //   "spec_json"            uint8: the normalised JobSpec as JSON, for people
+//   "checksum"             int64 scalar: CRC-32 of every other entry (torch.save's format
+//                          does not detect a flipped bit in tensor data)
 // Task sampling needs no state: tasks derive from (seed, TaskKey) and the step.
 
 #include <cstdint>
@@ -42,6 +46,22 @@ struct ResumeState {
 inline constexpr char kResumeFile[] = "resume.pt";
 inline constexpr char kBestFile[] = "best.pt";
 inline constexpr char kFinalFile[] = "final.pt";
+inline constexpr char kPreviousResumeFile[] = "resume.prev.pt";
+
+// DATA_LOSS when `dict` has a checksum and it does not match (files from before checksums
+// have none and pass).
+absl::Status VerifyResumeChecksum(const meta::StateDict& dict);
+
+struct LoadedResume {
+  meta::StateDict dict;
+  std::string file;      // kResumeFile, or kPreviousResumeFile when resume.pt was unusable
+  std::string rejected;  // why resume.pt was not used; empty when it was
+};
+// resume.pt of `job_dir` if it loads and passes its checksum, else resume.prev.pt; DATA_LOSS
+// naming what was wrong with each when neither is usable.
+absl::StatusOr<LoadedResume> LoadResumeDict(const std::string& job_dir);
+// Whether `job_dir` holds resume.pt or resume.prev.pt (the job has started).
+bool HasResumeFile(const std::string& job_dir);
 
 absl::StatusOr<std::string> SerializeResumeState(const ResumeState& state,
                                                  const std::vector<meta::ParamSpec>& specs);

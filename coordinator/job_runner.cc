@@ -63,7 +63,14 @@ JobRunner::JobRunner(std::string job_id, std::shared_ptr<const meta::JobContext>
       hooks_(std::move(hooks)),
       initial_params_(std::move(initial_params)),
       resume_(std::move(resume)),
-      source_(job_id_, *job_, options_.pool, PoolHooks(hooks_)) {}
+      source_(job_id_, *job_, options_.pool, PoolHooks(hooks_)) {
+  if (!options_.job_dir.empty()) {
+    writer_ = std::make_unique<CheckpointWriter>(
+        options_.job_dir,
+        [this](const std::string& which, int64_t step, int64_t bytes, absl::Duration took,
+               const std::string& path) { CheckpointWritten(which, step, bytes, took, path); });
+  }
+}
 
 JobRunner::~JobRunner() = default;
 
@@ -77,8 +84,14 @@ absl::Status JobRunner::Run() {
   }
   loop.observer = this;
   loop.clock = options_.pool.clock;
-  ASSIGN_OR_RETURN(meta::TrainingResult result,
-                   meta::RunTrainingLoop(*job_, source_, std::move(loop)));
+  absl::StatusOr<meta::TrainingResult> trained =
+      meta::RunTrainingLoop(*job_, source_, std::move(loop));
+  // Whatever the outcome, the checkpoints queued so far reach the disk before the job is
+  // reported finished or stopped (a stop leaves its last resume point).
+  if (writer_ != nullptr) {
+    if (absl::Status flushed = writer_->Flush(); !flushed.ok() && trained.ok()) return flushed;
+  }
+  ASSIGN_OR_RETURN(meta::TrainingResult result, std::move(trained));
   const v1::EvaluationResult test =
       meta::ToEvaluationResult(result.test, job_->spec.inner().test_steps());
   hooks_.update(
@@ -142,17 +155,16 @@ absl::Status JobRunner::OnTrainingEnd(const meta::TensorList& final_params, int6
 absl::Status JobRunner::WriteStateDict(const std::string& which, const meta::TensorList& params,
                                        int64_t step) {
   const absl::Time started = ClockOf(options_.pool).Now();
-  ASSIGN_OR_RETURN(std::string bytes, meta::SerializeStateDict(meta::ToStateDict(
-                                          job_->learner->meta_param_specs(), params)));
-  RETURN_IF_ERROR(WriteCheckpointFile(which, bytes, started, step));
-  if (hooks_.checkpoint) {
-    hooks_.checkpoint(which == kBestFile ? "best" : "final", bytes, step);
-  }
-  return absl::OkStatus();
+  ASSIGN_OR_RETURN(std::string serialized, meta::SerializeStateDict(meta::ToStateDict(
+                                               job_->learner->meta_param_specs(), params)));
+  auto bytes = std::make_shared<const std::string>(std::move(serialized));
+  if (hooks_.checkpoint) hooks_.checkpoint(which == kBestFile ? "best" : "final", *bytes, step);
+  return QueueCheckpointFile(which, std::move(bytes), started, step);
 }
 
 absl::Status JobRunner::OnResumePoint(const meta::LoopState& loop) {
   if (options_.job_dir.empty()) return absl::OkStatus();
+  const absl::Time started = ClockOf(options_.pool).Now();
   ResumeState state;
   hooks_.update([&](v1::JobStatus& status) { state.status = status; },
                 v1::JobEvent::KIND_UNSPECIFIED);
@@ -161,26 +173,30 @@ absl::Status JobRunner::OnResumePoint(const meta::LoopState& loop) {
   state.optimizer_state = loop.optimizer_state;
   state.validation_losses = loop.validation_losses;
   state.best_params = loop.best_params;
-  const absl::Time started = ClockOf(options_.pool).Now();
-  ASSIGN_OR_RETURN(std::string bytes,
+  ASSIGN_OR_RETURN(std::string serialized,
                    SerializeResumeState(state, job_->learner->meta_param_specs()));
-  return WriteCheckpointFile(kResumeFile, bytes, started, loop.step);
+  return QueueCheckpointFile(
+      kResumeFile, std::make_shared<const std::string>(std::move(serialized)), started, loop.step);
 }
 
-absl::Status JobRunner::WriteCheckpointFile(const std::string& which, const std::string& bytes,
+absl::Status JobRunner::QueueCheckpointFile(const std::string& which,
+                                            std::shared_ptr<const std::string> bytes,
                                             absl::Time started, int64_t step) {
   // Memory-only jobs keep best/final for FetchCheckpoint and have nothing to write.
-  if (options_.job_dir.empty()) return absl::OkStatus();
-  const std::string path = (std::filesystem::path(options_.job_dir) / which).string();
-  RETURN_IF_ERROR(meta::WriteFileAtomically(path, bytes));
-  const absl::Duration took = ClockOf(options_.pool).Now() - started;
+  if (writer_ == nullptr) return absl::OkStatus();
+  absl::Status queued = writer_->Write(which, std::move(bytes), step);
   if (hooks_.job_metrics) {
-    hooks_.job_metrics->RecordCheckpoint(static_cast<int64_t>(bytes.size()), took);
+    hooks_.job_metrics->RecordCheckpointPhase(ClockOf(options_.pool).Now() - started);
   }
-  LogLine(absl::StrCat("job ", job_id_, " checkpoint ", which, " (step ", step, ", ", bytes.size(),
+  return queued;
+}
+
+void JobRunner::CheckpointWritten(const std::string& which, int64_t step, int64_t bytes,
+                                  absl::Duration took, const std::string& path) {
+  if (hooks_.job_metrics) hooks_.job_metrics->RecordCheckpoint(bytes, took);
+  LogLine(absl::StrCat("job ", job_id_, " checkpoint ", which, " (step ", step, ", ", bytes,
                        " bytes, ", absl::FormatDuration(absl::Trunc(took, absl::Milliseconds(1))),
                        ") written to ", path));
-  return absl::OkStatus();
 }
 
 }  // namespace metatrain::coordinator

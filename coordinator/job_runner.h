@@ -18,6 +18,7 @@
 #include "common/meta/trainer.h"
 #include "common/meta/training_loop.h"
 #include "common/time/clock.h"
+#include "coordinator/checkpoint_writer.h"
 #include "coordinator/job_checkpoint.h"
 #include "coordinator/worker_pool_source.h"
 #include "coordinator/worker_registry.h"
@@ -81,10 +82,13 @@ class JobRunner final : private meta::TrainingObserver {
 
   absl::Status WriteStateDict(const std::string& which, const meta::TensorList& params,
                               int64_t step);
-  // Writes a checkpoint file and records its size and write time (serialisation included,
-  // from `started`).
-  absl::Status WriteCheckpointFile(const std::string& which, const std::string& bytes,
-                                   absl::Time started, int64_t step);
+  // Hands a serialised checkpoint (begun at `started`) to the writer thread.
+  absl::Status QueueCheckpointFile(const std::string& which,
+                                   std::shared_ptr<const std::string> bytes, absl::Time started,
+                                   int64_t step);
+  // On the writer thread, once a file is on disk: metrics and the log line.
+  void CheckpointWritten(const std::string& which, int64_t step, int64_t bytes, absl::Duration took,
+                         const std::string& path);
 
   const std::string job_id_;
   const std::shared_ptr<const meta::JobContext> job_;
@@ -93,6 +97,9 @@ class JobRunner final : private meta::TrainingObserver {
   meta::TensorList initial_params_;
   std::optional<ResumeState> resume_;
   WorkerPoolSource source_;
+  // Writes checkpoint files off the loop's thread; null without a job_dir. Declared last:
+  // destroyed (flushed) first, while everything it calls back into still exists.
+  std::unique_ptr<CheckpointWriter> writer_;
 };
 
 }  // namespace metatrain::coordinator

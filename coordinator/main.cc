@@ -47,8 +47,9 @@ metatrain::cli::Program CoordinatorProgram() {
       "\"listening on HOST:PORT\" on stdout once it accepts connections.";
   program.flag_files = {"coordinator/main.cc"};
   program.epilogue =
-      "SIGINT or SIGTERM stops it; with --checkpoint_dir, unfinished jobs resume when it is\n"
-      "started again.";
+      "SIGINT or SIGTERM stops it within seconds: it reports NOT_SERVING, each running job\n"
+      "stops at its last finished step and, with --checkpoint_dir, resumes from there when\n"
+      "the coordinator is started again; workers stay and reconnect to it.";
   return program;
 }
 
@@ -123,8 +124,15 @@ int main(int argc, char** argv) {
 
   std::thread signal_thread([&] {
     const int signal = metatrain::WaitForShutdownSignal();
-    metatrain::LogLine(absl::StrCat("signal ", signal, ", shutting down"));
-    (*server)->Shutdown();
+    metatrain::LogLine(absl::StrCat("signal ", signal,
+                                    ", shutting down: jobs stop at a resume point; workers "
+                                    "stay and reconnect to the next coordinator"));
+    const absl::Time start = absl::Now();
+    (*server)->Shutdown(absl::Seconds(2),
+                        metatrain::coordinator::Coordinator::WorkerFate::kReconnect);
+    metatrain::LogLine(absl::StrCat(
+        "stopped in ",
+        absl::FormatDuration(absl::Trunc(absl::Now() - start, absl::Milliseconds(1)))));
   });
   (*server)->Wait();
   signal_thread.join();

@@ -142,6 +142,11 @@ absl::Status ValidateSpec(const v1::JobSpec& spec) {
     return absl::InvalidArgumentError("early_stopping_patience needs validation_interval > 0");
   }
   RETURN_IF_ERROR(NonNegative("checkpoint_interval", spec.checkpoint_interval()));
+  if (spec.checkpoint_interval_seconds() < -1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("checkpoint_interval_seconds must be > 0, 0 (default 300) or -1 (never) (got ",
+                     spec.checkpoint_interval_seconds(), ")"));
+  }
   RETURN_IF_ERROR(Positive("test_tasks", spec.test_tasks()));
   RETURN_IF_ERROR(NonNegative("resources.max_workers", spec.resources().max_workers()));
   const char* kDtypes[] = {"float32", "float64"};
@@ -260,6 +265,7 @@ absl::StatusOr<v1::JobSpec> NormalizeJobSpec(v1::JobSpec spec) {
   if (spec.steps() == 0) spec.set_steps(1000);
   if (spec.validation_tasks() == 0) spec.set_validation_tasks(100);
   if (spec.test_tasks() == 0) spec.set_test_tasks(600);
+  if (spec.checkpoint_interval_seconds() == 0) spec.set_checkpoint_interval_seconds(300);
   if (spec.dtype().empty()) spec.set_dtype("float32");
   if (spec.select_best_by().empty()) spec.set_select_best_by("loss");
 

@@ -54,6 +54,11 @@ class Loop {
   absl::Status Step(int64_t step);
   absl::Status Finish();
   LoopState Snapshot() const;
+  // Tells the observer the current state is a resume point and notes when.
+  absl::Status ResumePoint();
+  // After a step: a resume point if checkpoint_interval steps or checkpoint_interval_seconds
+  // have passed since the last.
+  absl::Status MaybeResumePoint();
 
   const JobContext& job_;
   const v1::JobSpec& spec_;
@@ -68,6 +73,11 @@ class Loop {
   Schedules schedules_;
   LoopState state_;
   bool stopped_early_ = false;
+  // state_ is exactly the state after state_.step steps: false from the moment a step
+  // starts changing it until the step is over.
+  bool at_step_boundary_ = true;
+  int64_t last_resume_step_ = -1;
+  absl::Time last_resume_time_;
 };
 
 absl::Status Loop::Start() {
@@ -78,7 +88,7 @@ absl::Status Loop::Start() {
     } else {
       state_.params = std::move(options_.initial_params);
     }
-    return observer_.OnResumePoint(Snapshot());
+    return ResumePoint();
   }
   // Exactly the state the uninterrupted run had after `step` steps: the plateau schedule
   // and early stopping depend only on the validations seen, in order.
@@ -102,6 +112,8 @@ absl::Status Loop::Start() {
     schedules_.early.Observe(SelectionScore(spec_, replayed));
   }
   stopped_early_ = schedules_.early.should_stop();
+  last_resume_step_ = state_.step;  // this state came from a resume point
+  last_resume_time_ = clock_.Now();
   return absl::OkStatus();
 }
 
@@ -115,6 +127,7 @@ absl::Status Loop::Step(int64_t step) {
   report.lr = optimizer_->lr();
 
   ASSIGN_OR_RETURN(TrainingRound round, source_.ComputeTraining(step, state_.params));
+  at_step_boundary_ = false;  // from here on state_ moves to step + 1
   const absl::Time computed = clock_.Now();
   const int64_t tasks = static_cast<int64_t>(round.task_gradients.size());
   auto step_error = [&](const absl::Status& status) {
@@ -169,12 +182,25 @@ absl::Status Loop::Step(int64_t step) {
   stopped_early_ = schedules_.early.should_stop();
   report.stopped_early = stopped_early_;
 
+  at_step_boundary_ = true;
   RETURN_IF_ERROR(observer_.OnStep(report));
   if (report.new_best) RETURN_IF_ERROR(observer_.OnNewBest(state_.best_params, step + 1));
-  if (spec_.checkpoint_interval() > 0 && (step + 1) % spec_.checkpoint_interval() == 0) {
-    RETURN_IF_ERROR(observer_.OnResumePoint(Snapshot()));
-  }
-  return absl::OkStatus();
+  return MaybeResumePoint();
+}
+
+absl::Status Loop::ResumePoint() {
+  last_resume_step_ = state_.step;
+  last_resume_time_ = clock_.Now();
+  return observer_.OnResumePoint(Snapshot());
+}
+
+absl::Status Loop::MaybeResumePoint() {
+  const bool by_steps =
+      spec_.checkpoint_interval() > 0 && state_.step % spec_.checkpoint_interval() == 0;
+  const bool by_time =
+      spec_.checkpoint_interval_seconds() > 0 &&
+      clock_.Now() - last_resume_time_ >= absl::Seconds(spec_.checkpoint_interval_seconds());
+  return by_steps || by_time ? ResumePoint() : absl::OkStatus();
 }
 
 LoopState Loop::Snapshot() const {
@@ -186,7 +212,15 @@ LoopState Loop::Snapshot() const {
 absl::StatusOr<TrainingResult> Loop::Run() {
   RETURN_IF_ERROR(Start());
   for (int64_t step = state_.step; step < spec_.steps() && !stopped_early_; ++step) {
-    RETURN_IF_ERROR(Step(step));
+    absl::Status stepped = Step(step);
+    if (stepped.ok()) continue;
+    // Stopped (the coordinator shutting down): leave a resume point at the last step
+    // boundary, so the next start loses no finished step. A stop in the middle of a step's
+    // validation has already changed the parameters; the last resume point stands then.
+    if (absl::IsAborted(stepped) && at_step_boundary_ && state_.step != last_resume_step_) {
+      RETURN_IF_ERROR(ResumePoint());
+    }
+    return stepped;
   }
   if (state_.validation_losses.empty()) {
     RETURN_IF_ERROR(CatchTorch("best parameters", [&] {
@@ -197,7 +231,7 @@ absl::StatusOr<TrainingResult> Loop::Run() {
   }
   RETURN_IF_ERROR(
       observer_.OnTrainingEnd(state_.params, state_.step, state_.best_params, state_.best_step));
-  RETURN_IF_ERROR(observer_.OnResumePoint(Snapshot()));
+  RETURN_IF_ERROR(ResumePoint());
 
   EvaluationRequest request;
   request.split = Split::kTest;

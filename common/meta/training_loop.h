@@ -11,7 +11,8 @@
 //   every validation_interval steps: source.Evaluate(validation, round s+1), plateau
 //                          schedule, early stopping and best by select_best_by
 //                          observer.OnStep, then OnNewBest, then OnResumePoint every
-//                          checkpoint_interval steps
+//                          checkpoint_interval steps or checkpoint_interval_seconds
+//   stopped (ABORTED) between steps: OnResumePoint of the last finished step
 //   at the end:            best := params if never validated; OnTrainingEnd; OnResumePoint;
 //                          meta-test of the best parameters (test split, round 0)
 //
@@ -59,7 +60,8 @@ class TrainingObserver {
     return absl::OkStatus();
   }
   // A point the run can resume from exactly: the start of a fresh run, every
-  // checkpoint_interval steps, and the end of training.
+  // checkpoint_interval steps or checkpoint_interval_seconds, the end of training, and a
+  // stop (ABORTED from the source) at a step boundary.
   virtual absl::Status OnResumePoint(const LoopState& /*state*/) { return absl::OkStatus(); }
   // Training is over, before the meta-test: the final and the best parameters.
   virtual absl::Status OnTrainingEnd(const TensorList& /*final_params*/, int64_t /*steps_run*/,

@@ -40,10 +40,12 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
   return server;
 }
 
-void CoordinatorServer::Shutdown(absl::Duration grace) {
+void CoordinatorServer::Shutdown(absl::Duration grace, Coordinator::WorkerFate fate) {
   if (shut_down_) return;
   shut_down_ = true;
-  coordinator_->Shutdown();
+  // Load balancers and health checks stop sending work before the jobs stop.
+  if (server_) server_->GetHealthCheckService()->SetServingStatus(false);
+  coordinator_->Shutdown("coordinator shutting down", fate);
   if (server_) {
     server_->Shutdown(std::chrono::system_clock::now() + absl::ToChronoNanoseconds(grace));
   }

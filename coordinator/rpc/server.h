@@ -27,9 +27,11 @@ class CoordinatorServer {
 
   int port() const { return port_; }
 
-  // Stops the coordinator's jobs (resumable), tells workers to shut down, then closes
-  // every stream (waiting up to `grace` for them to end by themselves). Idempotent.
-  void Shutdown(absl::Duration grace = absl::Seconds(2));
+  // Reports NOT_SERVING on the health service, stops the coordinator's jobs (each leaves a
+  // resume point), tells workers per `fate`, then closes every stream (waiting up to `grace`
+  // for them to end by themselves). Idempotent.
+  void Shutdown(absl::Duration grace = absl::Seconds(2),
+                Coordinator::WorkerFate fate = Coordinator::WorkerFate::kExit);
 
   // Blocks until the server has shut down.
   void Wait();

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <memory>
 #include <string>
 #include <vector>
@@ -517,9 +518,12 @@ TEST(ResumeTest, UnreadableCheckpointIsListedAsFailedAndResumesOnceFixed) {
     (*h)->Shutdown();
   }
   const fs::path resume = fs::path(dir) / job_id / "resume.pt";
+  const fs::path previous = fs::path(dir) / job_id / "resume.prev.pt";
   ASSERT_TRUE(fs::exists(resume));
+  ASSERT_TRUE(fs::exists(previous));
   const fs::path aside = fs::path(dir) / "resume.pt.aside";
   fs::rename(resume, aside);
+  fs::remove(previous);  // with it, the restart would fall back to it
   { std::ofstream(resume, std::ios::binary) << "not a checkpoint"; }
   {
     auto h = CoordinatorHarness::Start(FastOptions(dir));
@@ -541,6 +545,78 @@ TEST(ResumeTest, UnreadableCheckpointIsListedAsFailedAndResumesOnceFixed) {
   EXPECT_EQ(done.state(), v1::SUCCEEDED) << done.error();
   EXPECT_EQ(done.step(), 9);
 }
+
+// resume.pt damaged after the coordinator died (torn by the disk, a flipped bit): the
+// restart falls back to resume.prev.pt and the job still ends bit-identical.
+class DamagedResumeTest : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(DamagedResumeTest, FallsBackToThePreviousResumePoint) {
+  v1::JobSpec spec = SmallSinusoidSpec("maml", 9);
+  spec.set_checkpoint_interval(2);
+  meta::JobContext context = MakeContext(spec);
+  auto expected = meta::Train(context);
+  ASSERT_TRUE(expected.ok()) << expected.status();
+  const std::string dir = TempDir("damaged");
+  std::string job_id;
+  {
+    auto h = CoordinatorHarness::Start(FastOptions(dir));
+    ASSERT_TRUE(h.ok()) << h.status();
+    auto worker = std::make_unique<InProcessWorker>((*h)->address());
+    auto id = (*h)->Submit(spec);
+    ASSERT_TRUE(id.ok());
+    job_id = *id;
+    auto reached = (*h)->WatchUntil(job_id, [](const v1::JobEvent& e) {
+      return e.kind() == v1::JobEvent::STEP && e.status().step() >= 4;
+    });
+    ASSERT_TRUE(reached.ok() && *reached);
+    worker->Stop();
+    (*h)->Shutdown();
+  }
+  const fs::path resume = fs::path(dir) / job_id / "resume.pt";
+  ASSERT_TRUE(fs::exists(fs::path(dir) / job_id / "resume.prev.pt"));
+  std::string bytes;
+  {
+    std::ifstream in(resume, std::ios::binary);
+    bytes.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  }
+  ASSERT_GT(bytes.size(), 1000u);
+  if (GetParam() == "truncated") {
+    bytes.resize(bytes.size() / 2);
+  } else {
+    // Inside the largest tensor's data (torch.save stores records uncompressed): a flip
+    // that the zip container does not notice; the checksum does.
+    auto dict = meta::DeserializeStateDict(bytes);
+    ASSERT_TRUE(dict.ok()) << dict.status();
+    at::Tensor largest;
+    for (const auto& [key, tensor] : *dict) {
+      if (!largest.defined() || tensor.numel() > largest.numel()) largest = tensor.contiguous();
+    }
+    const std::string raw(static_cast<const char*>(largest.data_ptr()),
+                          largest.numel() * largest.element_size());
+    const size_t at = bytes.find(raw);
+    ASSERT_NE(at, std::string::npos);
+    bytes[at + raw.size() / 2] = static_cast<char>(bytes[at + raw.size() / 2] ^ 0x10);
+    ASSERT_TRUE(meta::DeserializeStateDict(bytes).ok()) << "torch.save alone would not notice";
+  }
+  { std::ofstream(resume, std::ios::binary | std::ios::trunc) << bytes; }
+
+  auto h = CoordinatorHarness::Start(FastOptions(dir));
+  ASSERT_TRUE(h.ok()) << h.status();
+  auto resumed = (*h)->Get(job_id);
+  ASSERT_TRUE(resumed.ok()) << resumed.status();
+  EXPECT_EQ(resumed->state(), v1::RUNNING) << resumed->error();
+  InProcessWorker worker((*h)->address());
+  const v1::JobStatus done = Terminal(**h, job_id);
+  ASSERT_EQ(done.state(), v1::SUCCEEDED) << done.error();
+  auto final_bytes = (*h)->Fetch(job_id, "final");
+  ASSERT_TRUE(final_bytes.ok());
+  ExpectBitIdentical(expected->final_params, ParamsFromCheckpoint(context, *final_bytes));
+}
+
+INSTANTIATE_TEST_SUITE_P(Damage, DamagedResumeTest, ::testing::Values("truncated", "bit_flip"),
+                         [](const ::testing::TestParamInfo<std::string>& info) {
+                           return info.param;
+                         });
 
 TEST(ResumeTest, QueuedJobSurvivesARestart) {
   const std::string dir = TempDir("queued");

@@ -278,6 +278,61 @@ TEST_F(Cluster, KilledWorkersTasksAreReassignedAndTheBitsDoNotChange) {
                      "after a worker was killed");
 }
 
+// The coordinator dies (SIGKILL) mid-job and comes back at the same address: the job
+// resumes from its last resume.pt, the workers reconnect by themselves, and the result is
+// the uninterrupted run's, bit for bit.
+TEST_F(Cluster, CoordinatorKilledMidJobResumesAndTheBitsDoNotChange) {
+  v1::JobSpec spec = TestSpec(60);
+  spec.set_checkpoint_interval(10);
+  const Reference reference = TrainInProcess(spec);
+  AddWorker();
+  AddWorker();
+  const std::string job = Submit(spec);
+  v1::JobStatus seen = WatchUntil(job, [](const v1::JobStatus& s) { return s.step() >= 25; });
+  ASSERT_EQ(seen.state(), v1::RUNNING);
+  coordinator_.process->Signal(SIGKILL);
+  ASSERT_TRUE(coordinator_.process->Wait(absl::Seconds(30)).ok());
+  auto restarted = StartCoordinator(dir_, {}, coordinator_.address);
+  ASSERT_TRUE(restarted.ok()) << restarted.status();
+  coordinator_ = std::move(*restarted);
+  v1::JobStatus status = WaitForEnd(job);
+  ASSERT_EQ(status.state(), v1::SUCCEEDED) << status.error();
+  EXPECT_EQ(status.step(), 60);
+  ExpectBitIdentical(Fetch(job, "final", reference), reference.result.final_params,
+                     "after the coordinator was killed and restarted");
+}
+
+// SIGTERM: the coordinator stops within 10 s with exit status 0, leaving a resume point at
+// the last finished step (no periodic checkpoint is due: the job's intervals are long), and
+// the next start continues from there to the same bits.
+TEST_F(Cluster, SigtermStopsCleanlyAndLosesNoFinishedStep) {
+  v1::JobSpec spec = TestSpec(60);
+  spec.set_checkpoint_interval(0);  // only the 300 s default, never reached here
+  const Reference reference = TrainInProcess(spec);
+  AddWorker();
+  const std::string job = Submit(spec);
+  v1::JobStatus seen = WatchUntil(job, [](const v1::JobStatus& s) { return s.step() >= 20; });
+  ASSERT_EQ(seen.state(), v1::RUNNING);
+  const absl::Time signalled = absl::Now();
+  coordinator_.process->Signal(SIGTERM);
+  auto exit_code = coordinator_.process->Wait(absl::Seconds(10));
+  ASSERT_TRUE(exit_code.ok()) << "still running 10 s after SIGTERM";
+  EXPECT_EQ(*exit_code, 0);
+  std::printf("coordinator stopped %.2f s after SIGTERM\n",
+              absl::ToDoubleSeconds(absl::Now() - signalled));
+  auto resume = meta::LoadStateDict(absl::StrCat(dir_, "/checkpoints/", job, "/resume.pt"));
+  ASSERT_TRUE(resume.ok()) << resume.status();
+  EXPECT_GE(resume->at("step").item<int64_t>(), seen.step());
+
+  auto restarted = StartCoordinator(dir_, {}, coordinator_.address);
+  ASSERT_TRUE(restarted.ok()) << restarted.status();
+  coordinator_ = std::move(*restarted);
+  v1::JobStatus status = WaitForEnd(job);
+  ASSERT_EQ(status.state(), v1::SUCCEEDED) << status.error();
+  ExpectBitIdentical(Fetch(job, "final", reference), reference.result.final_params,
+                     "after a SIGTERM and a restart");
+}
+
 TEST_F(Cluster, WorkerJoiningMidJobGetsWork) {
   const v1::JobSpec spec = TestSpec(100000);  // long: cancelled once the point is made
   AddWorker();

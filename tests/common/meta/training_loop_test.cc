@@ -41,7 +41,7 @@ class ScriptedSource final : public GradientSource {
 
   absl::StatusOr<TrainingRound> ComputeTraining(int64_t step, const TensorList& params) override {
     calls.push_back(absl::StrCat("train ", step));
-    if (fail_at_step == step) return absl::CancelledError("job cancelled");
+    if (fail_at_step == step) return fail_with;
     if (clock_ != nullptr) clock_->Advance(absl::Milliseconds(500));
     TrainingRound round;
     for (int64_t t = 0; t < job_.spec.meta_batch_size(); ++t) {
@@ -58,6 +58,9 @@ class ScriptedSource final : public GradientSource {
     calls.push_back(absl::StrCat(request.split == Split::kTest ? "test" : "validate", " round ",
                                  request.round, " version ", request.version, " tasks ",
                                  request.num_tasks, " steps ", request.steps));
+    if (request.split == Split::kValidation && request.round == fail_at_validation_round) {
+      return fail_with;
+    }
     EvaluationSummary summary;
     summary.loss_after.n = request.num_tasks;
     if (request.split == Split::kValidation) {
@@ -68,6 +71,9 @@ class ScriptedSource final : public GradientSource {
 
   std::vector<std::string> calls;
   int64_t fail_at_step = -1;
+  absl::Status fail_with = absl::CancelledError("job cancelled");
+  // Evaluate of this validation round fails with `fail_with`.
+  int64_t fail_at_validation_round = -1;
 
  private:
   const JobContext& job_;
@@ -261,6 +267,76 @@ TEST(TrainingLoopTest, MeasuresThroughputWithItsClock) {
   ASSERT_TRUE(RunTrainingLoop(job, source, std::move(options)).ok());
   // Two tasks per step, half a (fake) second each step.
   for (const auto& report : observer.reports) EXPECT_EQ(report.tasks_per_second, 4.0);
+}
+
+TEST(TrainingLoopTest, ResumePointsByTimeFollowTheClock) {
+  JobContext job = Context(R"({
+    "algorithm": "fomaml", "tasks": {"family": "sinusoid", "shots": 5},
+    "model": {"kind": "mlp", "hidden_sizes": [4]}, "outer": {"kind": "sgd", "lr": 1.0},
+    "meta_batch_size": 2, "steps": 6, "validation_interval": 0,
+    "checkpoint_interval_seconds": 1, "test_tasks": 3, "seed": 1})");
+  testing::FakeClock clock;
+  ScriptedSource source(job, {}, &clock);  // half a second per step
+  RecordingObserver observer;
+  LoopOptions options;
+  options.observer = &observer;
+  options.clock = &clock;
+  ASSERT_TRUE(RunTrainingLoop(job, source, std::move(options)).ok());
+  std::vector<int64_t> resume_steps;
+  for (const auto& state : observer.states) resume_steps.push_back(state.step);
+  EXPECT_THAT(resume_steps, ElementsAre(0, 2, 4, 6, 6));
+}
+
+TEST(TrainingLoopTest, DefaultTimeCheckpointsAreFiveMinutesApart) {
+  EXPECT_EQ(Context(kSpec).spec.checkpoint_interval_seconds(), 300);
+  auto bad = ParseJobSpec(R"({"algorithm": "maml", "tasks": {"family": "sinusoid"},
+                               "checkpoint_interval_seconds": -2})");
+  ASSERT_TRUE(bad.ok());
+  auto normalized = NormalizeJobSpec(*bad);
+  EXPECT_EQ(normalized.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(normalized.status().message(), HasSubstr("checkpoint_interval_seconds"));
+}
+
+TEST(TrainingLoopTest, AStopBetweenStepsLeavesAResumePointOfTheLastStep) {
+  JobContext job = Context(kSpec);  // resume points every 4 steps
+  ScriptedSource source(job, {3.0, 4.0, 2.0});
+  source.fail_at_step = 3;  // steps 0-2 are done
+  source.fail_with = absl::AbortedError("coordinator shutting down");
+  RecordingObserver observer;
+  LoopOptions options;
+  options.observer = &observer;
+  auto result = RunTrainingLoop(job, source, std::move(options));
+  EXPECT_EQ(result.status().code(), absl::StatusCode::kAborted);
+  ASSERT_FALSE(observer.states.empty());
+  EXPECT_EQ(observer.states.back().step, 3);
+  // Exactly the state after 3 steps of SGD with unit gradients: init - 1 - 1 - 1.
+  auto init = InitialMetaParams(job);
+  ASSERT_TRUE(init.ok());
+  for (size_t i = 0; i < init->size(); ++i) {
+    EXPECT_TRUE(at::equal(observer.states.back().params[i], (*init)[i] - 1 - 1 - 1)) << i;
+  }
+  // A cancel is not a stop: nothing to resume.
+  ScriptedSource cancelled(job, {3.0, 4.0, 2.0});
+  cancelled.fail_at_step = 3;
+  RecordingObserver cancel_observer;
+  LoopOptions cancel_options;
+  cancel_options.observer = &cancel_observer;
+  EXPECT_EQ(RunTrainingLoop(job, cancelled, std::move(cancel_options)).status().code(),
+            absl::StatusCode::kCancelled);
+  EXPECT_EQ(cancel_observer.states.back().step, 0);
+}
+
+TEST(TrainingLoopTest, AStopDuringAValidationKeepsTheLastResumePoint) {
+  JobContext job = Context(kSpec);  // validations after steps 2, 4, 6; resume points every 4
+  ScriptedSource source(job, {3.0, 4.0, 2.0});
+  source.fail_at_validation_round = 6;  // the parameters are already those of step 6
+  source.fail_with = absl::AbortedError("coordinator shutting down");
+  RecordingObserver observer;
+  LoopOptions options;
+  options.observer = &observer;
+  EXPECT_EQ(RunTrainingLoop(job, source, std::move(options)).status().code(),
+            absl::StatusCode::kAborted);
+  EXPECT_EQ(observer.states.back().step, 4);
 }
 
 }  // namespace
