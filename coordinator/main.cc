@@ -32,6 +32,9 @@ ABSL_FLAG(int, assignment_timeout_s, 600,
 ABSL_FLAG(
     std::string, metrics_listen, "",
     "host:port for Prometheus metrics at /metrics (port 0: a free port, logged); empty: none");
+ABSL_FLAG(int, worker_liveness_s, 20,
+          "seconds of silence (unanswered keepalive pings) after which a worker counts as lost "
+          "and its tasks go to others");
 ABSL_FLAG(absl::Duration, metrics_retention, absl::Minutes(10),
           "how long a finished job's and a departed worker's metric series are kept, e.g. 10m");
 
@@ -78,6 +81,11 @@ int main(int argc, char** argv) {
   options.resume = absl::GetFlag(FLAGS_resume);
   options.assignment_timeout = absl::Seconds(absl::GetFlag(FLAGS_assignment_timeout_s));
   options.metrics_retention = absl::GetFlag(FLAGS_metrics_retention);
+  if (absl::GetFlag(FLAGS_worker_liveness_s) < 1) {
+    return metatrain::cli::UsageError(
+        program, absl::StrCat("--worker_liveness_s must be >= 1 (got ",
+                              absl::GetFlag(FLAGS_worker_liveness_s), ")"));
+  }
   if (options.metrics_retention < absl::ZeroDuration()) {
     return metatrain::cli::UsageError(program, "--metrics_retention must not be negative");
   }
@@ -108,8 +116,9 @@ int main(int argc, char** argv) {
     return 1;
   }
   const std::string listen = absl::GetFlag(FLAGS_listen);
-  auto server = metatrain::coordinator::CoordinatorServer::Start(listen, &coordinator,
-                                                                 absl::GetFlag(FLAGS_threads));
+  auto server = metatrain::coordinator::CoordinatorServer::Start(
+      listen, &coordinator, absl::GetFlag(FLAGS_threads),
+      absl::Seconds(absl::GetFlag(FLAGS_worker_liveness_s)));
   if (!server.ok()) {
     std::fprintf(stderr, "metatrain-coordinator: %s\n",
                  std::string(server.status().message()).c_str());

@@ -5,6 +5,8 @@
 #include <grpcpp/security/server_credentials.h>
 #include <grpcpp/server_builder.h>
 
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
 
 namespace metatrain::coordinator {
@@ -15,7 +17,8 @@ CoordinatorServer::CoordinatorServer(Coordinator* coordinator)
 CoordinatorServer::~CoordinatorServer() { Shutdown(absl::ZeroDuration()); }
 
 absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
-    const std::string& address, Coordinator* coordinator, int threads) {
+    const std::string& address, Coordinator* coordinator, int threads,
+    absl::Duration worker_liveness) {
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   std::unique_ptr<CoordinatorServer> server(new CoordinatorServer(coordinator));
@@ -23,11 +26,16 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
   builder.AddListeningPort(address, grpc::InsecureServerCredentials(), &server->port_);
   builder.RegisterService(&server->job_service_);
   builder.RegisterService(&server->worker_service_);
-  // Lost workers (crashed hosts, cut networks) surface as a broken stream within ~40 s;
-  // workers may ping every 10 s.
-  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, 20000);
-  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 20000);
+  // A worker that stops answering (a frozen or SIGSTOPped process, a crashed host, a cut
+  // network) surfaces as a broken stream within about `worker_liveness`: the server pings
+  // every half of it and gives up when a ping goes unanswered for the other half. Its
+  // tasks then go to other workers (worker_pool_source.h). Workers may ping every 10 s.
+  const int half_ms = static_cast<int>(
+      std::max<int64_t>(500, absl::ToInt64Milliseconds(worker_liveness) / 2));
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, half_ms);
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, half_ms);
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
   builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 5000);
   builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PING_STRIKES, 0);
   if (threads > 0) {

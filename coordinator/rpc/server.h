@@ -19,10 +19,11 @@ namespace metatrain::coordinator {
 class CoordinatorServer {
  public:
   // Listens on `address` ("host:port"; port 0 picks a free one). `coordinator` must
-  // outlive the server. `threads` > 0 caps the synchronous-API pollers.
-  static absl::StatusOr<std::unique_ptr<CoordinatorServer>> Start(const std::string& address,
-                                                                  Coordinator* coordinator,
-                                                                  int threads = 0);
+  // outlive the server. `threads` > 0 caps the synchronous-API pollers. A worker whose
+  // connection stays silent for about `worker_liveness` is dropped (HTTP/2 keepalive).
+  static absl::StatusOr<std::unique_ptr<CoordinatorServer>> Start(
+      const std::string& address, Coordinator* coordinator, int threads = 0,
+      absl::Duration worker_liveness = absl::Seconds(20));
   ~CoordinatorServer();
 
   int port() const { return port_; }

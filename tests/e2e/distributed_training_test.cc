@@ -333,6 +333,42 @@ TEST_F(Cluster, SigtermStopsCleanlyAndLosesNoFinishedStep) {
                      "after a SIGTERM and a restart");
 }
 
+// A worker frozen mid-job (SIGSTOP: its process keeps the connection but answers nothing,
+// as a hung host or a cut network does) is dropped once it has been silent for
+// --worker_liveness_s; its tasks go to the other worker, it rejoins when it thaws, and the
+// result is bit-identical.
+TEST_F(Cluster, FrozenWorkerIsDroppedWithinTheLivenessTimeAndRejoins) {
+  coordinator_.process->Signal(SIGKILL);
+  ASSERT_TRUE(coordinator_.process->Wait(absl::Seconds(30)).ok());
+  auto restarted = StartCoordinator(dir_, {"--worker_liveness_s=3"}, coordinator_.address);
+  ASSERT_TRUE(restarted.ok()) << restarted.status();
+  coordinator_ = std::move(*restarted);
+
+  const v1::JobSpec spec = TestSpec(6000);  // long enough to see the rejoin
+  const Reference reference = TrainInProcess(spec);
+  AddWorker();
+  ChildProcess& frozen = AddWorker();
+  const std::string job = Submit(spec);
+  ASSERT_EQ(WatchUntil(job, [](const v1::JobStatus& s) { return s.workers() == 2; }).state(),
+            v1::RUNNING);
+  frozen.Signal(SIGSTOP);
+  const absl::Time stopped = absl::Now();
+  v1::JobStatus alone = WatchUntil(job, [](const v1::JobStatus& s) { return s.workers() == 1; });
+  const double detected = absl::ToDoubleSeconds(absl::Now() - stopped);
+  ASSERT_EQ(alone.state(), v1::RUNNING) << "the job ended before the frozen worker was dropped";
+  std::printf("frozen worker dropped and its tasks done elsewhere %.1f s after SIGSTOP\n",
+              detected);
+  absl::SleepFor(absl::Seconds(6) - (absl::Now() - stopped));
+  frozen.Signal(SIGCONT);
+  v1::JobStatus rejoined =
+      WatchUntil(job, [](const v1::JobStatus& s) { return s.workers() == 2; });
+  EXPECT_EQ(rejoined.workers(), 2) << "the thawed worker did not rejoin before the job ended";
+  v1::JobStatus status = WaitForEnd(job);
+  ASSERT_EQ(status.state(), v1::SUCCEEDED) << status.error();
+  ExpectBitIdentical(Fetch(job, "final", reference), reference.result.final_params,
+                     "after a worker froze for 6 s");
+}
+
 TEST_F(Cluster, WorkerJoiningMidJobGetsWork) {
   const v1::JobSpec spec = TestSpec(100000);  // long: cancelled once the point is made
   AddWorker();
