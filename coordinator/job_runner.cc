@@ -8,6 +8,7 @@
 #include "common/meta/checkpoint.h"
 #include "common/meta/evaluation_proto.h"
 #include "common/status/status_macros.h"
+#include "common/status/torch_status.h"
 
 namespace metatrain::coordinator {
 namespace {
@@ -77,8 +78,14 @@ absl::Status JobRunner::Run() {
   }
   loop.observer = this;
   loop.clock = options_.pool.clock;
-  ASSIGN_OR_RETURN(meta::TrainingResult result,
-                   meta::RunTrainingLoop(*job_, source_, std::move(loop)));
+  // NOTE: the loop (common/meta/training_loop.cc) calls LibTorch directly in places
+  // (CloneParams, summaries); any exception it lets through becomes this job's error here,
+  // at the boundary, and never reaches the coordinator's other jobs.
+  meta::TrainingResult result;
+  RETURN_IF_ERROR(CatchTorch("training", [&]() -> absl::Status {
+    ASSIGN_OR_RETURN(result, meta::RunTrainingLoop(*job_, source_, std::move(loop)));
+    return absl::OkStatus();
+  }));
   const v1::EvaluationResult test =
       meta::ToEvaluationResult(result.test, job_->spec.inner().test_steps());
   hooks_.update(
@@ -142,11 +149,16 @@ absl::Status JobRunner::OnTrainingEnd(const meta::TensorList& final_params, int6
 absl::Status JobRunner::WriteStateDict(const std::string& which, const meta::TensorList& params,
                                        int64_t step) {
   const absl::Time started = ClockOf(options_.pool).Now();
-  ASSIGN_OR_RETURN(std::string bytes, meta::SerializeStateDict(meta::ToStateDict(
-                                          job_->learner->meta_param_specs(), params)));
-  RETURN_IF_ERROR(WriteCheckpointFile(which, bytes, started, step));
+  std::string serialized;
+  RETURN_IF_ERROR(CatchTorch("serialising a checkpoint", [&]() -> absl::Status {
+    ASSIGN_OR_RETURN(serialized, meta::SerializeStateDict(
+                                     meta::ToStateDict(job_->learner->meta_param_specs(), params)));
+    return absl::OkStatus();
+  }));
+  auto bytes = std::make_shared<const std::string>(std::move(serialized));
+  RETURN_IF_ERROR(WriteCheckpointFile(which, *bytes, started, step));
   if (hooks_.checkpoint) {
-    hooks_.checkpoint(which == kBestFile ? "best" : "final", bytes, step);
+    hooks_.checkpoint(which == kBestFile ? "best" : "final", std::move(bytes), step);
   }
   return absl::OkStatus();
 }
@@ -162,8 +174,11 @@ absl::Status JobRunner::OnResumePoint(const meta::LoopState& loop) {
   state.validation_losses = loop.validation_losses;
   state.best_params = loop.best_params;
   const absl::Time started = ClockOf(options_.pool).Now();
-  ASSIGN_OR_RETURN(std::string bytes,
-                   SerializeResumeState(state, job_->learner->meta_param_specs()));
+  std::string bytes;
+  RETURN_IF_ERROR(CatchTorch("serialising resume.pt", [&]() -> absl::Status {
+    ASSIGN_OR_RETURN(bytes, SerializeResumeState(state, job_->learner->meta_param_specs()));
+    return absl::OkStatus();
+  }));
   return WriteCheckpointFile(kResumeFile, bytes, started, loop.step);
 }
 
