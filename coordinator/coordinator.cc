@@ -213,7 +213,8 @@ absl::Status Coordinator::Start() {
   }
   if (!options_.resume) return absl::OkStatus();
   for (const auto& [seq, name] : found) {
-    absl::Status status = LoadJob(name);
+    // LibTorch reads the job's files: an exception fails this job's resume, not Start.
+    absl::Status status = CatchTorch(absl::StrCat("loading ", name), [&] { return LoadJob(name); });
     if (!status.ok()) {
       LogLine(absl::StrCat("job ", name, " not resumed: ", status.message()));
       ListUnresumableJob(name, seq, status);
