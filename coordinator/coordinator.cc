@@ -736,9 +736,10 @@ void Coordinator::FinishJobLocked(const std::shared_ptr<Job>& job, v1::JobState 
       memory_checkpoints_.pop_front();
     }
   }
-  PublishLocked(*job, v1::JobEvent::STATE_CHANGE);
+  // Series first: a client that sees the terminal event sees them updated.
   RecordJobStateLocked(job.get());
   if (job->has_series) metrics_->RetireJob(job->id);
+  PublishLocked(*job, v1::JobEvent::STATE_CHANGE);
   const v1::JobStatus& done = job->status;
   std::string outcome;
   if (state == v1::SUCCEEDED) {
