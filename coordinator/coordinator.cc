@@ -16,6 +16,8 @@
 #include "common/meta/checkpoint.h"
 #include "common/meta/job_spec.h"
 #include "common/status/status_macros.h"
+#include "common/status/torch_status.h"
+#include "google/protobuf/util/message_differencer.h"
 
 namespace metatrain::coordinator {
 namespace {
@@ -39,6 +41,36 @@ absl::Status AsInvalidArgument(const absl::Status& status) {
   return absl::InvalidArgumentError(status.message());
 }
 
+// The cheap part of a spec's checks, done in SubmitJob: paths that do not exist at all.
+// Reading them (decoding a data set can take many seconds) waits for the job's thread.
+absl::Status CheckPathsExist(const v1::JobSpec& spec) {
+  std::error_code ec;
+  const std::string& data_dir = spec.tasks().data_dir();
+  if (!data_dir.empty() && !fs::exists(data_dir, ec)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("tasks.data_dir '", data_dir, "' does not exist on the coordinator"));
+  }
+  const std::string& weights = spec.initial_weights();
+  if (!weights.empty() && !fs::exists(weights, ec)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("initial_weights '", weights, "' does not exist on the coordinator"));
+  }
+  return absl::OkStatus();
+}
+
+// Copies `status` into `out` without its validation history, which can be long: the
+// history is swapped out and back (O(1)) instead of being copied and then cleared.
+void CopyWithoutHistory(v1::JobStatus& status, v1::JobStatus* out) {
+  google::protobuf::RepeatedPtrField<v1::ValidationPoint> history;
+  history.Swap(status.mutable_validation_history());
+  *out = status;
+  history.Swap(status.mutable_validation_history());
+}
+
+constexpr int kDefaultPageSize = 100;
+constexpr int kMaxPageSize = 1000;
+constexpr size_t kMaxRequestIdBytes = 128;
+
 absl::StatusOr<std::string> ReadFile(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) return absl::NotFoundError(absl::StrCat("cannot read ", path));
@@ -50,12 +82,13 @@ absl::StatusOr<std::string> ReadFile(const std::string& path) {
 // ---------------------------------------------------------------------------------------
 // JobEventQueue
 
-std::optional<v1::JobEvent> JobEventQueue::Next(absl::Duration timeout) {
+JobEventQueue::Event JobEventQueue::Next(absl::Duration timeout) {
   absl::MutexLock lock(&mu_);
   auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return !events_.empty() || closed_; };
   mu_.AwaitWithTimeout(absl::Condition(&ready), timeout);
-  if (events_.empty()) return std::nullopt;
-  v1::JobEvent event = std::move(events_.front());
+  if (events_.empty()) return nullptr;
+  Event event = std::move(events_.front().first);
+  bytes_ -= events_.front().second;
   events_.pop_front();
   return event;
 }
@@ -65,10 +98,47 @@ bool JobEventQueue::finished() const {
   return closed_ && events_.empty();
 }
 
-void JobEventQueue::Push(v1::JobEvent event, bool terminal) {
+absl::Status JobEventQueue::end_status() const {
+  absl::MutexLock lock(&mu_);
+  return end_status_;
+}
+
+int JobEventQueue::size() const {
+  absl::MutexLock lock(&mu_);
+  return static_cast<int>(events_.size());
+}
+
+bool JobEventQueue::open() const {
+  absl::MutexLock lock(&mu_);
+  return !closed_;
+}
+
+void JobEventQueue::Push(Event event, int64_t bytes, bool terminal) {
   absl::MutexLock lock(&mu_);
   if (closed_) return;
-  events_.push_back(std::move(event));
+  if (event->kind() == v1::JobEvent::STEP) {
+    // A STEP carries the whole current status: older queued STEPs add nothing.
+    for (auto it = events_.begin(); it != events_.end();) {
+      if (it->first->kind() == v1::JobEvent::STEP) {
+        bytes_ -= it->second;
+        it = events_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
+  if (!terminal && !events_.empty() &&
+      (static_cast<int>(events_.size()) >= max_events_ || bytes_ + bytes > max_bytes_)) {
+    events_.clear();
+    bytes_ = 0;
+    closed_ = true;
+    end_status_ = absl::ResourceExhaustedError(
+        absl::StrCat("watch ended: the client fell more than ", max_events_, " events or ",
+                     max_bytes_, " bytes behind; watch again (the current status comes first)"));
+    return;
+  }
+  events_.emplace_back(std::move(event), bytes);
+  bytes_ += bytes;
   if (terminal) closed_ = true;
 }
 
@@ -83,7 +153,13 @@ void JobEventQueue::Close() {
 struct Coordinator::Job {
   std::string id;
   int64_t seq = 0;
-  std::shared_ptr<const meta::JobContext> context;  // null for jobs loaded finished
+  // Submitted or resumed by this process, so it has metric series (not one loaded
+  // finished or listed as unresumable).
+  bool has_series = false;
+  // The job's data and model. Set by LoadJob for resumed jobs, else built on the job's
+  // thread when it starts (PrepareJob); released when the job ends. Only the job's own
+  // thread touches it (and initial_params, resume) once the job has started.
+  std::shared_ptr<const meta::JobContext> context;
   meta::TensorList initial_params;
   std::optional<ResumeState> resume;
   std::atomic<int64_t> next_assignment{1};
@@ -91,9 +167,13 @@ struct Coordinator::Job {
   // Guarded by Coordinator::mu_ (a lock of another object, which the thread-safety
   // analysis cannot name from here; every access below holds it).
   v1::JobStatus status;
+  bool cancel_requested = false;  // CancelJob while the job's thread prepares it
+  bool finishing = false;         // FinishJobLocked is writing its status.pb
   std::vector<std::weak_ptr<JobEventQueue>> watchers;
   std::shared_ptr<JobRunner> runner;
+  // best/final while the job runs; after it ends only for memory-only coordinators.
   std::map<std::string, CheckpointData> checkpoints;
+  bool checkpoints_released = false;  // memory-only: dropped (memory_checkpoint_jobs)
 };
 
 Coordinator::Coordinator(CoordinatorOptions options)
@@ -133,7 +213,8 @@ absl::Status Coordinator::Start() {
   }
   if (!options_.resume) return absl::OkStatus();
   for (const auto& [seq, name] : found) {
-    absl::Status status = LoadJob(name);
+    // LibTorch reads the job's files: an exception fails this job's resume, not Start.
+    absl::Status status = CatchTorch(absl::StrCat("loading ", name), [&] { return LoadJob(name); });
     if (!status.ok()) {
       LogLine(absl::StrCat("job ", name, " not resumed: ", status.message()));
       ListUnresumableJob(name, seq, status);
@@ -172,6 +253,7 @@ absl::Status Coordinator::LoadJob(const std::string& dir_name) {
     job->context = std::make_shared<meta::JobContext>(std::move(context));
     ASSIGN_OR_RETURN(job->initial_params, meta::InitialMetaParams(*job->context));
     job->status.set_state(v1::QUEUED);
+    job->has_series = true;
     absl::MutexLock lock(&mu_);
     jobs_[job->id] = job;
     by_seq_[job->seq] = job;
@@ -198,6 +280,7 @@ absl::Status Coordinator::LoadJob(const std::string& dir_name) {
   job->status.set_workers(0);
   const int64_t resume_step = resume.step;
   job->resume = std::move(resume);
+  job->has_series = true;
   absl::MutexLock lock(&mu_);
   jobs_[job->id] = job;
   by_seq_[job->seq] = job;
@@ -234,12 +317,15 @@ void Coordinator::Shutdown(const std::string& reason, WorkerFate fate) {
   std::vector<std::thread> threads;
   {
     absl::MutexLock lock(&mu_);
-    if (shutting_down_ && threads_.empty()) return;
+    if (shutting_down_ && threads_.empty() && ended_threads_.empty()) return;
     shutting_down_ = true;
     for (auto& [id, job] : jobs_) {
       if (job->runner) runners.push_back(job->runner);
     }
-    threads.swap(threads_);
+    for (auto& [seq, thread] : threads_) threads.push_back(std::move(thread));
+    threads_.clear();
+    for (auto& thread : ended_threads_) threads.push_back(std::move(thread));
+    ended_threads_.clear();
   }
   for (auto& runner : runners) runner->Stop();
   for (auto& thread : threads) thread.join();
@@ -257,55 +343,101 @@ void Coordinator::Shutdown(const std::string& reason, WorkerFate fate) {
   }
 }
 
-absl::StatusOr<v1::JobStatus> Coordinator::SubmitJob(const v1::JobSpec& spec) {
+absl::StatusOr<v1::JobStatus> Coordinator::SubmitJob(const v1::JobSpec& spec,
+                                                     const std::string& request_id) {
+  if (request_id.size() > kMaxRequestIdBytes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("request_id is longer than ", kMaxRequestIdBytes, " bytes"));
+  }
   auto normalized = meta::NormalizeJobSpec(spec);
   if (!normalized.ok()) return AsInvalidArgument(normalized.status());
-  auto context = meta::MakeJobContext(*normalized);
-  if (!context.ok()) {
-    const auto& tasks = normalized->tasks();
-    const std::string message(context.status().message());
-    // Loader errors name a file; the user needs to know which field pointed there.
-    if (!tasks.data_dir().empty() && message.find("data_dir") == std::string::npos) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("tasks.data_dir '", tasks.data_dir(), "': ", message));
-    }
-    return AsInvalidArgument(context.status());
-  }
-  auto shared_context = std::make_shared<meta::JobContext>(std::move(context).value());
-  auto initial = meta::InitialMetaParams(*shared_context);
-  if (!initial.ok()) return AsInvalidArgument(initial.status());
+  RETURN_IF_ERROR(CheckPathsExist(*normalized));
 
   auto job = std::make_shared<Job>();
-  job->context = std::move(shared_context);
-  job->initial_params = std::move(initial).value();
-  absl::MutexLock lock(&mu_);
-  if (shutting_down_) return absl::UnavailableError("coordinator is shutting down");
-  job->seq = next_seq_++;
-  job->id = absl::StrFormat("job-%06d", job->seq);
-  if (!options_.checkpoint_dir.empty()) {
-    std::error_code ec;
-    fs::create_directories(JobDir(job->id), ec);
-    if (ec) {
-      return absl::InternalError(
-          absl::StrCat("cannot create ", JobDir(job->id), ": ", ec.message()));
+  job->has_series = true;
+  auto forget_request_id = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    auto it = request_ids_.find(request_id);
+    if (!request_id.empty() && it != request_ids_.end() && it->second == job->id) {
+      request_ids_.erase(it);
+    }
+  };
+  {
+    absl::MutexLock lock(&mu_);
+    if (shutting_down_) return absl::UnavailableError("coordinator is shutting down");
+    if (auto it = request_ids_.find(request_id); !request_id.empty() && it != request_ids_.end()) {
+      // A retry. The first attempt may still be writing its submitted.pb.
+      const std::string job_id = it->second;
+      auto settled = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+        auto again = request_ids_.find(request_id);
+        return jobs_.count(job_id) > 0 || again == request_ids_.end() || again->second != job_id ||
+               shutting_down_;
+      };
+      mu_.AwaitWithTimeout(absl::Condition(&settled), absl::Seconds(30));
+      auto existing = FindLocked(job_id);
+      if (!existing) {
+        return absl::UnavailableError(absl::StrCat("the first submission with request_id '",
+                                                   request_id, "' did not complete; retry"));
+      }
+      if (!google::protobuf::util::MessageDifferencer::Equals(existing->status.spec(),
+                                                              *normalized)) {
+        return absl::AlreadyExistsError(absl::StrCat("request_id '", request_id, "' was used for ",
+                                                     job_id, " with a different spec"));
+      }
+      return existing->status;
+    }
+    job->seq = next_seq_++;
+    job->id = absl::StrFormat("job-%06d", job->seq);
+    if (!request_id.empty()) {
+      request_ids_[request_id] = job->id;
+      request_id_order_.emplace_back(request_id, job->id);
+      while (static_cast<int>(request_id_order_.size()) >
+             std::max(1, options_.remembered_request_ids)) {
+        auto old = request_ids_.find(request_id_order_.front().first);
+        if (old != request_ids_.end() && old->second == request_id_order_.front().second) {
+          request_ids_.erase(old);
+        }
+        request_id_order_.pop_front();
+      }
     }
   }
+  // Not in the table yet: nobody else sees the job while its file is written.
   v1::JobStatus& status = job->status;
   status.set_job_id(job->id);
-  *status.mutable_spec() = job->context->spec;
+  *status.mutable_spec() = *normalized;
   status.set_state(v1::QUEUED);
-  status.set_total_steps(job->context->spec.steps());
+  status.set_total_steps(normalized->steps());
   status.set_train_accuracy(-1);
   status.set_submitted_unix_ms(absl::ToUnixMillis(clock_.Now()));
   if (!options_.checkpoint_dir.empty()) {
-    RETURN_IF_ERROR(meta::WriteFileAtomically((fs::path(JobDir(job->id)) / kSubmittedFile).string(),
-                                              status.SerializeAsString()));
+    std::error_code ec;
+    fs::create_directories(JobDir(job->id), ec);
+    absl::Status written =
+        ec ? absl::InternalError(
+                 absl::StrCat("cannot create ", JobDir(job->id), ": ", ec.message()))
+           : meta::WriteFileAtomically((fs::path(JobDir(job->id)) / kSubmittedFile).string(),
+                                       status.SerializeAsString());
+    if (!written.ok()) {
+      absl::MutexLock lock(&mu_);
+      forget_request_id();
+      return written;
+    }
+  }
+  absl::MutexLock lock(&mu_);
+  if (shutting_down_) {
+    // The job stays on disk and is queued again by the next Start().
+    forget_request_id();
+    return absl::UnavailableError("coordinator is shutting down");
   }
   jobs_[job->id] = job;
   by_seq_[job->seq] = job;
-  queue_.push_back(job);
+  // Submissions that raced may arrive here out of order: keep the queue in id order.
+  queue_.insert(std::upper_bound(queue_.begin(), queue_.end(), job,
+                                 [](const std::shared_ptr<Job>& a, const std::shared_ptr<Job>& b) {
+                                   return a->seq < b->seq;
+                                 }),
+                job);
   RecordJobStateLocked(job.get());
-  const v1::JobSpec& submitted = job->context->spec;
+  const v1::JobSpec& submitted = status.spec();
   LogLine(absl::StrCat("job ", job->id, " submitted", submitted.name().empty() ? "" : " (",
                        submitted.name(), submitted.name().empty() ? "" : ")", ": ",
                        submitted.algorithm(), " on ", submitted.tasks().family(), ", ",
@@ -334,25 +466,49 @@ absl::StatusOr<v1::JobStatus> Coordinator::GetJob(const std::string& job_id) con
   return job->status;
 }
 
-std::vector<v1::JobStatus> Coordinator::ListJobs() const {
+absl::StatusOr<v1::ListJobsResponse> Coordinator::ListJobs(
+    const v1::ListJobsRequest& request) const {
+  int64_t after = 0;
+  if (!request.page_token().empty() &&
+      (!absl::SimpleAtoi(request.page_token(), &after) || after < 0)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("page_token '", request.page_token(), "' is not one this service gave out"));
+  }
+  const int page_size =
+      request.page_size() <= 0 ? kDefaultPageSize : std::min(request.page_size(), kMaxPageSize);
+  v1::ListJobsResponse response;
   absl::MutexLock lock(&mu_);
-  std::vector<v1::JobStatus> out;
-  for (const auto& [seq, job] : by_seq_) out.push_back(job->status);
-  return out;
+  for (auto it = by_seq_.upper_bound(after); it != by_seq_.end(); ++it) {
+    if (response.jobs_size() == page_size) {
+      response.set_next_page_token(absl::StrCat(std::prev(it)->first));
+      break;
+    }
+    if (request.full()) {
+      *response.add_jobs() = it->second->status;
+    } else {
+      CopyWithoutHistory(it->second->status, response.add_jobs());
+    }
+  }
+  return response;
 }
 
 absl::StatusOr<v1::JobStatus> Coordinator::CancelJob(const std::string& job_id) {
   absl::MutexLock lock(&mu_);
   auto job = FindLocked(job_id);
   if (!job) return absl::NotFoundError(absl::StrCat("no job '", job_id, "'"));
-  if (job->status.state() == v1::QUEUED) {
+  if (job->status.state() == v1::QUEUED && !job->finishing) {
     queue_.erase(std::remove(queue_.begin(), queue_.end(), job), queue_.end());
-    FinishJobLocked(*job, v1::CANCELLED, "");
+    FinishJobLocked(job, v1::CANCELLED, "");
     return job->status;
   }
-  if (job->status.state() == v1::RUNNING && job->runner) {
-    // Cancel() only flags the runner's inbox, which never waits for this lock.
-    job->runner->Cancel();
+  if (job->status.state() == v1::RUNNING || job->finishing) {
+    if (job->runner) {
+      // Cancel() only flags the runner's inbox, which never waits for this lock.
+      job->runner->Cancel();
+    } else {
+      // Still loading its data: the job's thread checks this before training.
+      job->cancel_requested = true;
+    }
     // The runner notices at its next wake-up, which Cancel() triggers at once.
     auto stopped = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
       return IsTerminal(job->status.state()) || shutting_down_;
@@ -366,12 +522,13 @@ absl::StatusOr<std::shared_ptr<JobEventQueue>> Coordinator::WatchJob(const std::
   absl::MutexLock lock(&mu_);
   auto job = FindLocked(job_id);
   if (!job) return absl::NotFoundError(absl::StrCat("no job '", job_id, "'"));
-  auto queue = std::make_shared<JobEventQueue>();
-  v1::JobEvent event;
-  event.set_kind(v1::JobEvent::SNAPSHOT);
-  *event.mutable_status() = job->status;
+  auto queue = std::make_shared<JobEventQueue>(options_.watch_max_events, options_.watch_max_bytes);
+  auto event = std::make_shared<v1::JobEvent>();
+  event->set_kind(v1::JobEvent::SNAPSHOT);
+  *event->mutable_status() = job->status;
   const bool terminal = IsTerminal(job->status.state());
-  queue->Push(std::move(event), terminal);
+  const int64_t bytes = static_cast<int64_t>(event->ByteSizeLong());
+  queue->Push(std::move(event), bytes, terminal);
   if (!terminal) {
     if (shutting_down_) {
       queue->Close();
@@ -395,15 +552,21 @@ absl::StatusOr<CheckpointData> Coordinator::FetchCheckpoint(const std::string& j
     auto job = FindLocked(job_id);
     if (!job) return absl::NotFoundError(absl::StrCat("no job '", job_id, "'"));
     auto it = job->checkpoints.find(kind);
-    if (it != job->checkpoints.end()) return it->second;
+    if (it != job->checkpoints.end()) return it->second;  // shares the bytes, copies nothing
     step = kind == "best" ? job->status.best_step() : job->status.step();
+    if (job->checkpoints_released) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "job '", job_id, "' ", kind, " checkpoint was released from memory (without ",
+          "--checkpoint_dir the coordinator keeps those of its last ",
+          options_.memory_checkpoint_jobs, " finished jobs)"));
+    }
   }
-  // Jobs loaded from an earlier run of the coordinator have their checkpoints on disk.
+  // Finished jobs (and those of an earlier run of the coordinator) have theirs on disk only.
   if (!options_.checkpoint_dir.empty()) {
     const fs::path path = fs::path(JobDir(job_id)) / (kind == "best" ? kBestFile : kFinalFile);
     if (fs::exists(path)) {
       ASSIGN_OR_RETURN(std::string bytes, ReadFile(path.string()));
-      return CheckpointData{std::move(bytes), step};
+      return CheckpointData{std::make_shared<const std::string>(std::move(bytes)), step};
     }
   }
   return absl::FailedPreconditionError(
@@ -422,86 +585,172 @@ void Coordinator::StartJobLocked(const std::shared_ptr<Job>& job) {
   ++running_;
   job->status.set_state(v1::RUNNING);
   job->status.set_started_unix_ms(absl::ToUnixMillis(clock_.Now()));
-  JobRunner::Hooks hooks;
-  hooks.live_workers = [this] { return workers_.Snapshot(); };
-  std::weak_ptr<Job> weak = job;
-  hooks.update = [this, weak](const std::function<void(v1::JobStatus&)>& mutate,
-                              v1::JobEvent::Kind kind) {
-    auto job = weak.lock();
-    if (!job) return;
-    absl::MutexLock lock(&mu_);
-    mutate(job->status);
-    if (kind != v1::JobEvent::KIND_UNSPECIFIED) PublishLocked(*job, kind);
-  };
-  Job* raw = job.get();
-  // The job's sequence number in the high bits routes results back to it.
-  hooks.next_assignment_id = [raw] { return (raw->seq << 32) | raw->next_assignment++; };
-  hooks.checkpoint = [this, weak](const std::string& which, const std::string& bytes,
-                                  int64_t step) {
-    auto job = weak.lock();
-    if (!job) return;
-    absl::MutexLock lock(&mu_);
-    job->checkpoints[which] = CheckpointData{bytes, step};
-  };
-  hooks.metrics = metrics_.get();
-  hooks.job_metrics = &metrics_->Job(job->id);
-  RunnerOptions runner_options;
-  runner_options.job_dir = JobDir(job->id);
-  runner_options.pool.assignment_timeout = options_.assignment_timeout;
-  runner_options.pool.max_task_attempts = options_.max_task_attempts;
-  runner_options.pool.poll_interval = options_.poll_interval;
-  runner_options.pool.clock = &clock_;
-  job->runner =
-      std::make_shared<JobRunner>(job->id, job->context, std::move(job->initial_params),
-                                  std::move(job->resume), runner_options, std::move(hooks));
-  job->resume.reset();
   RecordJobStateLocked(job.get());
   PublishLocked(*job, v1::JobEvent::STATE_CHANGE);
   LogLine(absl::StrCat("job ", job->id, " started at step ", job->status.step(), " of ",
                        job->status.total_steps(), " with ", workers_.size(),
                        " worker(s) connected"));
-  threads_.emplace_back(&Coordinator::RunJob, this, job);
+  threads_[job->seq] = std::thread(&Coordinator::RunJob, this, job);
+}
+
+absl::Status Coordinator::PrepareJob(Job& job) {
+  if (job.context != nullptr) return absl::OkStatus();  // resumed: LoadJob built it
+  v1::JobSpec spec;
+  {
+    absl::MutexLock lock(&mu_);
+    spec = job.status.spec();
+  }
+  absl::Status loaded = CatchTorch("loading the job's data", [&]() -> absl::Status {
+    auto context = meta::MakeJobContext(spec);
+    if (!context.ok()) return context.status();
+    job.context = std::make_shared<meta::JobContext>(std::move(context).value());
+    return absl::OkStatus();
+  });
+  if (!loaded.ok()) {
+    const std::string& data_dir = spec.tasks().data_dir();
+    // Loader errors name a file; the user needs to know which field pointed there.
+    if (!data_dir.empty() && loaded.message().find("data_dir") == absl::string_view::npos) {
+      return absl::Status(loaded.code(),
+                          absl::StrCat("tasks.data_dir '", data_dir, "': ", loaded.message()));
+    }
+    return loaded;
+  }
+  return CatchTorch("initial parameters", [&]() -> absl::Status {
+    auto initial = meta::InitialMetaParams(*job.context);
+    if (!initial.ok()) return initial.status();
+    job.initial_params = std::move(initial).value();
+    return absl::OkStatus();
+  });
 }
 
 void Coordinator::RunJob(std::shared_ptr<Job> job) {
-  const absl::Status status = job->runner->Run();
-  absl::MutexLock lock(&mu_);
-  --running_;
-  if (shutting_down_ && !status.ok() && status.code() != absl::StatusCode::kCancelled) {
-    // Interrupted by shutdown: the job stays resumable from its resume.pt.
-    job->runner.reset();
-    return;
+  // NOTE [Nothing blocks under mu_]: the data is loaded here, on the job's own thread.
+  absl::Status status = PrepareJob(*job);
+  std::shared_ptr<JobRunner> runner;
+  if (status.ok()) {
+    JobRunner::Hooks hooks;
+    hooks.live_workers = [this] { return workers_.Snapshot(); };
+    std::weak_ptr<Job> weak = job;
+    hooks.update = [this, weak](const std::function<void(v1::JobStatus&)>& mutate,
+                                v1::JobEvent::Kind kind) {
+      auto job = weak.lock();
+      if (!job) return;
+      absl::MutexLock lock(&mu_);
+      mutate(job->status);
+      if (kind != v1::JobEvent::KIND_UNSPECIFIED) PublishLocked(*job, kind);
+    };
+    Job* raw = job.get();
+    // The job's sequence number in the high bits routes results back to it.
+    hooks.next_assignment_id = [raw] { return (raw->seq << 32) | raw->next_assignment++; };
+    hooks.checkpoint = [this, weak](const std::string& which,
+                                    std::shared_ptr<const std::string> bytes, int64_t step) {
+      auto job = weak.lock();
+      if (!job) return;
+      absl::MutexLock lock(&mu_);
+      job->checkpoints[which] = CheckpointData{std::move(bytes), step};
+    };
+    hooks.metrics = metrics_.get();
+    hooks.job_metrics = &metrics_->Job(job->id);
+    RunnerOptions runner_options;
+    runner_options.job_dir = JobDir(job->id);
+    runner_options.pool.assignment_timeout = options_.assignment_timeout;
+    runner_options.pool.max_task_attempts = options_.max_task_attempts;
+    runner_options.pool.poll_interval = options_.poll_interval;
+    runner_options.pool.clock = &clock_;
+    status = CatchTorch(absl::StrCat("job ", job->id), [&] {
+      runner =
+          std::make_shared<JobRunner>(job->id, job->context, std::move(job->initial_params),
+                                      std::move(job->resume), runner_options, std::move(hooks));
+    });
+    job->resume.reset();
   }
   if (status.ok()) {
-    FinishJobLocked(*job, v1::SUCCEEDED, "");
-  } else if (status.code() == absl::StatusCode::kCancelled) {
-    FinishJobLocked(*job, v1::CANCELLED, "");
-  } else {
-    FinishJobLocked(*job, v1::FAILED, std::string(status.message()));
+    absl::MutexLock lock(&mu_);
+    if (job->cancel_requested) {
+      status = absl::CancelledError("cancelled");
+    } else if (shutting_down_) {
+      status = absl::AbortedError("coordinator shutting down");
+    } else {
+      job->runner = runner;
+    }
   }
-  job->runner.reset();
-  MaybeStartJobsLocked();
+  // Any LibTorch exception that escaped the core ends this job only (out of memory:
+  // RESOURCE_EXHAUSTED); the other jobs go on.
+  if (status.ok())
+    status = CatchTorch(absl::StrCat("job ", job->id), [&] { return runner->Run(); });
+
+  std::vector<std::thread> ended;
+  {
+    absl::MutexLock lock(&mu_);
+    --running_;
+    if (shutting_down_ && !status.ok() && status.code() != absl::StatusCode::kCancelled) {
+      // Interrupted by shutdown: the job stays resumable from its resume.pt (or, if it
+      // had not trained yet, its submitted.pb).
+    } else if (status.ok()) {
+      FinishJobLocked(job, v1::SUCCEEDED, "");
+    } else if (status.code() == absl::StatusCode::kCancelled) {
+      FinishJobLocked(job, v1::CANCELLED, "");
+    } else {
+      FinishJobLocked(job, v1::FAILED, std::string(status.message()));
+    }
+    job->runner.reset();
+    MaybeStartJobsLocked();
+    // This thread cannot join itself: it hands itself to the next one to end (or to
+    // Shutdown) and joins those that ended before it, so ended threads never pile up.
+    ended.swap(ended_threads_);
+    if (auto self = threads_.find(job->seq); self != threads_.end()) {
+      ended_threads_.push_back(std::move(self->second));
+      threads_.erase(self);
+    }
+  }
+  // Released outside mu_: the data set and the runner's tensors can be large.
+  runner.reset();
+  job->context.reset();
+  job->initial_params.clear();
+  for (auto& thread : ended) thread.join();
 }
 
-void Coordinator::FinishJobLocked(Job& job, v1::JobState state, const std::string& error) {
-  job.status.set_state(state);
-  job.status.set_error(error);
-  job.status.set_workers(0);
-  job.status.set_finished_unix_ms(absl::ToUnixMillis(clock_.Now()));
-  job.initial_params.clear();
+void Coordinator::FinishJobLocked(const std::shared_ptr<Job>& job, v1::JobState state,
+                                  const std::string& error) {
+  job->finishing = true;
+  v1::JobStatus final_status = job->status;
+  final_status.set_state(state);
+  final_status.set_error(error);
+  final_status.set_workers(0);
+  final_status.set_finished_unix_ms(absl::ToUnixMillis(clock_.Now()));
   if (!options_.checkpoint_dir.empty()) {
-    absl::Status written = meta::WriteFileAtomically(
-        (fs::path(JobDir(job.id)) / kStatusFile).string(), job.status.SerializeAsString());
-    if (!written.ok()) LogLine(absl::StrCat("job ", job.id, ": ", written.message()));
+    // NOTE [Nothing blocks under mu_]: the job's runner has returned (or never ran), so
+    // nothing else changes its status while the file is written; GetJob still shows the
+    // old state until the terminal event is published, after the file is on disk.
+    const std::string bytes = final_status.SerializeAsString();
+    mu_.Unlock();
+    absl::Status written =
+        meta::WriteFileAtomically((fs::path(JobDir(job->id)) / kStatusFile).string(), bytes);
+    if (!written.ok()) LogLine(absl::StrCat("job ", job->id, ": ", written.message()));
+    mu_.Lock();
   }
-  // Metrics first: whoever sees the terminal event may read them at once.
-  RecordJobStateLocked(&job);
-  if (job.context != nullptr) metrics_->RetireJob(job.id);
-  PublishLocked(job, v1::JobEvent::STATE_CHANGE);
+  job->status = std::move(final_status);
+  job->finishing = false;
+  if (!options_.checkpoint_dir.empty()) {
+    job->checkpoints.clear();  // served from the files from now on
+  } else if (!job->checkpoints.empty()) {
+    memory_checkpoints_.push_back(job);
+    while (static_cast<int>(memory_checkpoints_.size()) >
+           std::max(0, options_.memory_checkpoint_jobs)) {
+      memory_checkpoints_.front()->checkpoints.clear();
+      memory_checkpoints_.front()->checkpoints_released = true;
+      memory_checkpoints_.pop_front();
+    }
+  }
+  // Series first: a client that sees the terminal event sees them updated.
+  RecordJobStateLocked(job.get());
+  if (job->has_series) metrics_->RetireJob(job->id);
+  PublishLocked(*job, v1::JobEvent::STATE_CHANGE);
+  const v1::JobStatus& done = job->status;
   std::string outcome;
   if (state == v1::SUCCEEDED) {
-    const v1::EvaluationResult& test = job.status.test();
-    outcome = absl::StrCat(" after ", job.status.step(), " steps; meta-test loss ",
+    const v1::EvaluationResult& test = done.test();
+    outcome = absl::StrCat(" after ", done.step(), " steps; meta-test loss ",
                            absl::SixDigits(test.loss_after().mean()));
     if (test.accuracy_after().n() > 0) {
       absl::StrAppend(&outcome, ", accuracy ", absl::SixDigits(test.accuracy_after().mean()), " ± ",
@@ -510,17 +759,17 @@ void Coordinator::FinishJobLocked(Job& job, v1::JobState state, const std::strin
   } else if (state == v1::FAILED) {
     outcome = absl::StrCat(": ", error);
   } else {
-    outcome = absl::StrCat(" at step ", job.status.step());
+    outcome = absl::StrCat(" at step ", done.step());
   }
   LogLine(
-      absl::StrCat("job ", job.id, " ", absl::AsciiStrToLower(v1::JobState_Name(state)), outcome));
+      absl::StrCat("job ", job->id, " ", absl::AsciiStrToLower(v1::JobState_Name(state)), outcome));
 }
 
 void Coordinator::RecordJobStateLocked(const Job* job) {
   std::map<v1::JobState, int64_t> by_state;
   for (const auto& [id, each] : jobs_) ++by_state[each->status.state()];
   metrics_->SetJobsByState(by_state, static_cast<int64_t>(queue_.size()));
-  if (job == nullptr || job->context == nullptr) return;
+  if (job == nullptr || !job->has_series) return;
   JobMetrics& series = metrics_->Job(job->id);
   series.SetState(job->status.state());
   series.SetPlannedSteps(job->status.total_steps());
@@ -535,18 +784,25 @@ void Coordinator::RecordWorkers() {
 }
 
 void Coordinator::PublishLocked(Job& job, v1::JobEvent::Kind kind) {
+  if (job.watchers.empty()) return;
   const bool terminal = IsTerminal(job.status.state());
-  v1::JobEvent event;
-  event.set_kind(kind);
-  *event.mutable_status() = job.status;
+  // One event shared by every watcher's queue.
+  auto event = std::make_shared<v1::JobEvent>();
+  event->set_kind(kind);
   // The curve changes only at validations; resending it with every step would make a long
   // watch quadratic in the number of validations.
-  if (kind == v1::JobEvent::STEP) event.mutable_status()->clear_validation_history();
+  if (kind == v1::JobEvent::STEP) {
+    CopyWithoutHistory(job.status, event->mutable_status());
+  } else {
+    *event->mutable_status() = job.status;
+  }
+  const int64_t bytes = static_cast<int64_t>(event->ByteSizeLong());
   std::vector<std::weak_ptr<JobEventQueue>> alive;
   for (auto& weak : job.watchers) {
     if (auto queue = weak.lock()) {
-      queue->Push(event, terminal);
-      if (!terminal) alive.push_back(weak);
+      queue->Push(event, bytes, terminal);
+      // A queue that overflowed has ended; its RPC reports RESOURCE_EXHAUSTED.
+      if (!terminal && queue->open()) alive.push_back(weak);
     }
   }
   job.watchers.swap(alive);

@@ -5,11 +5,22 @@
 // routing of worker messages to the job that owns them, progress events and checkpoints.
 // coordinator/rpc/ adapts it to the JobService and WorkerService.
 //
-// Threads: every running job has one runner thread (job_runner.h) that drives its steps.
-// RPC threads call the methods below, which only touch the job table under mu_, push
-// messages into a runner's inbox, or read the worker registry: none of them waits for
-// training work, except CancelJob (which waits briefly for the job to stop).
+// Threads: every running job has one runner thread (job_runner.h) that loads the job's data
+// and then drives its steps; it is joined soon after the job ends (by the next job thread
+// to end, or by Shutdown). RPC threads call the methods below, which only touch the job
+// table under mu_, push messages into a runner's inbox, or read the worker registry: none
+// of them waits for training work, except CancelJob (which waits briefly for the job to
+// stop). NOTE [Nothing blocks under mu_]: no file I/O, fsync, data loading or copy of a
+// checkpoint's bytes happens while mu_ is held; files are written before a job enters the
+// table (submitted.pb) or with mu_ released (status.pb), checkpoints are shared as
+// shared_ptr<const std::string>, and events are built once and shared by every watcher.
+//
+// Memory: a job's JobContext (its data set) lives only while the job runs. A finished job
+// keeps its JobStatus; its best/final checkpoints are served from checkpoint_dir, or, when
+// there is none, kept in memory for the last `memory_checkpoint_jobs` finished jobs only.
+// Watchers' queues are bounded (JobEventQueue), ListJobs pages.
 
+#include <algorithm>
 #include <cstdint>
 #include <deque>
 #include <map>
@@ -47,28 +58,60 @@ struct CoordinatorOptions {
   // How long a finished job's (and a departed worker's) metric series stay
   // (NOTE [Series retention]).
   absl::Duration metrics_retention = absl::Minutes(10);
+  // Without checkpoint_dir: how many finished jobs keep best/final in memory (the oldest
+  // are released first; FetchCheckpoint then answers FAILED_PRECONDITION).
+  int memory_checkpoint_jobs = 8;
+  // A watcher whose client falls this far behind (events, or bytes of events) is dropped
+  // with RESOURCE_EXHAUSTED (JobEventQueue).
+  int watch_max_events = 256;
+  int64_t watch_max_bytes = 8 << 20;
+  // SubmitJobRequest.request_ids remembered for retries.
+  int remembered_request_ids = 1024;
 };
 
 // Events of one watched job, in order: SNAPSHOT first, then STEP / VALIDATION /
-// STATE_CHANGE, ending with the terminal STATE_CHANGE. Thread-safe.
+// STATE_CHANGE, ending with the terminal STATE_CHANGE. Thread-safe; Push never blocks.
+//
+// Bounded: a STEP pushed while earlier STEP events are still queued replaces them (a STEP
+// carries the whole current status, so only the newest matters to a client that is
+// behind). If the queue still holds `max_events` events or `max_bytes` bytes of them when
+// another (non-terminal) event arrives, the client is too slow: the queue drops what it
+// holds and ends, and end_status() is RESOURCE_EXHAUSTED (the client can watch again; it
+// gets a SNAPSHOT first). The terminal event is always accepted.
 class JobEventQueue {
  public:
-  // The next event, waiting up to `timeout`; nullopt on timeout or once finished().
-  std::optional<v1::JobEvent> Next(absl::Duration timeout) ABSL_LOCKS_EXCLUDED(mu_);
-  // The terminal event has been taken (or the coordinator shut down): nothing follows.
-  bool finished() const ABSL_LOCKS_EXCLUDED(mu_);
+  using Event = std::shared_ptr<const v1::JobEvent>;
+  explicit JobEventQueue(int max_events = 256, int64_t max_bytes = 8 << 20)
+      : max_events_(std::max(2, max_events)), max_bytes_(max_bytes) {}
 
-  void Push(v1::JobEvent event, bool terminal) ABSL_LOCKS_EXCLUDED(mu_);
+  // The next event, waiting up to `timeout`; null on timeout or once finished().
+  Event Next(absl::Duration timeout) ABSL_LOCKS_EXCLUDED(mu_);
+  // Nothing follows: the terminal event has been taken, the coordinator shut down, or the
+  // queue overflowed (end_status() says which).
+  bool finished() const ABSL_LOCKS_EXCLUDED(mu_);
+  // OK, or RESOURCE_EXHAUSTED when the client fell too far behind.
+  absl::Status end_status() const ABSL_LOCKS_EXCLUDED(mu_);
+  // Events waiting to be taken.
+  int size() const ABSL_LOCKS_EXCLUDED(mu_);
+  // False once nothing more will be accepted (terminal, closed or overflowed).
+  bool open() const ABSL_LOCKS_EXCLUDED(mu_);
+
+  // `bytes`: the event's serialised size (computed once by the publisher).
+  void Push(Event event, int64_t bytes, bool terminal) ABSL_LOCKS_EXCLUDED(mu_);
   void Close() ABSL_LOCKS_EXCLUDED(mu_);
 
  private:
+  const int max_events_;
+  const int64_t max_bytes_;
   mutable absl::Mutex mu_;
-  std::deque<v1::JobEvent> events_ ABSL_GUARDED_BY(mu_);
+  std::deque<std::pair<Event, int64_t>> events_ ABSL_GUARDED_BY(mu_);
+  int64_t bytes_ ABSL_GUARDED_BY(mu_) = 0;
   bool closed_ ABSL_GUARDED_BY(mu_) = false;  // nothing more will be pushed
+  absl::Status end_status_ ABSL_GUARDED_BY(mu_);
 };
 
 struct CheckpointData {
-  std::string bytes;  // torch.save format
+  std::shared_ptr<const std::string> bytes;  // torch.save format; never null when returned
   int64_t step = 0;
 };
 
@@ -94,11 +137,19 @@ class Coordinator {
                 WorkerFate fate = WorkerFate::kExit);
 
   // --- Job API. NOT_FOUND for unknown job ids.
-  // INVALID_ARGUMENT naming the field for a spec that NormalizeJobSpec or MakeJobContext
-  // refuses (e.g. a missing data directory) or whose initial weights do not load.
-  absl::StatusOr<v1::JobStatus> SubmitJob(const v1::JobSpec& spec);
+  // Checks the spec cheaply and queues the job; it does not load data. INVALID_ARGUMENT
+  // naming the field for a spec that NormalizeJobSpec refuses, a tasks.data_dir that does
+  // not exist or an initial_weights file that does not exist. Data that is present but
+  // unreadable (a missing zip, a corrupt file, weights of the wrong shape) is found when
+  // the job starts: the job ends FAILED with the reason. With checkpoint_dir, the job's
+  // submitted.pb is on disk before this returns. `request_id` (optional): a retry of a
+  // recent submission returns that submission's job (ALREADY_EXISTS if the spec differs).
+  absl::StatusOr<v1::JobStatus> SubmitJob(const v1::JobSpec& spec,
+                                          const std::string& request_id = "");
   absl::StatusOr<v1::JobStatus> GetJob(const std::string& job_id) const;
-  std::vector<v1::JobStatus> ListJobs() const;
+  // A page of jobs in submission order (ListJobsRequest). INVALID_ARGUMENT for a
+  // page_token this coordinator did not give out.
+  absl::StatusOr<v1::ListJobsResponse> ListJobs(const v1::ListJobsRequest& request = {}) const;
   // Cancels a queued or running job and waits (briefly) until it has stopped; a finished
   // job is returned unchanged.
   absl::StatusOr<v1::JobStatus> CancelJob(const std::string& job_id);
@@ -123,6 +174,12 @@ class Coordinator {
   const CoordinatorMetrics& metrics() const { return *metrics_; }
   std::shared_ptr<prometheus::Collectable> metrics_collectable() const { return metrics_; }
   int64_t num_workers() const { return workers_.size(); }
+  // Job threads not yet joined: those of running jobs, plus at most the last one to end
+  // (it is joined by the next to end, or by Shutdown).
+  int64_t unjoined_job_threads() const ABSL_LOCKS_EXCLUDED(mu_) {
+    absl::MutexLock lock(&mu_);
+    return static_cast<int64_t>(threads_.size() + ended_threads_.size());
+  }
 
  private:
   struct Job;
@@ -134,8 +191,12 @@ class Coordinator {
   // state series and the service's jobs-by-state and queue gauges.
   void RecordJobStateLocked(const Job* job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void RecordWorkers();
-  void FinishJobLocked(Job& job, v1::JobState state, const std::string& error)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Ends `job`: writes its status.pb with mu_ released (other callers see the job as
+  // finishing meanwhile), then publishes the terminal event. Returns with mu_ held.
+  void FinishJobLocked(const std::shared_ptr<Job>& job, v1::JobState state,
+                       const std::string& error) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Builds a job's data and initial parameters on its own thread (SubmitJob defers it).
+  absl::Status PrepareJob(Job& job) ABSL_LOCKS_EXCLUDED(mu_);
   std::shared_ptr<Job> FindLocked(const std::string& job_id) const ABSL_SHARED_LOCKS_REQUIRED(mu_);
   absl::StatusOr<std::shared_ptr<Job>> Find(const std::string& job_id) const
       ABSL_LOCKS_EXCLUDED(mu_);
@@ -159,7 +220,15 @@ class Coordinator {
   std::deque<std::shared_ptr<Job>> queue_ ABSL_GUARDED_BY(mu_);
   int running_ ABSL_GUARDED_BY(mu_) = 0;
   bool shutting_down_ ABSL_GUARDED_BY(mu_) = false;
-  std::vector<std::thread> threads_ ABSL_GUARDED_BY(mu_);
+  // Threads of running jobs by sequence number; a job's thread moves itself to
+  // ended_threads_ as its last step, and the next one to end (or Shutdown) joins it.
+  std::map<int64_t, std::thread> threads_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::thread> ended_threads_ ABSL_GUARDED_BY(mu_);
+  // Finished memory-only jobs whose checkpoints are still held, oldest first.
+  std::deque<std::shared_ptr<Job>> memory_checkpoints_ ABSL_GUARDED_BY(mu_);
+  // Recent SubmitJobRequest.request_id -> job id, and their order for forgetting.
+  std::map<std::string, std::string> request_ids_ ABSL_GUARDED_BY(mu_);
+  std::deque<std::pair<std::string, std::string>> request_id_order_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace metatrain::coordinator

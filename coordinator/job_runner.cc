@@ -8,6 +8,7 @@
 #include "common/meta/checkpoint.h"
 #include "common/meta/evaluation_proto.h"
 #include "common/status/status_macros.h"
+#include "common/status/torch_status.h"
 
 namespace metatrain::coordinator {
 namespace {
@@ -84,8 +85,15 @@ absl::Status JobRunner::Run() {
   }
   loop.observer = this;
   loop.clock = options_.pool.clock;
-  absl::StatusOr<meta::TrainingResult> trained =
-      meta::RunTrainingLoop(*job_, source_, std::move(loop));
+  // NOTE: the loop (common/meta/training_loop.cc) calls LibTorch directly in places
+  // (CloneParams, summaries); any exception it lets through becomes this job's error here,
+  // at the boundary, and never reaches the coordinator's other jobs.
+  absl::StatusOr<meta::TrainingResult> trained = absl::UnknownError("training did not run");
+  absl::Status guarded = CatchTorch("training", [&]() -> absl::Status {
+    trained = meta::RunTrainingLoop(*job_, source_, std::move(loop));
+    return absl::OkStatus();
+  });
+  if (!guarded.ok()) trained = guarded;
   // Whatever the outcome, the checkpoints queued so far reach the disk before the job is
   // reported finished or stopped (a stop leaves its last resume point).
   if (writer_ != nullptr) {
@@ -155,10 +163,14 @@ absl::Status JobRunner::OnTrainingEnd(const meta::TensorList& final_params, int6
 absl::Status JobRunner::WriteStateDict(const std::string& which, const meta::TensorList& params,
                                        int64_t step) {
   const absl::Time started = ClockOf(options_.pool).Now();
-  ASSIGN_OR_RETURN(std::string serialized, meta::SerializeStateDict(meta::ToStateDict(
-                                               job_->learner->meta_param_specs(), params)));
+  std::string serialized;
+  RETURN_IF_ERROR(CatchTorch("serialising a checkpoint", [&]() -> absl::Status {
+    ASSIGN_OR_RETURN(serialized, meta::SerializeStateDict(
+                                     meta::ToStateDict(job_->learner->meta_param_specs(), params)));
+    return absl::OkStatus();
+  }));
   auto bytes = std::make_shared<const std::string>(std::move(serialized));
-  if (hooks_.checkpoint) hooks_.checkpoint(which == kBestFile ? "best" : "final", *bytes, step);
+  if (hooks_.checkpoint) hooks_.checkpoint(which == kBestFile ? "best" : "final", bytes, step);
   return QueueCheckpointFile(which, std::move(bytes), started, step);
 }
 
@@ -173,8 +185,11 @@ absl::Status JobRunner::OnResumePoint(const meta::LoopState& loop) {
   state.optimizer_state = loop.optimizer_state;
   state.validation_losses = loop.validation_losses;
   state.best_params = loop.best_params;
-  ASSIGN_OR_RETURN(std::string serialized,
-                   SerializeResumeState(state, job_->learner->meta_param_specs()));
+  std::string serialized;
+  RETURN_IF_ERROR(CatchTorch("serialising resume.pt", [&]() -> absl::Status {
+    ASSIGN_OR_RETURN(serialized, SerializeResumeState(state, job_->learner->meta_param_specs()));
+    return absl::OkStatus();
+  }));
   return QueueCheckpointFile(
       kResumeFile, std::make_shared<const std::string>(std::move(serialized)), started, loop.step);
 }

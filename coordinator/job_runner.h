@@ -45,8 +45,10 @@ class JobRunner final : private meta::TrainingObserver {
         update;
     // A globally unique assignment id that routes back to this job.
     std::function<int64_t()> next_assignment_id;
-    // A checkpoint ("best" or "final") was produced: its torch.save bytes.
-    std::function<void(const std::string& which, const std::string& bytes, int64_t step)>
+    // A checkpoint ("best" or "final") was produced (and written, with a job_dir): its
+    // torch.save bytes, shared so that keeping and serving them copies nothing.
+    std::function<void(const std::string& which, std::shared_ptr<const std::string> bytes,
+                       int64_t step)>
         checkpoint;
     // Service-wide and this job's series; either may be null (no recording).
     CoordinatorMetrics* metrics = nullptr;

@@ -14,7 +14,7 @@ constexpr int64_t kCheckpointChunkBytes = 1 << 20;
 
 grpc::Status JobServiceImpl::SubmitJob(grpc::ServerContext*, const v1::SubmitJobRequest* request,
                                        v1::SubmitJobResponse* response) {
-  auto status = coordinator_->SubmitJob(request->spec());
+  auto status = coordinator_->SubmitJob(request->spec(), request->request_id());
   if (!status.ok()) return ToGrpcStatus(status.status());
   response->set_job_id(status->job_id());
   *response->mutable_status() = *std::move(status);
@@ -29,9 +29,11 @@ grpc::Status JobServiceImpl::GetJob(grpc::ServerContext*, const v1::GetJobReques
   return grpc::Status::OK;
 }
 
-grpc::Status JobServiceImpl::ListJobs(grpc::ServerContext*, const v1::ListJobsRequest*,
+grpc::Status JobServiceImpl::ListJobs(grpc::ServerContext*, const v1::ListJobsRequest* request,
                                       v1::ListJobsResponse* response) {
-  for (auto& status : coordinator_->ListJobs()) *response->add_jobs() = std::move(status);
+  auto page = coordinator_->ListJobs(*request);
+  if (!page.ok()) return ToGrpcStatus(page.status());
+  *response = *std::move(page);
   return grpc::Status::OK;
 }
 
@@ -49,7 +51,7 @@ grpc::Status JobServiceImpl::WatchJob(grpc::ServerContext* context,
   auto queue = coordinator_->WatchJob(request->job_id());
   if (!queue.ok()) return ToGrpcStatus(queue.status());
   while (!context->IsCancelled()) {
-    std::optional<v1::JobEvent> event = (*queue)->Next(absl::Milliseconds(250));
+    JobEventQueue::Event event = (*queue)->Next(absl::Milliseconds(250));
     if (event) {
       if (!writer->Write(*event)) break;  // the client went away
       continue;
@@ -57,7 +59,8 @@ grpc::Status JobServiceImpl::WatchJob(grpc::ServerContext* context,
     if ((*queue)->finished()) break;
   }
   if (context->IsCancelled()) return grpc::Status::CANCELLED;
-  return grpc::Status::OK;
+  // RESOURCE_EXHAUSTED when this client fell too far behind (JobEventQueue).
+  return ToGrpcStatus((*queue)->end_status());
 }
 
 grpc::Status JobServiceImpl::FetchCheckpoint(grpc::ServerContext* context,
@@ -65,7 +68,8 @@ grpc::Status JobServiceImpl::FetchCheckpoint(grpc::ServerContext* context,
                                              grpc::ServerWriter<v1::CheckpointChunk>* writer) {
   auto checkpoint = coordinator_->FetchCheckpoint(request->job_id(), request->which());
   if (!checkpoint.ok()) return ToGrpcStatus(checkpoint.status());
-  const std::string& bytes = checkpoint->bytes;
+  // Shared with the coordinator (or read from disk for this call): no copy here.
+  const std::string& bytes = *checkpoint->bytes;
   const int64_t total = static_cast<int64_t>(bytes.size());
   int64_t offset = 0;
   do {

@@ -2,9 +2,11 @@
 // that compute with the meta-learning core) on real Session streams.
 
 #include <gmock/gmock.h>
+#include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -83,7 +85,8 @@ TEST(JobApiTest, BadSpecsAreInvalidArgumentNamingTheField) {
     EXPECT_THAT(submitted.status().message(), HasSubstr(c.field));
   }
   auto listed = (*h)->coordinator().ListJobs();
-  EXPECT_TRUE(listed.empty());
+  ASSERT_TRUE(listed.ok()) << listed.status();
+  EXPECT_EQ(listed->jobs_size(), 0);
 }
 
 TEST(JobApiTest, UnknownJobIsNotFound) {
@@ -646,5 +649,257 @@ TEST(ResumeTest, QueuedJobSurvivesARestart) {
   EXPECT_GT(*next, job_id);
 }
 
+// --- Bounded resources and safe retries (issue #13).
+
+// NOTE: a client that stops reading makes the server's Write block once the stream's
+// flow-control window is full; a tiny window (and no BDP probing, which would grow it)
+// makes that happen after a few events instead of after megabytes.
+std::unique_ptr<v1::JobService::Stub> SlowReaderStub(const std::string& address) {
+  grpc::ChannelArguments args;
+  args.SetInt(GRPC_ARG_HTTP2_BDP_PROBE, 0);
+  args.SetInt(GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES, 1024);
+  args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);  // its own connection
+  return v1::JobService::NewStub(
+      grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args));
+}
+
+TEST(WatchBoundTest, WatcherThatNeverReadsStaysBoundedAndIsEndedWithResourceExhausted) {
+  coordinator::CoordinatorOptions options = FastOptions();
+  options.watch_max_events = 8;
+  auto h = CoordinatorHarness::Start(options);
+  ASSERT_TRUE(h.ok()) << h.status();
+  // Validated every step: VALIDATION events are never coalesced, so a reader that is
+  // behind accumulates them until the bound.
+  v1::JobSpec spec = SmallSinusoidSpec("fomaml", 60);
+  spec.set_validation_interval(1);
+  spec.set_validation_tasks(2);
+  auto id = (*h)->Submit(spec);
+  ASSERT_TRUE(id.ok()) << id.status();
+
+  // A watch over real gRPC whose client reads nothing until the job has ended.
+  auto stub = SlowReaderStub((*h)->address());
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(120));
+  v1::WatchJobRequest request;
+  request.set_job_id(*id);
+  auto reader = stub->WatchJob(&context, request);
+  // And the coordinator's own queue for a watcher that never takes anything.
+  auto queue = (*h)->coordinator().WatchJob(*id);
+  ASSERT_TRUE(queue.ok()) << queue.status();
+
+  InProcessWorker worker((*h)->address());
+  int max_seen = 0;
+  ASSERT_TRUE((*h)->WatchUntil(*id,
+                               [&](const v1::JobEvent& e) {
+                                 max_seen = std::max(max_seen, (*queue)->size());
+                                 return false;
+                               })
+                  .ok());
+  EXPECT_EQ((*h)->Get(*id)->state(), v1::SUCCEEDED);
+  EXPECT_LE(max_seen, options.watch_max_events);
+  EXPECT_TRUE((*queue)->finished());
+  EXPECT_EQ((*queue)->size(), 0) << "an overflowed queue holds nothing";
+  EXPECT_EQ((*queue)->end_status().code(), absl::StatusCode::kResourceExhausted);
+
+  // The slow gRPC client now reads: what was in flight, then RESOURCE_EXHAUSTED, never
+  // the terminal event (it was dropped with the rest).
+  v1::JobEvent event;
+  int received = 0;
+  bool saw_terminal = false;
+  while (reader->Read(&event)) {
+    ++received;
+    saw_terminal = saw_terminal || event.status().state() == v1::SUCCEEDED;
+  }
+  grpc::Status finished = reader->Finish();
+  EXPECT_EQ(finished.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED)
+      << finished.error_message() << " after " << received << " events";
+  EXPECT_THAT(finished.error_message(), HasSubstr("watch again"));
+  EXPECT_FALSE(saw_terminal);
+  // Watching again starts with the current status.
+  auto again = (*h)->WatchToEnd(*id);
+  ASSERT_TRUE(again.ok()) << again.status();
+  ASSERT_EQ(again->size(), 1u);
+  EXPECT_EQ((*again)[0].kind(), v1::JobEvent::SNAPSHOT);
+  EXPECT_EQ((*again)[0].status().state(), v1::SUCCEEDED);
+}
+
+TEST(WatchBoundTest, QueueCoalescesStepsAndAlwaysTakesTheTerminalEvent) {
+  coordinator::JobEventQueue queue(/*max_events=*/3, /*max_bytes=*/1 << 20);
+  auto event = [](v1::JobEvent::Kind kind, int64_t step) {
+    auto e = std::make_shared<v1::JobEvent>();
+    e->set_kind(kind);
+    e->mutable_status()->set_step(step);
+    return e;
+  };
+  queue.Push(event(v1::JobEvent::SNAPSHOT, 0), 10, false);
+  for (int step = 1; step <= 50; ++step) queue.Push(event(v1::JobEvent::STEP, step), 10, false);
+  EXPECT_EQ(queue.size(), 2) << "only the newest STEP is kept";
+  queue.Push(event(v1::JobEvent::VALIDATION, 50), 10, false);
+  queue.Push(event(v1::JobEvent::STATE_CHANGE, 50), 10, true);  // full, but terminal
+  EXPECT_EQ(queue.size(), 4);
+  std::vector<int64_t> steps;
+  while (auto e = queue.Next(absl::ZeroDuration())) steps.push_back(e->status().step());
+  EXPECT_EQ(steps, (std::vector<int64_t>{0, 50, 50, 50}));
+  EXPECT_TRUE(queue.finished());
+  EXPECT_TRUE(queue.end_status().ok());
+}
+
+TEST(SubmitTest, MissingDataIsQueuedAtOnceThenFailsWithTheReasonAndOthersGoOn) {
+  const std::string empty_dir = TempDir("no-omniglot");
+  auto h = CoordinatorHarness::Start(FastOptions());
+  ASSERT_TRUE(h.ok()) << h.status();
+  v1::JobSpec spec = SmallImageSpec(2, 1);
+  spec.mutable_tasks()->set_family("omniglot");
+  spec.mutable_tasks()->set_data_dir(empty_dir);  // exists, but holds no data set
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
+  v1::SubmitJobRequest request;
+  *request.mutable_spec() = spec;
+  v1::SubmitJobResponse response;
+  ASSERT_TRUE((*h)->jobs().SubmitJob(&context, request, &response).ok());
+  // Accepted at once: the data is read when the job starts (which may already have
+  // happened when the reply is built), so the failure comes later, as the job's state.
+  EXPECT_THAT(response.status().state(), ::testing::AnyOf(v1::QUEUED, v1::RUNNING));
+  EXPECT_TRUE(response.status().error().empty());
+  const v1::JobStatus failed = Terminal(**h, response.job_id());
+  EXPECT_EQ(failed.state(), v1::FAILED);
+  EXPECT_THAT(failed.error(), HasSubstr("tasks.data_dir"));
+  EXPECT_THAT(failed.error(), HasSubstr(empty_dir));
+  // The next job is not held up by the failed one.
+  InProcessWorker worker((*h)->address());
+  auto next = (*h)->Submit(SmallSinusoidSpec("maml", 2));
+  ASSERT_TRUE(next.ok()) << next.status();
+  EXPECT_EQ(Terminal(**h, *next).state(), v1::SUCCEEDED);
+  // Ended job threads are joined: at most the last one to end waits (for the next to end
+  // or Shutdown). The last job's thread may still be on its way out when its terminal
+  // event arrives, so this waits (bounded) for it to get there.
+  const absl::Time give_up = absl::Now() + absl::Seconds(30);
+  while ((*h)->coordinator().unjoined_job_threads() > 1 && absl::Now() < give_up) {
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  EXPECT_EQ((*h)->coordinator().unjoined_job_threads(), 1);
+}
+
+TEST(SubmitTest, RetryWithTheSameRequestIdReturnsTheSameJob) {
+  const std::string dir = TempDir("request-id");
+  auto h = CoordinatorHarness::Start(FastOptions(dir));
+  ASSERT_TRUE(h.ok()) << h.status();
+  auto submit = [&](const v1::JobSpec& spec, const std::string& request_id,
+                    v1::SubmitJobResponse* response) {
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
+    v1::SubmitJobRequest request;
+    *request.mutable_spec() = spec;
+    request.set_request_id(request_id);
+    return (*h)->jobs().SubmitJob(&context, request, response);
+  };
+  const v1::JobSpec spec = SmallSinusoidSpec("maml", 1'000'000);
+  v1::SubmitJobResponse first, retry, other, conflict;
+  ASSERT_TRUE(submit(spec, "req-1", &first).ok());
+  ASSERT_TRUE(submit(spec, "req-1", &retry).ok());
+  EXPECT_EQ(retry.job_id(), first.job_id());
+  ASSERT_TRUE(submit(spec, "req-2", &other).ok());
+  EXPECT_NE(other.job_id(), first.job_id());
+  EXPECT_EQ(submit(SmallSinusoidSpec("maml", 3), "req-1", &conflict).error_code(),
+            grpc::StatusCode::ALREADY_EXISTS);
+  auto listed = (*h)->coordinator().ListJobs();
+  ASSERT_TRUE(listed.ok());
+  EXPECT_EQ(listed->jobs_size(), 2);
+  // The submitted.pb of each is on disk when SubmitJob returns.
+  EXPECT_TRUE(fs::exists(fs::path(dir) / first.job_id() / "submitted.pb"));
+  EXPECT_TRUE(fs::exists(fs::path(dir) / other.job_id() / "submitted.pb"));
+}
+
+TEST(ListTest, PagesInSubmissionOrderAndSummariesLeaveTheCurveOut) {
+  auto h = CoordinatorHarness::Start(FastOptions());
+  ASSERT_TRUE(h.ok()) << h.status();
+  std::vector<std::string> ids;
+  {
+    InProcessWorker worker((*h)->address());
+    auto done = (*h)->Submit(SmallSinusoidSpec("maml", 4));  // validates at steps 2 and 4
+    ASSERT_TRUE(done.ok());
+    ASSERT_EQ(Terminal(**h, *done).state(), v1::SUCCEEDED);
+    ids.push_back(*done);
+  }
+  for (int i = 0; i < 4; ++i) {
+    auto id = (*h)->Submit(SmallSinusoidSpec("maml", 1'000'000));  // no workers: they wait
+    ASSERT_TRUE(id.ok());
+    ids.push_back(*id);
+  }
+  auto list = [&](const v1::ListJobsRequest& request, v1::ListJobsResponse* response) {
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
+    return (*h)->jobs().ListJobs(&context, request, response);
+  };
+  v1::ListJobsRequest request;
+  request.set_page_size(2);
+  std::vector<std::string> listed;
+  int pages = 0;
+  do {
+    v1::ListJobsResponse page;
+    ASSERT_TRUE(list(request, &page).ok());
+    ++pages;
+    EXPECT_LE(page.jobs_size(), 2);
+    for (const auto& job : page.jobs()) {
+      listed.push_back(job.job_id());
+      EXPECT_EQ(job.validation_history_size(), 0) << "summaries by default";
+    }
+    request.set_page_token(page.next_page_token());
+  } while (!request.page_token().empty() && pages < 10);
+  EXPECT_EQ(listed, ids);
+  EXPECT_EQ(pages, 3);
+
+  v1::ListJobsRequest full;
+  full.set_full(true);
+  v1::ListJobsResponse whole;
+  ASSERT_TRUE(list(full, &whole).ok());
+  ASSERT_EQ(whole.jobs_size(), 5) << "one default-sized page holds them all";
+  EXPECT_TRUE(whole.next_page_token().empty());
+  EXPECT_EQ(whole.jobs(0).validation_history_size(), 2);
+
+  v1::ListJobsRequest bad;
+  bad.set_page_token("not-a-token");
+  v1::ListJobsResponse unused;
+  EXPECT_EQ(list(bad, &unused).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+}
+
+TEST(CheckpointTest, FinishedJobsCheckpointsAreServedFromDisk) {
+  const std::string dir = TempDir("from-disk");
+  auto h = CoordinatorHarness::Start(FastOptions(dir));
+  ASSERT_TRUE(h.ok()) << h.status();
+  InProcessWorker worker((*h)->address());
+  auto id = (*h)->Submit(SmallSinusoidSpec("maml", 2));
+  ASSERT_TRUE(id.ok());
+  ASSERT_EQ(Terminal(**h, *id).state(), v1::SUCCEEDED);
+  // The bytes the job produced were released when it ended: what is fetched now is
+  // whatever the file holds.
+  const fs::path final_path = fs::path(dir) / *id / "final.pt";
+  { std::ofstream(final_path, std::ios::binary | std::ios::trunc) << "replaced on disk"; }
+  auto fetched = (*h)->Fetch(*id, "final");
+  ASSERT_TRUE(fetched.ok()) << fetched.status();
+  EXPECT_EQ(*fetched, "replaced on disk");
+  EXPECT_TRUE((*h)->Fetch(*id, "best").ok());
+}
+
+TEST(CheckpointTest, WithoutACheckpointDirOnlyTheLastFinishedJobsKeepTheirs) {
+  coordinator::CoordinatorOptions options = FastOptions();
+  options.memory_checkpoint_jobs = 1;
+  auto h = CoordinatorHarness::Start(options);
+  ASSERT_TRUE(h.ok()) << h.status();
+  InProcessWorker worker((*h)->address());
+  auto first = (*h)->Submit(SmallSinusoidSpec("maml", 2));
+  ASSERT_TRUE(first.ok());
+  ASSERT_EQ(Terminal(**h, *first).state(), v1::SUCCEEDED);
+  EXPECT_TRUE((*h)->Fetch(*first, "final").ok());
+  auto second = (*h)->Submit(SmallSinusoidSpec("maml", 2));
+  ASSERT_TRUE(second.ok());
+  ASSERT_EQ(Terminal(**h, *second).state(), v1::SUCCEEDED);
+  EXPECT_TRUE((*h)->Fetch(*second, "final").ok());
+  auto released = (*h)->Fetch(*first, "final");
+  EXPECT_EQ(released.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(released.status().message(), HasSubstr("released from memory"));
+}
+
 }  // namespace
+
 }  // namespace metatrain::testing

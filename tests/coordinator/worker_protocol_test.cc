@@ -348,7 +348,7 @@ TEST(WorkerProtocolTest, FailingWorkerSitsOutAndOthersFinishTheJobExactly) {
   EXPECT_EQ((*h)->coordinator().metrics().rejected_results(), failures);
   auto bytes = (*h)->coordinator().FetchCheckpoint(*id, "final");
   ASSERT_TRUE(bytes.ok());
-  ExpectBitIdentical(expected->final_params, ParamsFromCheckpoint(context, bytes->bytes));
+  ExpectBitIdentical(expected->final_params, ParamsFromCheckpoint(context, *bytes->bytes));
 }
 
 // Waits (bounded in real time) until the job's runner has taken every message sent before

@@ -19,6 +19,8 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <memory>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -101,6 +103,16 @@ cli::Program MetactlProgram() {
 }
 
 constexpr auto kFetchDeadline = absl::Minutes(5);
+// Attempts of a submit that meets UNAVAILABLE or DEADLINE_EXCEEDED (1 s, 2 s, 4 s apart).
+constexpr int kSubmitAttempts = 4;
+
+// 128 random bits in hex: SubmitJobRequest.request_id.
+std::string RandomRequestId() {
+  std::random_device device;
+  std::string id;
+  for (int i = 0; i < 4; ++i) absl::StrAppend(&id, absl::Hex(device(), absl::kZeroPad8));
+  return id;
+}
 
 enum ExitCode { kOk = 0, kJobFailed = 1, kUsage = 2, kNotFound = 3, kUnavailable = 4 };
 
@@ -176,10 +188,16 @@ class Client {
 
 // Follows a job until it ends; returns the exit code.
 int Watch(Client& client, const std::string& job_id) {
-  grpc::ClientContext context;  // no deadline: a job may run for hours
   v1::WatchJobRequest request;
   request.set_job_id(job_id);
-  auto stream = client.stub().WatchJob(&context, request);
+  std::unique_ptr<grpc::ClientContext> context;
+  std::unique_ptr<grpc::ClientReader<v1::JobEvent>> stream;
+  auto open = [&] {
+    context = std::make_unique<grpc::ClientContext>();  // no deadline: jobs run for hours
+    stream = client.stub().WatchJob(context.get(), request);
+  };
+  open();
+  int rewatches = 0;
   const bool tty = isatty(STDOUT_FILENO) == 1;
   v1::JobEvent event;
   v1::JobStatus last;
@@ -190,51 +208,61 @@ int Watch(Client& client, const std::string& job_id) {
     if (bar_shown) std::fputs("\r\033[K", stdout);
     bar_shown = false;
   };
-  while (stream->Read(&event)) {
-    const v1::JobStatus& status = event.status();
-    const bool state_changed = !have_last || status.state() != last.state();
-    if (state_changed) {
-      clear_bar();
-      std::printf("%s: %s\n", status.job_id().c_str(), StateName(status.state()).c_str());
-    }
-    if (event.kind() == v1::JobEvent::VALIDATION) {
-      clear_bar();
-      std::printf("validation at step %lld:\n%s\n", static_cast<long long>(status.step()),
-                  FormatEvaluation(status.last_validation(), "  ").c_str());
-    }
-    if (status.state() == v1::RUNNING || IsTerminal(status.state())) {
-      if (tty) {
-        std::printf("\r\033[K%s", FormatProgress(status, 30).c_str());
-        bar_shown = true;
-      } else {
-        const auto now = std::chrono::steady_clock::now();
-        const bool last_step = status.step() == status.total_steps();
-        if (status.step() > 0 && status.step() != last_plain_step &&
-            (now - last_plain >= std::chrono::seconds(1) || last_step ||
-             IsTerminal(status.state()))) {
-          std::printf("%s\n", FormatProgress(status, 0).c_str());
-          last_plain = now;
-          last_plain_step = status.step();
+  for (;;) {
+    while (stream->Read(&event)) {
+      const v1::JobStatus& status = event.status();
+      const bool state_changed = !have_last || status.state() != last.state();
+      if (state_changed) {
+        clear_bar();
+        std::printf("%s: %s\n", status.job_id().c_str(), StateName(status.state()).c_str());
+      }
+      if (event.kind() == v1::JobEvent::VALIDATION) {
+        clear_bar();
+        std::printf("validation at step %lld:\n%s\n", static_cast<long long>(status.step()),
+                    FormatEvaluation(status.last_validation(), "  ").c_str());
+      }
+      if (status.state() == v1::RUNNING || IsTerminal(status.state())) {
+        if (tty) {
+          std::printf("\r\033[K%s", FormatProgress(status, 30).c_str());
+          bar_shown = true;
+        } else {
+          const auto now = std::chrono::steady_clock::now();
+          const bool last_step = status.step() == status.total_steps();
+          if (status.step() > 0 && status.step() != last_plain_step &&
+              (now - last_plain >= std::chrono::seconds(1) || last_step ||
+               IsTerminal(status.state()))) {
+            std::printf("%s\n", FormatProgress(status, 0).c_str());
+            last_plain = now;
+            last_plain_step = status.step();
+          }
         }
       }
+      std::fflush(stdout);
+      last = status;
+      have_last = true;
+      if (IsTerminal(status.state())) break;
     }
-    std::fflush(stdout);
-    last = status;
-    have_last = true;
-    if (IsTerminal(status.state())) break;
+    if (!have_last || !IsTerminal(last.state())) {
+      // The server ended the stream: its status says why (NOT_FOUND, UNAVAILABLE, ...).
+      grpc::Status status = stream->Finish();
+      // This terminal fell too far behind the job's events (the coordinator bounds what it
+      // holds per watcher): watch again, which starts with the current status.
+      if (status.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED && ++rewatches <= 100) {
+        open();
+        continue;
+      }
+      if (bar_shown) std::fputs("\n", stdout);
+      if (!status.ok() && status.error_code() != grpc::StatusCode::CANCELLED) {
+        return Fail(client.Convert(status));
+      }
+      return Fail(absl::UnavailableError(absl::StrCat("the coordinator at ", client.target(),
+                                                      " ended the watch of ", job_id,
+                                                      " before the job finished")));
+    }
+    break;
   }
   if (bar_shown) std::fputs("\n", stdout);
-  if (!have_last || !IsTerminal(last.state())) {
-    // The server ended the stream: its status says why (NOT_FOUND, UNAVAILABLE, ...).
-    grpc::Status status = stream->Finish();
-    if (!status.ok() && status.error_code() != grpc::StatusCode::CANCELLED) {
-      return Fail(client.Convert(status));
-    }
-    return Fail(absl::UnavailableError(absl::StrCat("the coordinator at ", client.target(),
-                                                    " ended the watch of ", job_id,
-                                                    " before the job finished")));
-  }
-  context.TryCancel();
+  context->TryCancel();
   stream->Finish();
   if (last.state() == v1::SUCCEEDED) {
     if (last.stopped_early())
@@ -267,12 +295,21 @@ int Submit(Client& client, const std::string& path, bool watch, absl::Duration d
   if (auto normalized = meta::NormalizeJobSpec(*spec); !normalized.ok()) {
     return Fail(normalized.status());
   }
-  grpc::ClientContext context;
-  client.SetDeadline(context, deadline);
   v1::SubmitJobRequest request;
   *request.mutable_spec() = *spec;
+  // A retry after a lost reply returns the job the first attempt queued (request_id).
+  request.set_request_id(RandomRequestId());
   v1::SubmitJobResponse response;
-  grpc::Status status = client.stub().SubmitJob(&context, request, &response);
+  grpc::Status status;
+  for (int attempt = 1;; ++attempt) {
+    grpc::ClientContext context;
+    client.SetDeadline(context, deadline);
+    status = client.stub().SubmitJob(&context, request, &response);
+    const bool transient = status.error_code() == grpc::StatusCode::UNAVAILABLE ||
+                           status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED;
+    if (!transient || attempt == kSubmitAttempts) break;
+    absl::SleepFor(absl::Seconds(1 << (attempt - 1)));
+  }
   if (!status.ok()) return Fail(client.Convert(status));
   std::printf("%s\n", response.job_id().c_str());
   std::fflush(stdout);
@@ -295,12 +332,21 @@ int PrintJob(Client& client, const std::string& job_id, absl::Duration deadline,
 }
 
 int List(Client& client, absl::Duration deadline) {
-  grpc::ClientContext context;
-  client.SetDeadline(context, deadline);
-  v1::ListJobsResponse response;
-  grpc::Status status = client.stub().ListJobs(&context, v1::ListJobsRequest(), &response);
-  if (!status.ok()) return Fail(client.Convert(status));
-  std::fputs(FormatJobTable(response).c_str(), stdout);
+  // Every page (summaries: the table needs no validation history), one call each.
+  v1::ListJobsResponse all;
+  v1::ListJobsRequest request;
+  request.set_page_size(1000);
+  do {
+    grpc::ClientContext context;
+    client.SetDeadline(context, deadline);
+    v1::ListJobsResponse page;
+    grpc::Status status = client.stub().ListJobs(&context, request, &page);
+    if (!status.ok()) return Fail(client.Convert(status));
+    if (!page.next_page_token().empty() && page.next_page_token() == request.page_token()) break;
+    for (auto& job : *page.mutable_jobs()) *all.add_jobs() = std::move(job);
+    request.set_page_token(page.next_page_token());
+  } while (!request.page_token().empty());
+  std::fputs(FormatJobTable(all).c_str(), stdout);
   return kOk;
 }
 
