@@ -94,7 +94,9 @@ class Cluster : public ::testing::Test {
   // Replaces the coordinator (and forgets its jobs) with one started with `flags`.
   void RestartCoordinator(const std::vector<std::string>& flags) {
     coordinator_.process.reset();
-    auto coordinator = StartCoordinator(absl::StrCat(dir_, "/restarted"), flags);
+    const std::string dir = absl::StrCat(dir_, "/restarted");
+    std::filesystem::create_directories(dir);
+    auto coordinator = StartCoordinator(dir, flags);
     ASSERT_TRUE(coordinator.ok()) << coordinator.status();
     coordinator_ = std::move(*coordinator);
     grpc::ChannelArguments args;
@@ -296,6 +298,7 @@ TEST_F(Cluster, KilledWorkersTasksAreReassignedAndTheBitsDoNotChange) {
 // single-process trainer's bits.
 TEST_F(Cluster, MoreJobsThanTheWorkersCacheAllSucceedWithTheSameBits) {
   RestartCoordinator({"--max_running_jobs=6"});
+  ASSERT_FALSE(HasFatalFailure());
   AddWorker({"--max_cached_jobs=2", "--capacity=4"});
   AddWorker({"--max_cached_jobs=2", "--capacity=4"});
   std::vector<v1::JobSpec> specs;
