@@ -808,9 +808,15 @@ void Coordinator::PublishLocked(Job& job, v1::JobEvent::Kind kind) {
   job.watchers.swap(alive);
 }
 
-std::string Coordinator::AddWorker(const v1::Hello& hello,
-                                   std::shared_ptr<WorkerConnection> connection) {
-  std::string id = workers_.Add(hello, std::move(connection));
+absl::StatusOr<std::string> Coordinator::AddWorker(const v1::Hello& hello,
+                                                   std::shared_ptr<WorkerConnection> connection) {
+  auto added = workers_.Add(hello, std::move(connection));
+  if (!added.ok()) {
+    LogLine(absl::StrCat("worker ", hello.name().empty() ? "(unnamed)" : hello.name(),
+                         " refused: ", added.status().message()));
+    return added.status();
+  }
+  std::string id = *std::move(added);
   metrics_->SessionOpened();
   RecordWorkers();
   LogLine(absl::StrCat("worker ", id, " (", hello.name(), ") joined: device ",

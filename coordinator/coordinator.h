@@ -159,8 +159,11 @@ class Coordinator {
                                                  const std::string& which) const;
 
   // --- Worker sessions.
-  // Registers a worker; its Welcome is queued on `connection` first.
-  std::string AddWorker(const v1::Hello& hello, std::shared_ptr<WorkerConnection> connection);
+  // Registers a worker; its Welcome is queued on `connection` first. A worker of another
+  // version, or with a device it cannot read, is refused (AdmitWorker in
+  // worker_registry.h): the status says why and nothing is registered.
+  absl::StatusOr<std::string> AddWorker(const v1::Hello& hello,
+                                        std::shared_ptr<WorkerConnection> connection);
   void RemoveWorker(const std::string& worker_id);
   // Routes a TaskGradient or AssignmentDone to the job that issued the assignment.
   void OnWorkerMessage(const std::string& worker_id, v1::WorkerMessage message);

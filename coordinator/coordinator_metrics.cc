@@ -19,7 +19,8 @@ constexpr std::array<v1::JobState, 5> kStates = {v1::QUEUED, v1::RUNNING, v1::SU
                                                  v1::CANCELLED};
 constexpr std::array<const char*, 4> kRejectReasons = {"malformed", "non_finite", "not_owner",
                                                        "worker_error"};
-constexpr std::array<const char*, 3> kReassignReasons = {"worker_lost", "deadline", "rejected"};
+constexpr std::array<const char*, 4> kReassignReasons = {"worker_lost", "deadline", "rejected",
+                                                         "needs_setup"};
 enum Phase { kDispatch, kWaitWorkers, kDecode, kAggregate, kOptimizer, kValidation, kCheckpoint };
 constexpr std::array<const char*, 7> kPhases = {
     "dispatch", "wait_workers", "decode", "aggregate", "optimizer", "validation", "checkpoint"};

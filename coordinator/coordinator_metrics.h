@@ -34,7 +34,7 @@
 namespace metatrain::coordinator {
 
 enum class RejectReason { kMalformed, kNonFinite, kNotOwner, kWorkerError };
-enum class ReassignReason { kWorkerLost, kDeadline, kRejected };
+enum class ReassignReason { kWorkerLost, kDeadline, kRejected, kNeedsSetup };
 // The `reason` label values, as docs/operations.md lists them.
 const char* ReasonLabel(RejectReason reason);
 const char* ReasonLabel(ReassignReason reason);

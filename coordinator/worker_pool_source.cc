@@ -218,6 +218,19 @@ absl::Status WorkerPoolSource::RunRound(Round& round) {
 
 void WorkerPoolSource::PickParticipants() {
   std::vector<WorkerInfo> live = hooks_.live_workers();
+  // NormalizeJobSpec fills the type; an empty one (a spec built by hand) means cpu.
+  const std::string device_type =
+      job_.spec.resources().device_type().empty() ? "cpu" : job_.spec.resources().device_type();
+  const size_t connected = live.size();
+  live.erase(std::remove_if(live.begin(), live.end(),
+                            [&](const WorkerInfo& w) { return w.device_type != device_type; }),
+             live.end());
+  if (live.empty() && connected > 0 && !reported_device_wait_) {
+    LogLine(absl::StrCat("job ", job_id_, " waits for a worker of device type ", device_type,
+                         " (resources.device_type): none of the ", connected,
+                         " connected worker(s) is"));
+  }
+  reported_device_wait_ = live.empty() && connected > 0;
   const int64_t max_workers = job_.spec.resources().max_workers();
   if (max_workers > 0 && static_cast<int64_t>(live.size()) > max_workers) {
     live.resize(max_workers);
@@ -404,6 +417,7 @@ void WorkerPoolSource::HandleDone(Round& round, const std::string& worker_id,
   InFlight* owned = OwnedAssignment(done.assignment_id(), worker_id);
   if (owned == nullptr) return;
   InFlight& a = *owned;
+  if (done.needs_setup()) return HandleNeedsSetup(round, a.id);
   if (!done.error().empty()) {
     return Reject(round, a.id, RejectReason::kWorkerError,
                   absl::StrCat(worker_id, ": ", done.error()));
@@ -448,6 +462,23 @@ void WorkerPoolSource::HandleDone(Round& round, const std::string& worker_id,
   if (!round.train) RecordCompletion(round, a);
   in_flight_.erase(a.id);  // destroys `a`
   ReleaseWorker(worker_id);
+  sessions_[worker_id].setup_requests_in_a_row = 0;
+}
+
+void WorkerPoolSource::HandleNeedsSetup(Round& round, int64_t assignment_id) {
+  const std::string worker_id = in_flight_.at(assignment_id)->worker_id;
+  SessionState& session = sessions_[worker_id];
+  // The next assignment to this worker carries the setup and the parameters again.
+  session.setup_sent = false;
+  session.version_sent = -1;
+  if (++session.setup_requests_in_a_row > kMaxSetupRequestsInARow) {
+    session.setup_requests_in_a_row = 0;
+    return Reject(
+        round, assignment_id, RejectReason::kWorkerError,
+        absl::StrCat(worker_id, ": asked for the job's setup ", kMaxSetupRequestsInARow + 1,
+                     " times in a row without completing an assignment"));
+  }
+  Requeue(round, assignment_id, ReassignReason::kNeedsSetup);
 }
 
 void WorkerPoolSource::RecordCompletion(Round& round, const InFlight& a) {
@@ -493,7 +524,17 @@ void WorkerPoolSource::Requeue(Round& round, int64_t assignment_id, ReassignReas
   for (auto r = runs.rbegin(); r != runs.rend(); ++r) round.pending.push_front(*r);
   int64_t requeued = 0;
   for (const auto& [begin, end] : runs) requeued += end - begin;
-  if (requeued > 0 || !rejection.empty()) {
+  if (why == ReassignReason::kNeedsSetup) {
+    // Routine when more jobs run than workers cache: once per worker session is enough
+    // (the reassignment counter has the rest).
+    SessionState& session = sessions_[a.worker_id];
+    if (!session.logged_setup_request) {
+      session.logged_setup_request = true;
+      LogLine(absl::StrCat("job ", job_id_, ": worker ", a.worker_id, " (", a.worker_name,
+                           ") no longer holds the job's setup or parameters (more jobs run "
+                           "than it caches, --max_cached_jobs); sending them again"));
+    }
+  } else if (requeued > 0 || !rejection.empty()) {
     LogLine(absl::StrCat("job ", job_id_, ": ", requeued, " task(s) of worker ", a.worker_id, " (",
                          a.worker_name, ") go to other workers: ", ReasonLabel(why),
                          rejection.empty() ? "" : ": ", rejection));

@@ -16,6 +16,21 @@
 // the only one left). Rejected data is never applied; a task rejected max_task_attempts
 // times fails the job.
 //
+// Only workers whose device type (Hello.device: cpu or cuda) is the job's
+// resources.device_type take part, so every meta-gradient of a job comes from one kind of
+// device; the job waits while none is connected.
+//
+// A worker keeps a bounded cache of job setups (worker/inner_loop_runner.h), so with more
+// jobs running than it caches, a job's setup or parameters may be gone by the time its
+// assignment arrives. The worker then answers AssignmentDone.needs_setup; the source
+// forgets what it sent that session for the job (setup and parameter version) and puts the
+// tasks back at the front of the queue, counting no attempt and no rejection (reassignment
+// reason needs_setup), so the next dispatch sends JobSetup, Parameters and the assignment
+// again. Each wave of such resends completes at least the job whose setup reached the
+// worker last, so the jobs progress; a worker that asks more than kMaxSetupRequestsInARow
+// times for one job without completing an assignment of it is treated as failing (a
+// rejection, kWorkerError), which bounds the resends a broken worker can cause.
+//
 // Threads: the loop's thread calls ComputeTraining / Evaluate, which wait on an inbox.
 // RPC threads call PostMessage, WorkersChanged, Cancel and Stop, which only touch the inbox
 // and never block on the loop.
@@ -93,9 +108,13 @@ class WorkerPoolSource final : public meta::GradientSource {
     WorkerInfo info;
     bool busy = false;
   };
+  // What this job has sent to one worker's session.
   struct SessionState {
     bool setup_sent = false;
     int64_t version_sent = -1;
+    // needs_setup answers since the worker last completed an assignment of this job.
+    int setup_requests_in_a_row = 0;
+    bool logged_setup_request = false;
   };
   struct Event {
     std::string worker_id;
@@ -109,6 +128,8 @@ class WorkerPoolSource final : public meta::GradientSource {
   void HandleEvent(Round& round, Event& event);
   void HandleGradient(Round& round, const std::string& worker_id, const v1::TaskGradient& gradient);
   void HandleDone(Round& round, const std::string& worker_id, const v1::AssignmentDone& done);
+  // The worker no longer holds the job's setup or parameters: resend them with the tasks.
+  void HandleNeedsSetup(Round& round, int64_t assignment_id);
   // Drops an in-flight assignment: its unfinished tasks go back to the pending queue.
   // `rejection`: non-empty when the worker's result was refused (counts an attempt).
   void Requeue(Round& round, int64_t assignment_id, ReassignReason why,
@@ -126,6 +147,10 @@ class WorkerPoolSource final : public meta::GradientSource {
   void CheckDeadlines(Round& round);
   void ReportWorkers();
 
+  // More needs_setup answers in a row for one job than this and the worker is failing
+  // (NOTE [Work distribution]).
+  static constexpr int kMaxSetupRequestsInARow = 16;
+
   const std::string job_id_;
   const meta::JobContext& job_;
   const WorkerPoolOptions options_;
@@ -139,6 +164,8 @@ class WorkerPoolSource final : public meta::GradientSource {
   std::map<std::string, SessionState> sessions_;
   std::map<int64_t, std::unique_ptr<InFlight>> in_flight_;
   int64_t encoded_version_ = -1;
+  // Logged once while every connected worker is of another device type.
+  bool reported_device_wait_ = false;
   RoundTimings last_training_timings_;
   std::vector<v1::TensorChunk> encoded_params_;
 

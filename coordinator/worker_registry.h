@@ -11,6 +11,8 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "metatrain/v1/worker_service.pb.h"
 
@@ -31,15 +33,25 @@ struct WorkerInfo {
   std::shared_ptr<WorkerConnection> connection;
   // Tasks per assignment: hello.capacity, at least 1.
   int64_t capacity = 1;
+  // "cpu" or "cuda": the type of hello.device (meta::DeviceType).
+  std::string device_type = "cpu";
 };
+
+// Whether a worker that says `hello` may join a coordinator of version `version`:
+// FAILED_PRECONDITION naming both versions when hello.version differs (an empty one
+// included: every metatrain-worker sends its version), since workers of another build may
+// compute other bits; INVALID_ARGUMENT for a device that is not cpu, cuda or cuda:N.
+absl::Status AdmitWorker(const v1::Hello& hello, const std::string& version);
 
 // Thread-safe.
 class WorkerRegistry {
  public:
-  // Registers a worker and returns its id ("worker-<n>", never reused). The Welcome
-  // carrying the id is queued on `connection` before any job can see the worker, so it is
-  // always the session's first message.
-  std::string Add(const v1::Hello& hello, std::shared_ptr<WorkerConnection> connection)
+  // Registers a worker that AdmitWorker(hello, Version()) accepts and returns its id
+  // ("worker-<n>", never reused); otherwise returns that refusal and registers nothing. The
+  // Welcome carrying the id is queued on `connection` before any job can see the worker,
+  // so it is always the session's first message.
+  absl::StatusOr<std::string> Add(const v1::Hello& hello,
+                                  std::shared_ptr<WorkerConnection> connection)
       ABSL_LOCKS_EXCLUDED(mu_);
   // False if `id` is not registered.
   bool Remove(const std::string& id) ABSL_LOCKS_EXCLUDED(mu_);

@@ -127,10 +127,8 @@ void InnerLoopRunner::EvictIfNeeded() {
 
 absl::Status InnerLoopRunner::HandleParameters(const v1::Parameters& parameters) {
   auto it = jobs_.find(parameters.job_id());
-  if (it == jobs_.end()) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("Parameters for job ", parameters.job_id(), " before its JobSetup"));
-  }
+  // An evicted job: its assignment will ask for the setup and these parameters again.
+  if (it == jobs_.end()) return absl::OkStatus();
   Job& job = it->second;
   if (job.context == nullptr) return job.setup_error;
   ParameterVersion& version = job.versions[parameters.version()];
@@ -181,7 +179,26 @@ void InnerLoopRunner::ResetSession() {
   for (auto& [id, job] : jobs_) job.versions.clear();
 }
 
+bool InnerLoopRunner::NeedsSetup(const v1::Assignment& assignment) const {
+  auto it = jobs_.find(assignment.job_id());
+  if (it == jobs_.end()) return true;
+  const Job& job = it->second;
+  if (job.context == nullptr) return false;  // its setup failed: Compute reports why
+  auto vit = job.versions.find(assignment.version());
+  // A poisoned version is an error to report, not something to ask for again.
+  return vit == job.versions.end() || (!vit->second.complete && vit->second.error.ok());
+}
+
 void InnerLoopRunner::HandleAssignment(const v1::Assignment& assignment, const Emit& emit) {
+  if (NeedsSetup(assignment)) {
+    // Nothing is computed (and nothing recorded): the coordinator resends the setup, the
+    // parameters and this assignment.
+    v1::WorkerMessage message;
+    message.mutable_done()->set_assignment_id(assignment.assignment_id());
+    message.mutable_done()->set_needs_setup(true);
+    emit(std::move(message));
+    return;
+  }
   const auto start = std::chrono::steady_clock::now();
   v1::AssignmentDone done;
   absl::Status status = Compute(assignment, emit, done);

@@ -12,8 +12,12 @@
 // over all of them.
 //
 // Errors never escape as crashes: a job that cannot be set up (bad data directory, bad
-// spec) or an assignment that cannot be computed (unknown job, missing parameter version,
-// LibTorch error) is answered with AssignmentDone.error naming the cause.
+// spec) or an assignment that cannot be computed (a poisoned parameter version, a LibTorch
+// error) is answered with AssignmentDone.error naming the cause. What the cache no longer
+// holds is not an error: an assignment for a job without a setup here (never sent, or
+// evicted: at most max_cached_jobs jobs stay) or for a parameter version it lacks is
+// answered with AssignmentDone.needs_setup, and the coordinator sends JobSetup and
+// Parameters again (proto/metatrain/v1/worker_service.proto).
 //
 // Thread-compatible: the session client calls it from one thread.
 
@@ -37,7 +41,9 @@ struct RunnerOptions {
   std::string data_dir;
   // "cpu" or "cuda:N". Tasks and parameters are moved there for the computation.
   std::string device = "cpu";
-  // Jobs whose context (and dataset) stays cached; the least recently set up goes first.
+  // Jobs whose context (and dataset) stays cached; the least recently used (set up or
+  // assigned) goes first. At least 1. More jobs than this may run at once: an evicted job's
+  // next assignment asks for its setup again (needs_setup), at the cost of rebuilding it.
   int max_cached_jobs = 4;
   // Size of the pieces gradients are cut into (tests use small ones to exercise chunking).
   int64_t max_chunk_bytes = rpc::kDefaultMaxChunkBytes;
@@ -62,12 +68,15 @@ class InnerLoopRunner {
 
   // Adds one chunk of a parameter version. When the last chunk arrives the version becomes
   // usable and older versions of the job are dropped (except the previous one). A bad
-  // chunk poisons that version; assignments that need it get the error.
+  // chunk poisons that version; assignments that need it get the error. Chunks of a job
+  // without a setup here (evicted) are dropped: OK, since the assignment that follows asks
+  // for the setup and the parameters again.
   absl::Status HandleParameters(const v1::Parameters& parameters);
 
   // Computes the assignment and emits, in order, one set of TaskGradient chunks per task
   // (training) and then exactly one AssignmentDone (with metrics for evaluation, or an
-  // error). Never fails otherwise.
+  // error). When the job's setup or the parameter version is missing, emits only an
+  // AssignmentDone with needs_setup. Never fails otherwise.
   void HandleAssignment(const v1::Assignment& assignment, const Emit& emit);
 
   // Forgets parameter versions (kept: job contexts). Called when a new session starts,
@@ -91,6 +100,9 @@ class InnerLoopRunner {
     int64_t last_used = 0;
   };
 
+  // The job's setup or the assignment's parameter version is not here (and not because
+  // of an error that the coordinator must hear about).
+  bool NeedsSetup(const v1::Assignment& assignment) const;
   // Runs the assignment; on success fills `done` (metrics) and emits gradients.
   absl::Status Compute(const v1::Assignment& assignment, const Emit& emit,
                        v1::AssignmentDone& done);

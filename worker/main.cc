@@ -1,12 +1,13 @@
 // metatrain-worker: computes inner loops for a metatrain coordinator.
 //
 //   metatrain-worker [--coordinator host:port] [--device cpu|cuda:N] [--threads N]
-//                    [--capacity N] [--data_dir DIR] [--name NAME] [--log_assignments]
-//                    [--metrics_listen HOST:PORT]
+//                    [--capacity N] [--max_cached_jobs N] [--data_dir DIR] [--name NAME]
+//                    [--log_assignments] [--metrics_listen HOST:PORT]
 //
 // The coordinator address falls back to $METATRAIN_COORDINATOR, then 127.0.0.1:50051.
 // Runs until the coordinator sends Shutdown or the process gets SIGINT/SIGTERM (a second
-// signal exits at once).
+// signal exits at once). A coordinator that refuses the worker (another metatrain
+// version) ends it with exit status 3.
 
 #include <ATen/Parallel.h>
 #include <signal.h>
@@ -32,6 +33,9 @@ ABSL_FLAG(std::string, coordinator, "127.0.0.1:50051", "the coordinator's addres
 ABSL_FLAG(std::string, device, "cpu", "where inner loops run: cpu or cuda:N");
 ABSL_FLAG(int, threads, 1, "intra-op threads for LibTorch");
 ABSL_FLAG(int, capacity, 32, "tasks this worker takes at once (one batched computation)");
+ABSL_FLAG(int, max_cached_jobs, 4,
+          "jobs whose setup (model, dataset) stays in memory; more running jobs still work, "
+          "at the cost of setting evicted jobs up again");
 ABSL_FLAG(std::string, data_dir, "",
           "this worker's copy of the dataset, used instead of the job's tasks.data_dir; empty: "
           "the job's");
@@ -48,11 +52,13 @@ metatrain::cli::Program WorkerProgram() {
   program.name = "metatrain-worker";
   program.usage =
       "usage: metatrain-worker [--coordinator HOST:PORT] [--device cpu|cuda:N] [--threads N]\n"
-      "                        [--capacity N] [--data_dir DIR] [--name NAME] [--log_assignments]\n"
-      "                        [--metrics_listen HOST:PORT]\n"
+      "                        [--capacity N] [--max_cached_jobs N] [--data_dir DIR] [--name "
+      "NAME]\n"
+      "                        [--log_assignments] [--metrics_listen HOST:PORT]\n"
       "Computes inner loops for a metatrain coordinator. Runs until the coordinator sends\n"
       "Shutdown or the process gets SIGINT/SIGTERM (a second signal exits at once); an\n"
-      "unreachable coordinator is retried with backoff.";
+      "unreachable coordinator is retried with backoff; a coordinator of another version\n"
+      "refuses the worker, which then exits with status 3.";
   program.flag_files = {"worker/main.cc"};
   program.aliases = {{"data-dir", "data_dir"}};
   program.env_defaults = {{"coordinator", "METATRAIN_COORDINATOR"}};
@@ -85,6 +91,7 @@ int main(int argc, char** argv) {
   session.name = absl::GetFlag(FLAGS_name);
   session.log_assignments = absl::GetFlag(FLAGS_log_assignments);
   runner_options.data_dir = absl::GetFlag(FLAGS_data_dir);
+  runner_options.max_cached_jobs = absl::GetFlag(FLAGS_max_cached_jobs);
   if (session.threads <= 0) {
     return usage_error(
         absl::StrCat("--threads must be a positive integer (got \"", session.threads, "\")"));
@@ -92,6 +99,10 @@ int main(int argc, char** argv) {
   if (session.capacity <= 0) {
     return usage_error(
         absl::StrCat("--capacity must be a positive integer (got \"", session.capacity, "\")"));
+  }
+  if (runner_options.max_cached_jobs <= 0) {
+    return usage_error(absl::StrCat("--max_cached_jobs must be a positive integer (got \"",
+                                    runner_options.max_cached_jobs, "\")"));
   }
   if (session.coordinator.empty()) return usage_error("--coordinator must not be empty");
 
@@ -149,9 +160,15 @@ int main(int argc, char** argv) {
                                   " thread(s), capacity ", session.capacity, ", coordinator ",
                                   session.coordinator));
   absl::Status status = client.Run();
-  // Stopped by a signal or told to shut down: both are a clean exit.
-  (void)status;
+  // Stopped by a signal or told to shut down: both are a clean exit. Refused by the
+  // coordinator (another version): retrying cannot help, so say why and exit 3, which a
+  // supervisor shows as a failing worker rather than one quietly retrying forever.
+  int exit_code = 0;
+  if (absl::IsFailedPrecondition(status) || absl::IsInvalidArgument(status)) {
+    metatrain::LogLine(std::string(status.message()));
+    exit_code = 3;
+  }
   metatrain::FlushLog();
   // Skip static destructors: the detached signal thread still references locals.
-  std::_Exit(0);
+  std::_Exit(exit_code);
 }

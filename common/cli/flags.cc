@@ -15,10 +15,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/time.h"
-
-#ifndef METATRAIN_VERSION
-#define METATRAIN_VERSION "unknown"
-#endif
+#include "common/version/version.h"
 
 namespace metatrain::cli {
 namespace {
@@ -245,7 +242,7 @@ std::string HelpText(const Program& program) {
 }
 
 std::string VersionText(const Program& program) {
-  return absl::StrCat(program.name, " ", METATRAIN_VERSION);
+  return absl::StrCat(program.name, " ", Version());
 }
 
 int UsageError(const Program& program, absl::string_view message) {

@@ -4,6 +4,8 @@
 #include <sstream>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/status/status_macros.h"
@@ -149,6 +151,9 @@ absl::Status ValidateSpec(const v1::JobSpec& spec) {
   }
   RETURN_IF_ERROR(Positive("test_tasks", spec.test_tasks()));
   RETURN_IF_ERROR(NonNegative("resources.max_workers", spec.resources().max_workers()));
+  const char* kDeviceTypes[] = {"cpu", "cuda"};
+  RETURN_IF_ERROR(
+      CheckOneOf("resources.device_type", spec.resources().device_type(), kDeviceTypes));
   const char* kDtypes[] = {"float32", "float64"};
   RETURN_IF_ERROR(CheckOneOf("dtype", spec.dtype(), kDtypes));
   return absl::OkStatus();
@@ -159,6 +164,18 @@ absl::Status ValidateSpec(const v1::JobSpec& spec) {
 bool IsClassificationFamily(const std::string& family) {
   return family == "synthetic_images" || family == "omniglot" || family == "fashion_mnist" ||
          family == "image_folder";
+}
+
+absl::StatusOr<std::string> DeviceType(const std::string& device) {
+  if (device.empty() || device == "cpu") return std::string("cpu");
+  if (device == "cuda") return std::string("cuda");
+  int index = 0;
+  if (absl::StartsWith(device, "cuda:") && absl::SimpleAtoi(device.substr(5), &index) &&
+      index >= 0) {
+    return std::string("cuda");
+  }
+  return absl::InvalidArgumentError(
+      absl::StrCat("device must be cpu, cuda or cuda:N (got \"", device, "\")"));
 }
 
 absl::StatusOr<v1::JobSpec> ParseJobSpec(const std::string& text) {
@@ -267,6 +284,7 @@ absl::StatusOr<v1::JobSpec> NormalizeJobSpec(v1::JobSpec spec) {
   if (spec.test_tasks() == 0) spec.set_test_tasks(600);
   if (spec.checkpoint_interval_seconds() == 0) spec.set_checkpoint_interval_seconds(300);
   if (spec.dtype().empty()) spec.set_dtype("float32");
+  if (spec.resources().device_type().empty()) spec.mutable_resources()->set_device_type("cpu");
   if (spec.select_best_by().empty()) spec.set_select_best_by("loss");
 
   RETURN_IF_ERROR(ValidateSpec(spec));

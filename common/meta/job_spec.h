@@ -23,6 +23,11 @@ absl::StatusOr<v1::JobSpec> NormalizeJobSpec(v1::JobSpec spec);
 
 bool IsClassificationFamily(const std::string& family);
 
+// The type of a device as workers name it (Hello.device, metatrain-worker --device):
+// "cpu" for "cpu" or "" (the default), "cuda" for "cuda" or "cuda:N"; INVALID_ARGUMENT for
+// anything else. JobSpec.resources.device_type holds such a type.
+absl::StatusOr<std::string> DeviceType(const std::string& device);
+
 }  // namespace metatrain::meta
 
 #endif  // METATRAIN_COMMON_META_JOB_SPEC_H_

@@ -7,6 +7,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
+#include "common/status/grpc_status.h"
 
 namespace metatrain::coordinator {
 namespace {
@@ -62,7 +63,12 @@ class SessionReactor final
           return Close(grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
                                     "the first message of a session must be Hello"));
         }
-        worker_id_ = coordinator_->AddWorker(incoming_.hello(), outbox_);
+        auto added = coordinator_->AddWorker(incoming_.hello(), outbox_);
+        if (!added.ok()) {
+          left_ = true;
+          return Close(ToGrpcStatus(added.status()));
+        }
+        worker_id_ = *std::move(added);
       } else if (incoming_.has_hello()) {
         return EndSessionLocked(
             grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, "Hello sent twice in one session"));

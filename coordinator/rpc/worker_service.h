@@ -6,7 +6,9 @@
 // messages; its callbacks never block: they hand incoming messages to the Coordinator
 // (which queues them for the job's runner) and start the next read or write.
 // Protocol (worker_service.proto): the first message must be Hello (else the stream ends
-// with FAILED_PRECONDITION); Welcome is always the first message sent back.
+// with FAILED_PRECONDITION); a Hello that the coordinator refuses (another version: also
+// FAILED_PRECONDITION; an unreadable device: INVALID_ARGUMENT) ends the stream with that
+// status; otherwise Welcome is always the first message sent back.
 
 #include "coordinator/coordinator.h"
 #include "metatrain/v1/worker_service.grpc.pb.h"

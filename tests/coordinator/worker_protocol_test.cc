@@ -4,17 +4,22 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <cstdio>
 #include <memory>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "common/rpc/tensor_codec.h"
 #include "common/status/grpc_status.h"
+#include "common/version/version.h"
 #include "tests/coordinator/test_specs.h"
 #include "tests/testing/coordinator_harness.h"
 #include "tests/testing/fake_clock.h"
 #include "tests/testing/in_process_worker.h"
+#include "tests/testing/library_worker.h"
+#include "tests/testing/metric_values.h"
 #include "tests/testing/scripted_worker.h"
 
 namespace metatrain::testing {
@@ -455,6 +460,224 @@ TEST(WorkerProtocolTest, WorkersGetShutdownWhenTheCoordinatorStops) {
   bool shutdown = false;
   while (auto message = (*w)->Read()) shutdown = shutdown || message->has_shutdown();
   EXPECT_TRUE(shutdown);
+}
+
+// NOTE [Work distribution], the job cache: with more jobs running than a worker caches,
+// the real worker (SessionClient + InnerLoopRunner) evicts job setups, answers their next
+// assignments with needs_setup, and the coordinator sends the setup again. Every job
+// succeeds with exactly the bits of the single-process trainer.
+TEST(JobCacheTest, EightJobsOnWorkersCachingTwoAllSucceedWithTheTrainersBits) {
+  std::vector<v1::JobSpec> specs;
+  const char* algorithms[] = {"maml", "fomaml", "reptile", "meta_sgd", "anil", "maml"};
+  for (int i = 0; i < 6; ++i) {
+    v1::JobSpec spec = SmallSinusoidSpec(algorithms[i], /*steps=*/3);
+    spec.set_seed(100 + i);
+    specs.push_back(spec);
+  }
+  specs.push_back(SmallImageSpec(/*steps=*/2, /*seed=*/7));
+  specs.push_back(SmallImageSpec(/*steps=*/2, /*seed=*/8));
+
+  coordinator::CoordinatorOptions options = FastOptions();
+  options.max_running_jobs = 8;
+  auto h = CoordinatorHarness::Start(options);
+  ASSERT_TRUE(h.ok()) << h.status();
+  std::vector<std::unique_ptr<LibraryWorker>> workers;
+  for (int i = 0; i < 2; ++i) {
+    worker::SessionOptions session;
+    session.coordinator = (*h)->address();
+    session.name = absl::StrCat("cache-2-worker-", i);
+    session.capacity = 2;  // 4 tasks per step: both workers take part in every round
+    session.verbose = false;
+    worker::RunnerOptions runner;
+    runner.max_cached_jobs = 2;
+    workers.push_back(std::make_unique<LibraryWorker>(session, runner));
+  }
+  std::vector<std::string> ids;
+  for (const auto& spec : specs) {
+    auto id = (*h)->Submit(spec);
+    ASSERT_TRUE(id.ok()) << id.status();
+    ids.push_back(*id);
+  }
+  for (const auto& id : ids) {
+    auto state = (*h)->Get(id);
+    ASSERT_TRUE(state.ok()) << state.status();
+    EXPECT_NE(state->state(), v1::QUEUED) << id << ": all eight run at once";
+  }
+  for (size_t i = 0; i < ids.size(); ++i) {
+    auto events = (*h)->WatchToEnd(ids[i], absl::Seconds(300));
+    ASSERT_TRUE(events.ok()) << events.status();
+    const v1::JobStatus status = events->back().status();
+    ASSERT_EQ(status.state(), v1::SUCCEEDED) << ids[i] << ": " << status.error();
+
+    meta::JobContext context = MakeContext(specs[i]);
+    auto expected = meta::Train(context);
+    ASSERT_TRUE(expected.ok()) << expected.status();
+    auto final_bytes = (*h)->Fetch(ids[i], "final");
+    auto best_bytes = (*h)->Fetch(ids[i], "best");
+    ASSERT_TRUE(final_bytes.ok() && best_bytes.ok()) << ids[i];
+    SCOPED_TRACE(ids[i]);
+    ExpectBitIdentical(expected->final_params, ParamsFromCheckpoint(context, *final_bytes));
+    ExpectBitIdentical(expected->best_params, ParamsFromCheckpoint(context, *best_bytes));
+    EXPECT_EQ(status.test().loss_after().mean(), expected->test.loss_after.mean);
+  }
+
+  // The caches really were too small, and asking again cost no attempt and no rejection.
+  const auto families = (*h)->coordinator().metrics().Collect();
+  const double resent = MetricValue(families, "metatrain_coordinator_reassigned_tasks_total",
+                                    {{"reason", "needs_setup"}})
+                            .value_or(-1);
+  EXPECT_GT(resent, 0);
+  EXPECT_EQ((*h)->coordinator().metrics().rejected_results(), 0);
+  for (const auto& w : workers) EXPECT_EQ(w->sessions(), 1);  // no reconnection either
+  std::printf("8 jobs on 2 workers caching 2 jobs each: %.0f task(s) resent with their setup\n",
+              resent);
+}
+
+// A worker that keeps asking for the setup without ever computing is bounded: after
+// kMaxSetupRequestsInARow resends its answer counts as a failure (a rejection), and a
+// worker that does so every time fails the job instead of looping forever.
+TEST(JobCacheTest, WorkerThatAlwaysAsksForTheSetupFailsTheJobAfterBoundedResends) {
+  auto h = CoordinatorHarness::Start(FastOptions());
+  ASSERT_TRUE(h.ok()) << h.status();
+  auto w = ScriptedWorker::Connect((*h)->address(), 8, absl::Seconds(30));
+  ASSERT_TRUE(w.ok()) << w.status();
+  auto id = (*h)->Submit(SgdSpec(/*meta_batch=*/2, /*steps=*/1));
+  ASSERT_TRUE(id.ok()) << id.status();
+  // 3 attempts (max_task_attempts), each of 16 answers taken as "send it again" and one
+  // refused.
+  constexpr int kExpectedAssignments = 3 * 17;
+  int setups = 0, assignments = 0;
+  while (assignments < kExpectedAssignments) {
+    auto message = (*w)->Read();
+    ASSERT_TRUE(message.has_value()) << "after " << assignments << " assignments";
+    if (message->has_job_setup()) ++setups;
+    if (!message->has_assignment()) continue;
+    ++assignments;
+    EXPECT_EQ(message->assignment().version(), 0);
+    v1::WorkerMessage done;
+    done.mutable_done()->set_assignment_id(message->assignment().assignment_id());
+    done.mutable_done()->set_needs_setup(true);
+    ASSERT_TRUE((*w)->Write(done));
+  }
+  const v1::JobStatus status = (*h)->WatchToEnd(*id)->back().status();
+  EXPECT_EQ(status.state(), v1::FAILED);
+  EXPECT_THAT(status.error(), HasSubstr("asked for the job's setup 17 times in a row"));
+  EXPECT_EQ(status.step(), 0);
+  // Every assignment came with the setup again: each answer made the coordinator forget it.
+  EXPECT_EQ(setups, kExpectedAssignments);
+  EXPECT_EQ((*h)->coordinator().metrics().rejected_results(), 3);
+  const auto families = (*h)->coordinator().metrics().Collect();
+  EXPECT_EQ(MetricValue(families, "metatrain_coordinator_reassigned_tasks_total",
+                        {{"reason", "needs_setup"}}),
+            3 * 16 * 2);  // two tasks per assignment
+}
+
+// Hello.version: a worker of another build is refused, naming both versions; so is one
+// that sends none. Nothing is registered.
+TEST(AdmissionTest, WorkerOfAnotherVersionIsRefusedNamingBothVersions) {
+  auto h = CoordinatorHarness::Start(FastOptions());
+  ASSERT_TRUE(h.ok()) << h.status();
+  v1::Hello other = ScriptedWorker::DefaultHello();
+  other.set_version("0.0.0-other");
+  auto refused = ScriptedWorker::ConnectWith((*h)->address(), other);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(refused.status().message()), HasSubstr("\"0.0.0-other\""));
+  EXPECT_THAT(std::string(refused.status().message()),
+              HasSubstr(absl::StrCat("\"", Version(), "\"")));
+
+  v1::Hello unversioned = ScriptedWorker::DefaultHello();
+  unversioned.clear_version();
+  EXPECT_EQ(ScriptedWorker::ConnectWith((*h)->address(), unversioned).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+
+  v1::Hello odd_device = ScriptedWorker::DefaultHello();
+  odd_device.set_device("tpu:0");
+  auto bad_device = ScriptedWorker::ConnectWith((*h)->address(), odd_device);
+  EXPECT_EQ(bad_device.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(bad_device.status().message()), HasSubstr("tpu:0"));
+
+  EXPECT_EQ((*h)->coordinator().num_workers(), 0);
+  auto same = ScriptedWorker::Connect((*h)->address());
+  ASSERT_TRUE(same.ok()) << same.status();
+  EXPECT_EQ((*h)->coordinator().num_workers(), 1);
+}
+
+// The real worker does not retry a refusal: Run() ends with it (metatrain-worker then exits
+// with status 3), where an unreachable coordinator would be retried forever.
+TEST(AdmissionTest, RefusedLibraryWorkerStopsInsteadOfRetrying) {
+  auto h = CoordinatorHarness::Start(FastOptions());
+  ASSERT_TRUE(h.ok()) << h.status();
+  worker::SessionOptions session;
+  session.coordinator = (*h)->address();
+  session.device = "tpu:0";  // what the coordinator refuses; a version mismatch likewise
+  session.verbose = false;
+  LibraryWorker worker(session, worker::RunnerOptions{});
+  const absl::Status exit = worker.WaitForExit(absl::Seconds(60));
+  EXPECT_EQ(exit.code(), absl::StatusCode::kInvalidArgument) << exit;
+  EXPECT_THAT(std::string(exit.message()), HasSubstr("refused this worker"));
+  EXPECT_EQ(worker.sessions(), 0);
+}
+
+// resources.device_type: only workers of that type take part, so a job's bits never mix
+// CPU and CUDA arithmetic. A cuda job waits for a cuda worker; cpu workers are not used.
+TEST(DeviceTypeTest, JobsUseOnlyWorkersOfTheirDeviceType) {
+  auto h = CoordinatorHarness::Start(FastOptions());
+  ASSERT_TRUE(h.ok()) << h.status();
+  v1::Hello cuda_hello = ScriptedWorker::DefaultHello(8);
+  cuda_hello.set_device("cuda:1");
+  auto cuda = ScriptedWorker::ConnectWith((*h)->address(), cuda_hello);
+  ASSERT_TRUE(cuda.ok()) << cuda.status();
+
+  // A cpu job (the default) with the cuda worker connected first: only the cpu worker,
+  // which joins later, computes it, and the bits are the trainer's.
+  const v1::JobSpec cpu_spec = SmallSinusoidSpec("maml", 2);
+  meta::JobContext context = MakeContext(cpu_spec);
+  auto expected = meta::Train(context);
+  ASSERT_TRUE(expected.ok()) << expected.status();
+  auto cpu_job = (*h)->Submit(cpu_spec);
+  ASSERT_TRUE(cpu_job.ok()) << cpu_job.status();
+  {
+    InProcessWorker cpu_worker((*h)->address(), 2);
+    const v1::JobStatus status = (*h)->WatchToEnd(*cpu_job)->back().status();
+    ASSERT_EQ(status.state(), v1::SUCCEEDED) << status.error();
+    EXPECT_EQ(status.spec().resources().device_type(), "cpu");
+    auto bytes = (*h)->Fetch(*cpu_job, "final");
+    ASSERT_TRUE(bytes.ok());
+    ExpectBitIdentical(expected->final_params, ParamsFromCheckpoint(context, *bytes));
+  }
+
+  // A cuda job with a cpu worker connected: it goes to the cuda worker only.
+  InProcessWorker cpu_worker((*h)->address(), 8);
+  v1::JobSpec cuda_spec = SgdSpec(/*meta_batch=*/2, /*steps=*/1);
+  cuda_spec.mutable_resources()->set_device_type("cuda");
+  auto cuda_job = (*h)->Submit(cuda_spec);
+  ASSERT_TRUE(cuda_job.ok()) << cuda_job.status();
+  const meta::JobContext cuda_context = MakeContext(cuda_spec);
+  auto train = (*cuda)->NextAssignment();
+  ASSERT_TRUE(train.has_value());
+  // The first thing the cuda worker ever got is this job: nothing of the cpu job.
+  EXPECT_FALSE((*cuda)->SpecOf(*cpu_job).has_value());
+  EXPECT_EQ((*cuda)->SpecOf(*cuda_job)->resources().device_type(), "cuda");
+  EXPECT_EQ(train->task_indices_size(), 2);  // the whole round: the cpu worker takes no part
+  AnswerTraining(**cuda, cuda_context, *train);
+  auto test = (*cuda)->NextAssignment();
+  ASSERT_TRUE(test.has_value());
+  EXPECT_EQ(test->task_indices_size(), 2);
+  AnswerEvaluation(**cuda, *test);
+  const v1::JobStatus status = (*h)->WatchToEnd(*cuda_job)->back().status();
+  ASSERT_EQ(status.state(), v1::SUCCEEDED) << status.error();
+  EXPECT_EQ(cpu_worker.assignments_done(), 0);
+}
+
+TEST(DeviceTypeTest, UnknownDeviceTypeIsRefusedAtSubmission) {
+  auto h = CoordinatorHarness::Start(FastOptions());
+  ASSERT_TRUE(h.ok()) << h.status();
+  v1::JobSpec spec = SgdSpec(2, 1);
+  spec.mutable_resources()->set_device_type("tpu");
+  auto id = (*h)->Submit(spec);
+  EXPECT_EQ(id.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(id.status().message()), HasSubstr("resources.device_type"));
 }
 
 }  // namespace

@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 
 #include <filesystem>
+#include <fstream>
 #include <functional>
 #include <memory>
 #include <string>
@@ -90,10 +91,24 @@ class Cluster : public ::testing::Test {
     }
   }
 
+  // Replaces the coordinator (and forgets its jobs) with one started with `flags`.
+  void RestartCoordinator(const std::vector<std::string>& flags) {
+    coordinator_.process.reset();
+    const std::string dir = absl::StrCat(dir_, "/restarted");
+    std::filesystem::create_directories(dir);
+    auto coordinator = StartCoordinator(dir, flags);
+    ASSERT_TRUE(coordinator.ok()) << coordinator.status();
+    coordinator_ = std::move(*coordinator);
+    grpc::ChannelArguments args;
+    args.SetMaxReceiveMessageSize(64 << 20);
+    stub_ = v1::JobService::NewStub(
+        grpc::CreateCustomChannel(coordinator_.address, grpc::InsecureChannelCredentials(), args));
+  }
+
   // Starts a worker and waits until it is connected, so the next step includes it.
-  ChildProcess& AddWorker() {
+  ChildProcess& AddWorker(const std::vector<std::string>& flags = {}) {
     const std::string log = absl::StrCat(dir_, "/worker-", workers_.size() + 1, ".log");
-    auto worker = StartWorker(coordinator_.address, log);
+    auto worker = StartWorker(coordinator_.address, log, flags);
     EXPECT_TRUE(worker.ok()) << worker.status();
     workers_.push_back(std::move(*worker));
     absl::Status connected = WaitForWorkerConnected(log, absl::Seconds(60));
@@ -367,6 +382,39 @@ TEST_F(Cluster, FrozenWorkerIsDroppedWithinTheLivenessTimeAndRejoins) {
   ASSERT_EQ(status.state(), v1::SUCCEEDED) << status.error();
   ExpectBitIdentical(Fetch(job, "final", reference), reference.result.final_params,
                      "after a worker froze for 6 s");
+}
+
+// More jobs at once than the workers cache (--max_cached_jobs 2, 6 jobs): evicted jobs are
+// set up again on demand (AssignmentDone.needs_setup) and every job still has the
+// single-process trainer's bits.
+TEST_F(Cluster, MoreJobsThanTheWorkersCacheAllSucceedWithTheSameBits) {
+  RestartCoordinator({"--max_running_jobs=6"});
+  ASSERT_FALSE(HasFatalFailure());
+  AddWorker({"--max_cached_jobs=2", "--capacity=4"});
+  AddWorker({"--max_cached_jobs=2", "--capacity=4"});
+  std::vector<v1::JobSpec> specs;
+  std::vector<std::string> jobs;
+  for (int i = 0; i < 6; ++i) {
+    v1::JobSpec spec = TestSpec(6);
+    spec.set_seed(40 + i);
+    specs.push_back(spec);
+    jobs.push_back(Submit(spec));
+  }
+  for (int i = 0; i < 6; ++i) {
+    const v1::JobStatus status = WaitForEnd(jobs[i]);
+    ASSERT_EQ(status.state(), v1::SUCCEEDED) << jobs[i] << ": " << status.error();
+    const Reference reference = TrainInProcess(specs[i]);
+    ExpectBitIdentical(Fetch(jobs[i], "final", reference), reference.result.final_params, jobs[i]);
+  }
+  // The caches really were too small: the workers asked for evicted setups.
+  int asked = 0;
+  for (int w = 1; w <= 2; ++w) {
+    std::ifstream log(absl::StrCat(dir_, "/worker-", w, ".log"));
+    for (std::string line; std::getline(log, line);) {
+      asked += line.find("asked the coordinator to send them again") != std::string::npos;
+    }
+  }
+  EXPECT_GT(asked, 0);
 }
 
 TEST_F(Cluster, WorkerJoiningMidJobGetsWork) {

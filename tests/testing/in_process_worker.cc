@@ -9,6 +9,7 @@
 #include "common/status/grpc_status.h"
 #include "common/status/status_macros.h"
 #include "common/status/torch_status.h"
+#include "common/version/version.h"
 
 namespace metatrain::testing {
 namespace {
@@ -33,6 +34,7 @@ InProcessWorker::InProcessWorker(const std::string& address, int capacity, std::
   hello.mutable_hello()->set_device("cpu");
   hello.mutable_hello()->set_capacity(capacity);
   hello.mutable_hello()->set_threads(1);
+  hello.mutable_hello()->set_version(Version());  // the coordinator admits its own version only
   stream_->Write(hello);
   thread_ = std::thread([this] { Loop(); });
 }

@@ -5,27 +5,45 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/rpc/tensor_codec.h"
+#include "common/status/grpc_status.h"
+#include "common/status/status_macros.h"
+#include "common/version/version.h"
 
 namespace metatrain::testing {
+
+v1::Hello ScriptedWorker::DefaultHello(int capacity) {
+  v1::Hello hello;
+  hello.set_name("scripted");
+  hello.set_device("cpu");
+  hello.set_capacity(capacity);
+  hello.set_version(Version());  // the coordinator admits its own version only
+  return hello;
+}
 
 absl::StatusOr<std::unique_ptr<ScriptedWorker>> ScriptedWorker::Connect(const std::string& address,
                                                                         int capacity,
                                                                         absl::Duration deadline) {
+  return ConnectWith(address, DefaultHello(capacity), deadline);
+}
+
+absl::StatusOr<std::unique_ptr<ScriptedWorker>> ScriptedWorker::ConnectWith(
+    const std::string& address, const v1::Hello& hello, absl::Duration deadline) {
   std::unique_ptr<ScriptedWorker> worker(new ScriptedWorker());
   worker->channel_ = grpc::CreateChannel(address, grpc::InsecureChannelCredentials());
   worker->stub_ = v1::WorkerService::NewStub(worker->channel_);
   worker->context_.set_deadline(std::chrono::system_clock::now() +
                                 absl::ToChronoNanoseconds(deadline));
   worker->stream_ = worker->stub_->Session(&worker->context_);
-  v1::WorkerMessage hello;
-  hello.mutable_hello()->set_name("scripted");
-  hello.mutable_hello()->set_device("cpu");
-  hello.mutable_hello()->set_capacity(capacity);
-  if (!worker->stream_->Write(hello)) return absl::UnavailableError("cannot send Hello");
+  v1::WorkerMessage message;
+  *message.mutable_hello() = hello;
+  if (!worker->stream_->Write(message)) return absl::UnavailableError("cannot send Hello");
   auto welcome = worker->Read();
-  if (!welcome || !welcome->has_welcome()) {
-    return absl::UnavailableError("no Welcome as the first message");
+  if (!welcome) {
+    worker->closed_ = true;
+    RETURN_IF_ERROR(FromGrpcStatus(worker->stream_->Finish()));
+    return absl::UnavailableError("the session ended without a Welcome");
   }
+  if (!welcome->has_welcome()) return absl::UnavailableError("no Welcome as the first message");
   worker->worker_id_ = welcome->welcome().worker_id();
   return worker;
 }

@@ -26,6 +26,14 @@ class ScriptedWorker {
   // (the whole session's deadline), so a test never hangs on a silent coordinator.
   static absl::StatusOr<std::unique_ptr<ScriptedWorker>> Connect(
       const std::string& address, int capacity = 64, absl::Duration deadline = absl::Seconds(60));
+  // The same with a Hello of the test's making (Connect sends name "scripted", device
+  // "cpu", `capacity` and this build's version). A coordinator that refuses the Hello
+  // ends the stream: its status is returned.
+  static absl::StatusOr<std::unique_ptr<ScriptedWorker>> ConnectWith(
+      const std::string& address, const v1::Hello& hello,
+      absl::Duration deadline = absl::Seconds(60));
+  // The Hello that Connect sends.
+  static v1::Hello DefaultHello(int capacity = 64);
   ~ScriptedWorker();
 
   const std::string& worker_id() const { return worker_id_; }

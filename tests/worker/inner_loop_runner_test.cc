@@ -17,7 +17,6 @@ namespace {
 
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
-using ::testing::Not;
 
 v1::JobSpec SinusoidSpec() {
   auto spec = meta::ParseJobSpec(R"({
@@ -196,17 +195,7 @@ TEST_F(RunnerTest, EvaluationAssignmentReportsMetricsBeforeAndAfterAdaptation) {
 
 TEST_F(RunnerTest, ErrorsAreAnsweredNotThrown) {
   InnerLoopRunner runner(RunnerOptions{});
-  // Unknown job.
-  Reply unknown = Run(runner, Training("nope", 0, {0}));
-  ASSERT_EQ(unknown.done.size(), 1u);
-  EXPECT_THAT(unknown.done[0].error(), HasSubstr("nope"));
-  EXPECT_TRUE(unknown.gradients.empty());
-
-  // Parameters version never sent.
   Setup(runner, "job-1", 0);
-  Reply missing = Run(runner, Training("job-1", 9, {0}));
-  ASSERT_EQ(missing.done.size(), 1u);
-  EXPECT_THAT(missing.done[0].error(), HasSubstr("version 9"));
 
   // A chunk that does not fit the job's parameters poisons that version only.
   v1::Parameters bad;
@@ -221,6 +210,7 @@ TEST_F(RunnerTest, ErrorsAreAnsweredNotThrown) {
   Reply poisoned = Run(runner, Training("job-1", 4, {0}));
   ASSERT_EQ(poisoned.done.size(), 1u);
   EXPECT_THAT(poisoned.done[0].error(), HasSubstr("version 4"));
+  EXPECT_FALSE(poisoned.done[0].needs_setup());  // sending it again would not help
   Reply fine = Run(runner, Training("job-1", 0, {0}));
   ASSERT_EQ(fine.done.size(), 1u);
   EXPECT_THAT(fine.done[0].error(), IsEmpty());
@@ -234,15 +224,16 @@ TEST_F(RunnerTest, MetricsCountSetupsTasksAndTheCurrentJob) {
   Setup(runner, "job-1", 0);
   Setup(runner, "job-1", 1);  // the same spec again: served by the loaded job
   ASSERT_THAT(Run(runner, Training("job-1", 0, {0, 1, 2})).done[0].error(), IsEmpty());
-  ASSERT_THAT(Run(runner, Training("job-1", 9, {3})).done[0].error(), HasSubstr("version 9"));
+  ASSERT_TRUE(Run(runner, Training("job-1", 9, {3})).done[0].needs_setup());
   Setup(runner, "job-2", 0);
   ASSERT_THAT(Run(runner, Training("job-2", 0, {0})).done[0].error(), IsEmpty());
 
   const auto families = metrics.registry()->Collect();
   using metatrain::testing::MetricValue;
   using metatrain::testing::SeriesCount;
-  EXPECT_EQ(metrics.tasks_computed(), 4);  // the failed assignment computed nothing
-  EXPECT_EQ(MetricValue(families, "metatrain_worker_inner_loop_seconds"), 3);
+  // The assignment without its parameters computed nothing and is not recorded.
+  EXPECT_EQ(metrics.tasks_computed(), 4);
+  EXPECT_EQ(MetricValue(families, "metatrain_worker_inner_loop_seconds"), 2);
   EXPECT_EQ(MetricValue(families, "metatrain_worker_dataset_cache_misses_total"), 2);
   EXPECT_EQ(MetricValue(families, "metatrain_worker_dataset_cache_hits_total"), 1);
   EXPECT_EQ(MetricValue(families, "metatrain_worker_dataset_load_seconds"), 2);
@@ -279,7 +270,76 @@ TEST_F(RunnerTest, OlderParameterVersionsAreDroppedButThePreviousIsKept) {
   SendParameters(runner, "job-1", 2, params_);
   EXPECT_THAT(Run(runner, Training("job-1", 2, {0})).done[0].error(), IsEmpty());
   EXPECT_THAT(Run(runner, Training("job-1", 1, {0})).done[0].error(), IsEmpty());
-  EXPECT_THAT(Run(runner, Training("job-1", 0, {0})).done[0].error(), Not(IsEmpty()));
+  const Reply dropped = Run(runner, Training("job-1", 0, {0}));
+  ASSERT_EQ(dropped.done.size(), 1u);
+  EXPECT_TRUE(dropped.done[0].needs_setup());
+  EXPECT_TRUE(dropped.gradients.empty());
+}
+
+// What the cache no longer holds is asked for again (AssignmentDone.needs_setup), never
+// reported as an error: the coordinator resends JobSetup and Parameters and the job goes on.
+TEST_F(RunnerTest, AssignmentOfAnEvictedJobAsksForItsSetupAndThenComputesTheSameBits) {
+  RunnerOptions options;
+  options.max_cached_jobs = 2;
+  InnerLoopRunner runner(options);
+  Setup(runner, "job-1", 0);
+  const Reply before = Run(runner, Training("job-1", 0, {0, 2}));
+  ASSERT_EQ(before.done.size(), 1u);
+  ASSERT_THAT(before.done[0].error(), IsEmpty());
+  ASSERT_FALSE(before.done[0].needs_setup());
+  Setup(runner, "job-2", 0);
+  Setup(runner, "job-3", 0);  // evicts job-1, the least recently used
+  EXPECT_EQ(runner.cached_jobs(), 2);
+
+  // Parameters of the evicted job are dropped quietly; its assignment asks for the setup.
+  SendParameters(runner, "job-1", 1, params_);
+  const Reply evicted = Run(runner, Training("job-1", 0, {0, 2}));
+  ASSERT_EQ(evicted.done.size(), 1u);
+  EXPECT_TRUE(evicted.done[0].needs_setup());
+  EXPECT_THAT(evicted.done[0].error(), IsEmpty());
+  EXPECT_EQ(evicted.done[0].assignment_id(), 7);
+  EXPECT_TRUE(evicted.gradients.empty());
+  EXPECT_EQ(runner.cached_jobs(), 2);  // asking added nothing to the cache
+
+  // A job never set up here is answered the same way.
+  const Reply unknown = Run(runner, Training("nope", 0, {0}));
+  ASSERT_EQ(unknown.done.size(), 1u);
+  EXPECT_TRUE(unknown.done[0].needs_setup());
+  EXPECT_THAT(unknown.done[0].error(), IsEmpty());
+
+  // The coordinator's answer: the setup and the parameters again, then the assignment.
+  Setup(runner, "job-1", 0);
+  const Reply again = Run(runner, Training("job-1", 0, {0, 2}));
+  ASSERT_EQ(again.done.size(), 1u);
+  EXPECT_FALSE(again.done[0].needs_setup());
+  EXPECT_THAT(again.done[0].error(), IsEmpty());
+  ASSERT_EQ(again.gradients.size(), 2u);
+  for (int64_t t : {0, 2}) {
+    const meta::TensorList first = Decode(before.gradients.at(t));
+    const meta::TensorList second = Decode(again.gradients.at(t));
+    ASSERT_EQ(first.size(), second.size());
+    for (size_t i = 0; i < first.size(); ++i) {
+      EXPECT_TRUE(at::equal(first[i], second[i])) << "task " << t << " tensor " << i;
+    }
+  }
+}
+
+// A partial parameter version (its last chunk never came) is asked for again too.
+TEST_F(RunnerTest, IncompleteParameterVersionAsksForItsSetup) {
+  InnerLoopRunner runner(RunnerOptions{});
+  Setup(runner, "job-1", 0);
+  auto chunks = rpc::EncodeTensors(params_, context_->learner->meta_param_specs(), 64);
+  ASSERT_TRUE(chunks.ok()) << chunks.status();
+  ASSERT_GT(chunks->size(), 1u);
+  v1::Parameters first;
+  first.set_job_id("job-1");
+  first.set_version(1);
+  *first.mutable_chunk() = (*chunks)[0];
+  ASSERT_TRUE(runner.HandleParameters(first).ok());
+  const Reply reply = Run(runner, Training("job-1", 1, {0}));
+  ASSERT_EQ(reply.done.size(), 1u);
+  EXPECT_TRUE(reply.done[0].needs_setup());
+  EXPECT_THAT(reply.done[0].error(), IsEmpty());
 }
 
 TEST(ParseDeviceTest, AcceptsCpuAndRejectsNonsense) {

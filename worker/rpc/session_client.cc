@@ -12,6 +12,7 @@
 #include "absl/time/time.h"
 #include "common/logging/log.h"
 #include "common/meta/rng.h"
+#include "common/version/version.h"
 #include "metatrain/v1/worker_service.grpc.pb.h"
 
 namespace metatrain::worker {
@@ -67,8 +68,10 @@ absl::Status SessionClient::Run() {
       if (stopped_) return absl::CancelledError("worker stopped");
     }
     bool welcomed = false;
-    SessionEnd end = RunSession(welcomed);
+    absl::Status refusal;
+    SessionEnd end = RunSession(welcomed, refusal);
     if (end == SessionEnd::kShutdown) return absl::OkStatus();
+    if (end == SessionEnd::kRefused) return refusal;
     {
       absl::MutexLock lock(&mu_);
       if (stopped_) return absl::CancelledError("worker stopped");
@@ -89,7 +92,7 @@ absl::Status SessionClient::Run() {
   }
 }
 
-SessionClient::SessionEnd SessionClient::RunSession(bool& welcomed) {
+SessionClient::SessionEnd SessionClient::RunSession(bool& welcomed, absl::Status& refusal) {
   auto stub = v1::WorkerService::NewStub(channel_);
   grpc::ClientContext context;
   {
@@ -104,7 +107,7 @@ SessionClient::SessionEnd SessionClient::RunSession(bool& welcomed) {
   hello->set_device(options_.device);
   hello->set_capacity(options_.capacity);
   hello->set_threads(options_.threads);
-  hello->set_version(METATRAIN_VERSION);
+  hello->set_version(Version());
 
   SessionEnd end = SessionEnd::kLost;
   bool write_failed = !stream->Write(hello_message);
@@ -145,7 +148,12 @@ SessionClient::SessionEnd SessionClient::RunSession(bool& welcomed) {
         runner_->HandleAssignment(message.assignment(), [&](v1::WorkerMessage out) {
           if (out.has_done()) {
             const v1::AssignmentDone& done = out.done();
-            if (!done.error().empty()) {
+            if (done.needs_setup()) {
+              Log(absl::StrCat("assignment ", done.assignment_id(), " of job ",
+                               message.assignment().job_id(),
+                               ": its setup or parameters are no longer cached here "
+                               "(--max_cached_jobs); asked the coordinator to send them again"));
+            } else if (!done.error().empty()) {
               Log(absl::StrCat("assignment ", done.assignment_id(), " failed: ", done.error()));
             } else if (options_.log_assignments) {
               const v1::Assignment& a = message.assignment();
@@ -176,6 +184,15 @@ SessionClient::SessionEnd SessionClient::RunSession(bool& welcomed) {
   {
     absl::MutexLock lock(&mu_);
     current_ = nullptr;
+  }
+  // Refused at Hello: the coordinator answers the same whenever asked (worker_service.h).
+  if (end == SessionEnd::kLost && !welcomed &&
+      (status.error_code() == grpc::StatusCode::FAILED_PRECONDITION ||
+       status.error_code() == grpc::StatusCode::INVALID_ARGUMENT)) {
+    refusal = absl::Status(static_cast<absl::StatusCode>(status.error_code()),
+                           absl::StrCat("the coordinator at ", options_.coordinator,
+                                        " refused this worker: ", status.error_message()));
+    return SessionEnd::kRefused;
   }
   if (end == SessionEnd::kLost && welcomed) {
     Log(absl::StrCat(

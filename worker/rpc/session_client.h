@@ -7,7 +7,7 @@
 // answers back. When the coordinator is not up yet, or goes away, it reconnects with
 // exponential backoff (doubling from `initial_backoff` up to `max_backoff`, each wait
 // jittered by ±25% so restarted fleets do not reconnect in lockstep), forever, until the
-// coordinator sends Shutdown or Stop() is called.
+// coordinator sends Shutdown or Stop() is called, or the coordinator refuses the worker.
 //
 // Thread safety: Run() is called from one thread; Stop() may be called from any thread
 // (e.g. a signal-watching thread) at any time.
@@ -51,6 +51,9 @@ class SessionClient {
 
   // Serves sessions until the coordinator says Shutdown (returns OK) or Stop() is called
   // (returns CANCELLED). Never returns because the coordinator is unreachable: it waits.
+  // A coordinator that refuses the Hello (another metatrain version: FAILED_PRECONDITION;
+  // an unreadable device: INVALID_ARGUMENT) ends Run() with that status, since retrying
+  // cannot change the answer.
   absl::Status Run() ABSL_LOCKS_EXCLUDED(mu_);
 
   // Ends Run() as soon as possible: cancels the open stream (the coordinator then
@@ -62,8 +65,9 @@ class SessionClient {
   int sessions() const { return sessions_.load(); }
 
  private:
-  enum class SessionEnd { kShutdown, kLost };
-  SessionEnd RunSession(bool& welcomed) ABSL_LOCKS_EXCLUDED(mu_);
+  enum class SessionEnd { kShutdown, kLost, kRefused };
+  // `refusal`: set with kRefused.
+  SessionEnd RunSession(bool& welcomed, absl::Status& refusal) ABSL_LOCKS_EXCLUDED(mu_);
   // Sleeps `d` unless Stop() comes first. Returns false if stopped.
   bool WaitFor(std::chrono::milliseconds d) ABSL_LOCKS_EXCLUDED(mu_);
   void Log(const std::string& line) const;

@@ -48,6 +48,28 @@ TEST(JobSpecTest, RegressionDefaults) {
   EXPECT_EQ(spec->dtype(), "float32");
   EXPECT_EQ(spec->tasks().input_dim(), 1);
   EXPECT_EQ(spec->select_best_by(), "loss");
+  EXPECT_EQ(spec->resources().device_type(), "cpu");
+}
+
+TEST(JobSpecTest, DeviceTypeIsCpuOrCuda) {
+  auto spec = Normalize(R"({"algorithm": "maml", "tasks": {"family": "sinusoid"},
+                            "resources": {"device_type": "cuda"}})");
+  ASSERT_TRUE(spec.ok()) << spec.status();
+  EXPECT_EQ(spec->resources().device_type(), "cuda");
+  ExpectInvalid(R"({"algorithm": "maml", "tasks": {"family": "sinusoid"},
+                    "resources": {"device_type": "cuda:0"}})",
+                "resources.device_type: unknown 'cuda:0' (expected one of cpu, cuda)");
+}
+
+TEST(JobSpecTest, DeviceTypeOfAWorkersDevice) {
+  EXPECT_EQ(DeviceType("").value_or("?"), "cpu");
+  EXPECT_EQ(DeviceType("cpu").value_or("?"), "cpu");
+  EXPECT_EQ(DeviceType("cuda").value_or("?"), "cuda");
+  EXPECT_EQ(DeviceType("cuda:0").value_or("?"), "cuda");
+  EXPECT_EQ(DeviceType("cuda:12").value_or("?"), "cuda");
+  for (const char* bad : {"gpu", "cuda:", "cuda:-1", "cuda:x", "CPU", "tpu:0"}) {
+    EXPECT_EQ(DeviceType(bad).status().code(), absl::StatusCode::kInvalidArgument) << bad;
+  }
 }
 
 TEST(JobSpecTest, SelectBestByIsLossOrAccuracyOfAClassificationFamily) {
