@@ -212,7 +212,10 @@ absl::Status Coordinator::Start() {
     for (const auto& [seq, name] : found) next_seq_ = std::max(next_seq_, seq + 1);
   }
   if (!options_.resume) return absl::OkStatus();
-  for (const auto& [seq, name] : found) {
+  for (const auto& entry : found) {
+    // Named copies: clang 14 cannot capture a structured binding in a C++17 lambda.
+    const int64_t seq = entry.first;
+    const std::string& name = entry.second;
     // LibTorch reads the job's files: an exception fails this job's resume, not Start.
     absl::Status status = CatchTorch(absl::StrCat("loading ", name), [&] { return LoadJob(name); });
     if (!status.ok()) {

@@ -82,9 +82,9 @@ int main(int argc, char** argv) {
   options.assignment_timeout = absl::Seconds(absl::GetFlag(FLAGS_assignment_timeout_s));
   options.metrics_retention = absl::GetFlag(FLAGS_metrics_retention);
   if (absl::GetFlag(FLAGS_worker_liveness_s) < 1) {
-    return metatrain::cli::UsageError(
-        program, absl::StrCat("--worker_liveness_s must be >= 1 (got ",
-                              absl::GetFlag(FLAGS_worker_liveness_s), ")"));
+    return metatrain::cli::UsageError(program,
+                                      absl::StrCat("--worker_liveness_s must be >= 1 (got ",
+                                                   absl::GetFlag(FLAGS_worker_liveness_s), ")"));
   }
   if (options.metrics_retention < absl::ZeroDuration()) {
     return metatrain::cli::UsageError(program, "--metrics_retention must not be negative");

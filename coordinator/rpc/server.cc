@@ -30,8 +30,8 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
   // network) surfaces as a broken stream within about `worker_liveness`: the server pings
   // every half of it and gives up when a ping goes unanswered for the other half. Its
   // tasks then go to other workers (worker_pool_source.h). Workers may ping every 10 s.
-  const int half_ms = static_cast<int>(
-      std::max<int64_t>(500, absl::ToInt64Milliseconds(worker_liveness) / 2));
+  const int half_ms =
+      static_cast<int>(std::max<int64_t>(500, absl::ToInt64Milliseconds(worker_liveness) / 2));
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, half_ms);
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, half_ms);
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);

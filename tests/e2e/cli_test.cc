@@ -39,7 +39,7 @@ std::vector<Binary> Binaries() {
       {"metatrain-coordinator",
        "coordinator/metatrain-coordinator",
        {"listen", "checkpoint_dir", "max_running_jobs", "threads", "resume", "assignment_timeout_s",
-        "metrics_listen", "metrics_retention"},
+        "metrics_listen", "metrics_retention", "worker_liveness_s"},
        "  --listen (default: \"0.0.0.0:50051\")\n",
        {"--threads=abc"}},
       {"metatrain-worker",

@@ -91,6 +91,15 @@ class Cluster : public ::testing::Test {
     }
   }
 
+  // A fresh channel to the coordinator's address: after a restart the old channel may be in
+  // its reconnect backoff and fail the next call at once.
+  void ReconnectStub() {
+    grpc::ChannelArguments args;
+    args.SetMaxReceiveMessageSize(64 << 20);
+    stub_ = v1::JobService::NewStub(
+        grpc::CreateCustomChannel(coordinator_.address, grpc::InsecureChannelCredentials(), args));
+  }
+
   // Replaces the coordinator (and forgets its jobs) with one started with `flags`.
   void RestartCoordinator(const std::vector<std::string>& flags) {
     coordinator_.process.reset();
@@ -310,6 +319,7 @@ TEST_F(Cluster, CoordinatorKilledMidJobResumesAndTheBitsDoNotChange) {
   auto restarted = StartCoordinator(dir_, {}, coordinator_.address);
   ASSERT_TRUE(restarted.ok()) << restarted.status();
   coordinator_ = std::move(*restarted);
+  ReconnectStub();
   v1::JobStatus status = WaitForEnd(job);
   ASSERT_EQ(status.state(), v1::SUCCEEDED) << status.error();
   EXPECT_EQ(status.step(), 60);
@@ -342,6 +352,7 @@ TEST_F(Cluster, SigtermStopsCleanlyAndLosesNoFinishedStep) {
   auto restarted = StartCoordinator(dir_, {}, coordinator_.address);
   ASSERT_TRUE(restarted.ok()) << restarted.status();
   coordinator_ = std::move(*restarted);
+  ReconnectStub();
   v1::JobStatus status = WaitForEnd(job);
   ASSERT_EQ(status.state(), v1::SUCCEEDED) << status.error();
   ExpectBitIdentical(Fetch(job, "final", reference), reference.result.final_params,
@@ -358,6 +369,7 @@ TEST_F(Cluster, FrozenWorkerIsDroppedWithinTheLivenessTimeAndRejoins) {
   auto restarted = StartCoordinator(dir_, {"--worker_liveness_s=3"}, coordinator_.address);
   ASSERT_TRUE(restarted.ok()) << restarted.status();
   coordinator_ = std::move(*restarted);
+  ReconnectStub();
 
   const v1::JobSpec spec = TestSpec(6000);  // long enough to see the rejoin
   const Reference reference = TrainInProcess(spec);
@@ -375,8 +387,7 @@ TEST_F(Cluster, FrozenWorkerIsDroppedWithinTheLivenessTimeAndRejoins) {
               detected);
   absl::SleepFor(absl::Seconds(6) - (absl::Now() - stopped));
   frozen.Signal(SIGCONT);
-  v1::JobStatus rejoined =
-      WatchUntil(job, [](const v1::JobStatus& s) { return s.workers() == 2; });
+  v1::JobStatus rejoined = WatchUntil(job, [](const v1::JobStatus& s) { return s.workers() == 2; });
   EXPECT_EQ(rejoined.workers(), 2) << "the thawed worker did not rejoin before the job ended";
   v1::JobStatus status = WaitForEnd(job);
   ASSERT_EQ(status.state(), v1::SUCCEEDED) << status.error();
