@@ -35,6 +35,11 @@ ABSL_FLAG(
 ABSL_FLAG(int, worker_liveness_s, 20,
           "seconds of silence (unanswered keepalive pings) after which a worker counts as lost "
           "and its tasks go to others");
+ABSL_FLAG(int, watch_max_events, 256,
+          "events a watcher may have waiting (STEP events coalesce) before its watch is ended "
+          "with RESOURCE_EXHAUSTED");
+ABSL_FLAG(int, memory_checkpoint_jobs, 8,
+          "without --checkpoint_dir: finished jobs whose best/final checkpoints stay in memory");
 ABSL_FLAG(absl::Duration, metrics_retention, absl::Minutes(10),
           "how long a finished job's and a departed worker's metric series are kept, e.g. 10m");
 
@@ -81,6 +86,17 @@ int main(int argc, char** argv) {
   options.resume = absl::GetFlag(FLAGS_resume);
   options.assignment_timeout = absl::Seconds(absl::GetFlag(FLAGS_assignment_timeout_s));
   options.metrics_retention = absl::GetFlag(FLAGS_metrics_retention);
+  options.watch_max_events = absl::GetFlag(FLAGS_watch_max_events);
+  options.memory_checkpoint_jobs = absl::GetFlag(FLAGS_memory_checkpoint_jobs);
+  if (options.watch_max_events < 1) {
+    return metatrain::cli::UsageError(program, absl::StrCat("--watch_max_events must be >= 1 (got ",
+                                                            options.watch_max_events, ")"));
+  }
+  if (options.memory_checkpoint_jobs < 0) {
+    return metatrain::cli::UsageError(program,
+                                      absl::StrCat("--memory_checkpoint_jobs must be >= 0 (got ",
+                                                   options.memory_checkpoint_jobs, ")"));
+  }
   if (absl::GetFlag(FLAGS_worker_liveness_s) < 1) {
     return metatrain::cli::UsageError(program,
                                       absl::StrCat("--worker_liveness_s must be >= 1 (got ",
