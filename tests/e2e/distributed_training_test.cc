@@ -366,7 +366,7 @@ TEST_F(Cluster, SigtermStopsCleanlyAndLosesNoFinishedStep) {
 TEST_F(Cluster, FrozenWorkerIsDroppedWithinTheLivenessTimeAndRejoins) {
   coordinator_.process->Signal(SIGKILL);
   ASSERT_TRUE(coordinator_.process->Wait(absl::Seconds(30)).ok());
-  auto restarted = StartCoordinator(dir_, {"--worker_liveness_s=3"}, coordinator_.address);
+  auto restarted = StartCoordinator(dir_, {"--worker_liveness_s=6"}, coordinator_.address);
   ASSERT_TRUE(restarted.ok()) << restarted.status();
   coordinator_ = std::move(*restarted);
   ReconnectStub();
@@ -385,14 +385,14 @@ TEST_F(Cluster, FrozenWorkerIsDroppedWithinTheLivenessTimeAndRejoins) {
   ASSERT_EQ(alone.state(), v1::RUNNING) << "the job ended before the frozen worker was dropped";
   std::printf("frozen worker dropped and its tasks done elsewhere %.1f s after SIGSTOP\n",
               detected);
-  absl::SleepFor(absl::Seconds(6) - (absl::Now() - stopped));
+  absl::SleepFor(absl::Seconds(12) - (absl::Now() - stopped));
   frozen.Signal(SIGCONT);
   v1::JobStatus rejoined = WatchUntil(job, [](const v1::JobStatus& s) { return s.workers() == 2; });
   EXPECT_EQ(rejoined.workers(), 2) << "the thawed worker did not rejoin before the job ended";
   v1::JobStatus status = WaitForEnd(job);
   ASSERT_EQ(status.state(), v1::SUCCEEDED) << status.error();
   ExpectBitIdentical(Fetch(job, "final", reference), reference.result.final_params,
-                     "after a worker froze for 6 s");
+                     "after a worker froze for 12 s");
 }
 
 // More jobs at once than the workers cache (--max_cached_jobs 2, 6 jobs): evicted jobs are
