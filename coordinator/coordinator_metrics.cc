@@ -317,9 +317,9 @@ void JobMetrics::AddTasksCompleted(int64_t tasks) {
 void JobMetrics::RecordStep(const meta::StepReport& report, const RoundTimings& round) {
   Series& s = *series_;
   CoordinatorMetrics::Families& f = *owner_.families_;
-  const prometheus::Labels job{{"job_id", job_id_}};
+  // Accuracy series appear at a classification job's first value; later steps only set them.
   auto accuracy_gauge = [&](Gauge*& gauge, Family<Gauge>& family) -> Gauge& {
-    if (gauge == nullptr) gauge = &family.Add(job);
+    if (gauge == nullptr) gauge = &family.Add({{"job_id", job_id_}});
     return *gauge;
   };
   s.steps_completed.Set(static_cast<double>(report.step));

@@ -499,6 +499,24 @@ INSTANTIATE_TEST_SUITE_P(OuterLoopState, InterruptedResumeTest,
                            return info.param;
                          });
 
+// Runs `spec` on a coordinator over `dir` with one worker until step `step`, then stops
+// the worker and the coordinator: the job is left resumable mid-run.
+void TrainUntilStepThenStop(const std::string& dir, const v1::JobSpec& spec, int64_t step,
+                            std::string* job_id) {
+  auto h = CoordinatorHarness::Start(FastOptions(dir));
+  ASSERT_TRUE(h.ok()) << h.status();
+  auto worker = std::make_unique<InProcessWorker>((*h)->address());
+  auto id = (*h)->Submit(spec);
+  ASSERT_TRUE(id.ok());
+  *job_id = *id;
+  auto reached = (*h)->WatchUntil(*job_id, [step](const v1::JobEvent& e) {
+    return e.kind() == v1::JobEvent::STEP && e.status().step() >= step;
+  });
+  ASSERT_TRUE(reached.ok() && *reached);
+  worker->Stop();
+  (*h)->Shutdown();
+}
+
 // A job whose checkpoint cannot be read at restart is listed as FAILED with the reason,
 // not dropped; once the cause is fixed, the next restart resumes it.
 TEST(ResumeTest, UnreadableCheckpointIsListedAsFailedAndResumesOnceFixed) {
@@ -506,20 +524,8 @@ TEST(ResumeTest, UnreadableCheckpointIsListedAsFailedAndResumesOnceFixed) {
   spec.set_checkpoint_interval(2);
   const std::string dir = TempDir("unresumable");
   std::string job_id;
-  {
-    auto h = CoordinatorHarness::Start(FastOptions(dir));
-    ASSERT_TRUE(h.ok()) << h.status();
-    auto worker = std::make_unique<InProcessWorker>((*h)->address());
-    auto id = (*h)->Submit(spec);
-    ASSERT_TRUE(id.ok());
-    job_id = *id;
-    auto reached = (*h)->WatchUntil(job_id, [](const v1::JobEvent& e) {
-      return e.kind() == v1::JobEvent::STEP && e.status().step() >= 4;
-    });
-    ASSERT_TRUE(reached.ok() && *reached);
-    worker->Stop();
-    (*h)->Shutdown();
-  }
+  TrainUntilStepThenStop(dir, spec, /*step=*/4, &job_id);
+  ASSERT_FALSE(HasFatalFailure());
   const fs::path resume = fs::path(dir) / job_id / "resume.pt";
   const fs::path previous = fs::path(dir) / job_id / "resume.prev.pt";
   ASSERT_TRUE(fs::exists(resume));
@@ -561,20 +567,8 @@ TEST_P(DamagedResumeTest, FallsBackToThePreviousResumePoint) {
   ASSERT_TRUE(expected.ok()) << expected.status();
   const std::string dir = TempDir("damaged");
   std::string job_id;
-  {
-    auto h = CoordinatorHarness::Start(FastOptions(dir));
-    ASSERT_TRUE(h.ok()) << h.status();
-    auto worker = std::make_unique<InProcessWorker>((*h)->address());
-    auto id = (*h)->Submit(spec);
-    ASSERT_TRUE(id.ok());
-    job_id = *id;
-    auto reached = (*h)->WatchUntil(job_id, [](const v1::JobEvent& e) {
-      return e.kind() == v1::JobEvent::STEP && e.status().step() >= 4;
-    });
-    ASSERT_TRUE(reached.ok() && *reached);
-    worker->Stop();
-    (*h)->Shutdown();
-  }
+  TrainUntilStepThenStop(dir, spec, /*step=*/4, &job_id);
+  ASSERT_FALSE(HasFatalFailure());
   const fs::path resume = fs::path(dir) / job_id / "resume.pt";
   ASSERT_TRUE(fs::exists(fs::path(dir) / job_id / "resume.prev.pt"));
   std::string bytes;
