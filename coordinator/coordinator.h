@@ -53,6 +53,8 @@ struct CoordinatorOptions {
   absl::Duration assignment_timeout = absl::Minutes(10);
   int max_task_attempts = 3;
   absl::Duration poll_interval = absl::Milliseconds(200);
+  // A job with no live worker of its device type for this long fails (zero: waits for ever).
+  absl::Duration no_worker_timeout = absl::Minutes(30);
   // Time for timestamps, assignment deadlines and step timing; Clock::Real() when null.
   Clock* clock = nullptr;
   // How long a finished job's (and a departed worker's) metric series stay

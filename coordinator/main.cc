@@ -2,7 +2,8 @@
 //
 //   metatrain-coordinator [--listen HOST:PORT] [--checkpoint_dir DIR] [--max_running_jobs N]
 //                         [--threads N] [--[no]resume] [--assignment_timeout_s S]
-//                         [--metrics_listen HOST:PORT] [--metrics_retention 10m]
+//                         [--no_worker_timeout 30m] [--metrics_listen HOST:PORT]
+//                         [--metrics_retention 10m]
 
 #include <ATen/Parallel.h>
 
@@ -29,6 +30,9 @@ ABSL_FLAG(int, threads, 0, "max gRPC polling threads for the job API (0: gRPC's 
 ABSL_FLAG(bool, resume, true, "on start, resume unfinished jobs found in --checkpoint_dir");
 ABSL_FLAG(int, assignment_timeout_s, 600,
           "seconds a worker may take for one assignment before its tasks go elsewhere");
+ABSL_FLAG(absl::Duration, no_worker_timeout, absl::Minutes(30),
+          "a job that has had no live worker of its device type for this long fails (UNAVAILABLE) "
+          "instead of waiting; 0: wait for ever");
 ABSL_FLAG(
     std::string, metrics_listen, "",
     "host:port for Prometheus metrics at /metrics (port 0: a free port, logged); empty: none");
@@ -86,6 +90,7 @@ int main(int argc, char** argv) {
   options.resume = absl::GetFlag(FLAGS_resume);
   options.assignment_timeout = absl::Seconds(absl::GetFlag(FLAGS_assignment_timeout_s));
   options.metrics_retention = absl::GetFlag(FLAGS_metrics_retention);
+  options.no_worker_timeout = absl::GetFlag(FLAGS_no_worker_timeout);
   options.watch_max_events = absl::GetFlag(FLAGS_watch_max_events);
   options.memory_checkpoint_jobs = absl::GetFlag(FLAGS_memory_checkpoint_jobs);
   if (options.watch_max_events < 1) {
@@ -101,6 +106,9 @@ int main(int argc, char** argv) {
     return metatrain::cli::UsageError(program,
                                       absl::StrCat("--worker_liveness_s must be >= 1 (got ",
                                                    absl::GetFlag(FLAGS_worker_liveness_s), ")"));
+  }
+  if (options.no_worker_timeout < absl::ZeroDuration()) {
+    return metatrain::cli::UsageError(program, "--no_worker_timeout must not be negative");
   }
   if (options.metrics_retention < absl::ZeroDuration()) {
     return metatrain::cli::UsageError(program, "--metrics_retention must not be negative");

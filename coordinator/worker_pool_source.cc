@@ -183,6 +183,7 @@ absl::Status WorkerPoolSource::RunRound(Round& round) {
     if (!round.failure.ok()) return finish(round.failure);
     if (round.remaining == 0) return finish(absl::OkStatus());
     if (participants_.empty()) PickParticipants();
+    if (absl::Status waited = CheckWorkerWait(); !waited.ok()) return finish(waited);
     const absl::Time dispatch_start = clock_.Now();
     Dispatch(round);
     const absl::Time wait_start = clock_.Now();
@@ -245,6 +246,24 @@ void WorkerPoolSource::PickParticipants() {
     it = ids.count(it->first) ? std::next(it) : sessions_.erase(it);
   }
   ReportWorkers();
+}
+
+absl::Status WorkerPoolSource::CheckWorkerWait() {
+  if (!participants_.empty() || !in_flight_.empty()) {
+    no_worker_since_ = absl::InfinitePast();
+    return absl::OkStatus();
+  }
+  const absl::Time now = clock_.Now();
+  if (no_worker_since_ == absl::InfinitePast()) no_worker_since_ = now;
+  if (options_.no_worker_timeout <= absl::ZeroDuration() ||
+      now - no_worker_since_ < options_.no_worker_timeout) {
+    return absl::OkStatus();
+  }
+  const std::string device_type =
+      job_.spec.resources().device_type().empty() ? "cpu" : job_.spec.resources().device_type();
+  return absl::UnavailableError(absl::StrCat("no live worker of device type ", device_type, " for ",
+                                             absl::FormatDuration(options_.no_worker_timeout),
+                                             " (--no_worker_timeout)"));
 }
 
 void WorkerPoolSource::ReportWorkers() {

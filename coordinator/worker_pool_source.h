@@ -18,7 +18,7 @@
 //
 // Only workers whose device type (Hello.device: cpu or cuda) is the job's
 // resources.device_type take part, so every meta-gradient of a job comes from one kind of
-// device; the job waits while none is connected.
+// device; the job waits while none is connected, for at most no_worker_timeout.
 //
 // A worker keeps a bounded cache of job setups (worker/inner_loop_runner.h), so with more
 // jobs running than it caches, a job's setup or parameters may be gone by the time its
@@ -62,6 +62,9 @@ struct WorkerPoolOptions {
   int max_task_attempts = 3;
   // How often a waiting round re-checks the worker pool.
   absl::Duration poll_interval = absl::Milliseconds(200);
+  // A job that has had no live worker (of its device type) for this long fails with
+  // UNAVAILABLE instead of waiting for ever. Zero: wait for ever.
+  absl::Duration no_worker_timeout = absl::Minutes(30);
   Clock* clock = nullptr;  // Clock::Real() when null
 };
 
@@ -145,6 +148,8 @@ class WorkerPoolSource final : public meta::GradientSource {
   void ReleaseWorker(const std::string& worker_id);
   void HandleWorkerChanges(Round& round);
   void CheckDeadlines(Round& round);
+  // UNAVAILABLE once the job has had no participant for options_.no_worker_timeout.
+  absl::Status CheckWorkerWait();
   void ReportWorkers();
 
   // More needs_setup answers in a row for one job than this and the worker is failing
@@ -166,6 +171,9 @@ class WorkerPoolSource final : public meta::GradientSource {
   int64_t encoded_version_ = -1;
   // Logged once while every connected worker is of another device type.
   bool reported_device_wait_ = false;
+  // Since when the job has had no participant; InfinitePast() while it has one. Kept across
+  // rounds, so a job that waits between rounds is timed as one wait.
+  absl::Time no_worker_since_ = absl::InfinitePast();
   RoundTimings last_training_timings_;
   std::vector<v1::TensorChunk> encoded_params_;
 

@@ -670,6 +670,41 @@ TEST(DeviceTypeTest, JobsUseOnlyWorkersOfTheirDeviceType) {
   EXPECT_EQ(cpu_worker.assignments_done(), 0);
 }
 
+// --no_worker_timeout: a job that has no worker it may use (here only a cuda worker is
+// connected to a cpu job) fails with the reason once the timeout has passed, not before.
+TEST(WorkerWaitTest, JobWithNoUsableWorkerFailsAfterTheTimeoutAndNotBefore) {
+  FakeClock clock;
+  coordinator::CoordinatorOptions options;
+  options.clock = &clock;
+  options.poll_interval = absl::Seconds(1);
+  options.no_worker_timeout = absl::Seconds(60);
+  auto h = CoordinatorHarness::Start(options);
+  ASSERT_TRUE(h.ok()) << h.status();
+  v1::Hello cuda_hello = ScriptedWorker::DefaultHello(8);
+  cuda_hello.set_device("cuda");
+  auto cuda = ScriptedWorker::ConnectWith((*h)->address(), cuda_hello);
+  ASSERT_TRUE(cuda.ok()) << cuda.status();
+  auto id = (*h)->Submit(SgdSpec(/*meta_batch=*/2, /*steps=*/1));
+  ASSERT_TRUE(id.ok()) << id.status();
+
+  absl::Duration advanced;
+  v1::JobStatus status;
+  const absl::Time give_up = absl::Now() + absl::Seconds(120);
+  while (absl::Now() < give_up) {
+    auto got = (*h)->Get(*id);
+    ASSERT_TRUE(got.ok()) << got.status();
+    status = *got;
+    if (status.state() == v1::FAILED) break;
+    clock.Advance(absl::Seconds(1));
+    advanced += absl::Seconds(1);
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  ASSERT_EQ(status.state(), v1::FAILED) << "still " << v1::JobState_Name(status.state());
+  EXPECT_GE(advanced, absl::Seconds(60));
+  EXPECT_THAT(status.error(), HasSubstr("no live worker of device type cpu"));
+  EXPECT_THAT(status.error(), HasSubstr("--no_worker_timeout"));
+}
+
 TEST(DeviceTypeTest, UnknownDeviceTypeIsRefusedAtSubmission) {
   auto h = CoordinatorHarness::Start(FastOptions());
   ASSERT_TRUE(h.ok()) << h.status();
