@@ -179,6 +179,7 @@ struct Coordinator::Job {
 Coordinator::Coordinator(CoordinatorOptions options)
     : options_(std::move(options)),
       clock_(options_.clock != nullptr ? *options_.clock : *Clock::Real()),
+      quarantine_(options_.quarantine),
       metrics_(std::make_shared<CoordinatorMetrics>(options_.metrics_retention, &clock_)) {}
 
 Coordinator::~Coordinator() { Shutdown(); }
@@ -654,6 +655,7 @@ void Coordinator::RunJob(std::shared_ptr<Job> job) {
     };
     hooks.metrics = metrics_.get();
     hooks.job_metrics = &metrics_->Job(job->id);
+    hooks.quarantine = &quarantine_;
     RunnerOptions runner_options;
     runner_options.job_dir = JobDir(job->id);
     runner_options.pool.assignment_timeout = options_.assignment_timeout;

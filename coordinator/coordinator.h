@@ -37,6 +37,7 @@
 #include "common/time/clock.h"
 #include "coordinator/coordinator_metrics.h"
 #include "coordinator/job_runner.h"
+#include "coordinator/worker_quarantine.h"
 #include "coordinator/worker_registry.h"
 #include "metatrain/v1/job_service.pb.h"
 #include "metatrain/v1/worker_service.pb.h"
@@ -53,6 +54,8 @@ struct CoordinatorOptions {
   absl::Duration assignment_timeout = absl::Minutes(10);
   int max_task_attempts = 3;
   absl::Duration poll_interval = absl::Milliseconds(200);
+  // Failures in a row that keep a worker out of every job for a while (NOTE [Quarantine]).
+  QuarantineOptions quarantine;
   // A job with no live worker of its device type for this long fails (zero: waits for ever).
   absl::Duration no_worker_timeout = absl::Minutes(30);
   // Time for timestamps, assignment deadlines and step timing; Clock::Real() when null.
@@ -216,6 +219,7 @@ class Coordinator {
   const CoordinatorOptions options_;
   Clock& clock_;
   WorkerRegistry workers_;
+  WorkerQuarantine quarantine_;
   const std::shared_ptr<CoordinatorMetrics> metrics_;
 
   mutable absl::Mutex mu_;

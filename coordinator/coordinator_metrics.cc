@@ -148,6 +148,11 @@ struct CoordinatorMetrics::Families {
                   .Name("metatrain_coordinator_stale_messages_total")
                   .Help("Results for assignments no longer in flight, dropped.")
                   .Register(r)),
+        quarantines(BuildCounter()
+                        .Name("metatrain_coordinator_worker_quarantines_total")
+                        .Help("Times a worker was left out of every job after failing again "
+                              "and again.")
+                        .Register(r)),
         reassigned(BuildCounter()
                        .Name("metatrain_coordinator_reassigned_tasks_total")
                        .Help("Tasks handed to another worker, by reason.")
@@ -179,6 +184,7 @@ struct CoordinatorMetrics::Families {
                 .Register(r)),
         queue_length_gauge(queue_length.Add({})),
         stale_counter(stale.Add({})),
+        quarantines_counter(quarantines.Add({})),
         assignments_counter(assignments.Add({})),
         sessions_opened_counter(sessions_opened.Add({})),
         sessions_lost_counter(sessions_lost.Add({})),
@@ -224,6 +230,7 @@ struct CoordinatorMetrics::Families {
   Family<Gauge>& queue_length;
   Family<Counter>& rejected;
   Family<Counter>& stale;
+  Family<Counter>& quarantines;
   Family<Counter>& reassigned;
   Family<Counter>& assignments;
   Family<Counter>& sessions_opened;
@@ -234,6 +241,7 @@ struct CoordinatorMetrics::Families {
 
   Gauge& queue_length_gauge;
   Counter& stale_counter;
+  Counter& quarantines_counter;
   Counter& assignments_counter;
   Counter& sessions_opened_counter;
   Counter& sessions_lost_counter;
@@ -512,6 +520,7 @@ void CoordinatorMetrics::ResultRejected(RejectReason reason) {
   families_->rejected_by_reason[static_cast<size_t>(reason)]->Increment();
 }
 void CoordinatorMetrics::StaleMessage() { families_->stale_counter.Increment(); }
+void CoordinatorMetrics::WorkerQuarantined() { families_->quarantines_counter.Increment(); }
 void CoordinatorMetrics::TasksReassigned(ReassignReason reason, int64_t tasks) {
   families_->reassigned_by_reason[static_cast<size_t>(reason)]->Increment(
       static_cast<double>(tasks));
@@ -548,6 +557,9 @@ int64_t Sum(const Counters& counters) {
 }  // namespace
 
 int64_t CoordinatorMetrics::rejected_results() const { return Sum(families_->rejected_by_reason); }
+int64_t CoordinatorMetrics::worker_quarantines() const {
+  return static_cast<int64_t>(families_->quarantines_counter.Value());
+}
 int64_t CoordinatorMetrics::stale_messages() const {
   return static_cast<int64_t>(families_->stale_counter.Value());
 }

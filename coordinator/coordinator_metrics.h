@@ -93,6 +93,7 @@ class CoordinatorMetrics final : public prometheus::Collectable {
   void SetJobsByState(const std::map<v1::JobState, int64_t>& jobs, int64_t queued_jobs);
   void ResultRejected(RejectReason reason);
   void StaleMessage();
+  void WorkerQuarantined();
   void TasksReassigned(ReassignReason reason, int64_t tasks);
   void AssignmentSent();
   void SessionOpened();
@@ -108,6 +109,7 @@ class CoordinatorMetrics final : public prometheus::Collectable {
   // Totals, for tests and logs.
   int64_t rejected_results() const;
   int64_t stale_messages() const;
+  int64_t worker_quarantines() const;
   int64_t reassigned_tasks() const;
   int64_t assignments_sent() const;
 

@@ -23,6 +23,7 @@ WorkerPoolSource::Hooks PoolHooks(const JobRunner::Hooks& hooks) {
   pool.next_assignment_id = hooks.next_assignment_id;
   pool.metrics = hooks.metrics;
   pool.job_metrics = hooks.job_metrics;
+  pool.quarantine = hooks.quarantine;
   auto update = hooks.update;
   pool.workers_changed = [update](int32_t count) {
     update([count](v1::JobStatus& status) { status.set_workers(count); },

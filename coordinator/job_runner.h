@@ -53,6 +53,7 @@ class JobRunner final : private meta::TrainingObserver {
     // Service-wide and this job's series; either may be null (no recording).
     CoordinatorMetrics* metrics = nullptr;
     JobMetrics* job_metrics = nullptr;
+    WorkerQuarantine* quarantine = nullptr;
   };
 
   // `initial_params` is ignored when `resume` is set.

@@ -2,11 +2,13 @@
 //
 //   metatrain-coordinator [--listen HOST:PORT] [--checkpoint_dir DIR] [--max_running_jobs N]
 //                         [--threads N] [--[no]resume] [--assignment_timeout_s S]
-//                         [--no_worker_timeout 30m] [--metrics_listen HOST:PORT]
+//                         [--no_worker_timeout 30m] [--quarantine_after N]
+//                         [--quarantine_backoff 30s] [--metrics_listen HOST:PORT]
 //                         [--metrics_retention 10m]
 
 #include <ATen/Parallel.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <memory>
 #include <string>
@@ -33,6 +35,11 @@ ABSL_FLAG(int, assignment_timeout_s, 600,
 ABSL_FLAG(absl::Duration, no_worker_timeout, absl::Minutes(30),
           "a job that has had no live worker of its device type for this long fails (UNAVAILABLE) "
           "instead of waiting; 0: wait for ever");
+ABSL_FLAG(int, quarantine_after, 3,
+          "failures in a row (refused results, missed deadlines) after which a worker is left out "
+          "of every job for --quarantine_backoff, doubled on each repeat up to 10m; 0: never");
+ABSL_FLAG(absl::Duration, quarantine_backoff, absl::Seconds(30),
+          "how long a worker's first quarantine lasts");
 ABSL_FLAG(
     std::string, metrics_listen, "",
     "host:port for Prometheus metrics at /metrics (port 0: a free port, logged); empty: none");
@@ -91,6 +98,9 @@ int main(int argc, char** argv) {
   options.assignment_timeout = absl::Seconds(absl::GetFlag(FLAGS_assignment_timeout_s));
   options.metrics_retention = absl::GetFlag(FLAGS_metrics_retention);
   options.no_worker_timeout = absl::GetFlag(FLAGS_no_worker_timeout);
+  options.quarantine.failures_to_quarantine = absl::GetFlag(FLAGS_quarantine_after);
+  options.quarantine.backoff = absl::GetFlag(FLAGS_quarantine_backoff);
+  options.quarantine.max_backoff = std::max(options.quarantine.backoff, absl::Minutes(10));
   options.watch_max_events = absl::GetFlag(FLAGS_watch_max_events);
   options.memory_checkpoint_jobs = absl::GetFlag(FLAGS_memory_checkpoint_jobs);
   if (options.watch_max_events < 1) {
@@ -106,6 +116,12 @@ int main(int argc, char** argv) {
     return metatrain::cli::UsageError(program,
                                       absl::StrCat("--worker_liveness_s must be >= 1 (got ",
                                                    absl::GetFlag(FLAGS_worker_liveness_s), ")"));
+  }
+  if (options.quarantine.failures_to_quarantine < 0) {
+    return metatrain::cli::UsageError(program, "--quarantine_after must be >= 0");
+  }
+  if (options.quarantine.backoff <= absl::ZeroDuration()) {
+    return metatrain::cli::UsageError(program, "--quarantine_backoff must be positive");
   }
   if (options.no_worker_timeout < absl::ZeroDuration()) {
     return metatrain::cli::UsageError(program, "--no_worker_timeout must not be negative");

@@ -26,6 +26,11 @@ v1::TaskSplit ToProto(meta::Split split) {
   return v1::TASK_SPLIT_TRAIN;  // unreachable: the switch covers every Split
 }
 
+// NOTE [Quarantine]: workers are known by name across reconnections.
+const std::string& QuarantineKey(const std::string& name, const std::string& id) {
+  return name.empty() ? id : name;
+}
+
 }  // namespace
 
 struct WorkerPoolSource::Round {
@@ -232,6 +237,15 @@ void WorkerPoolSource::PickParticipants() {
                          " connected worker(s) is"));
   }
   reported_device_wait_ = live.empty() && connected > 0;
+  if (hooks_.quarantine != nullptr) {
+    const absl::Time now = clock_.Now();
+    live.erase(std::remove_if(live.begin(), live.end(),
+                              [&](const WorkerInfo& w) {
+                                return hooks_.quarantine->IsQuarantined(
+                                    QuarantineKey(w.hello.name(), w.id), now);
+                              }),
+               live.end());
+  }
   const int64_t max_workers = job_.spec.resources().max_workers();
   if (max_workers > 0 && static_cast<int64_t>(live.size()) > max_workers) {
     live.resize(max_workers);
@@ -264,6 +278,18 @@ absl::Status WorkerPoolSource::CheckWorkerWait() {
   return absl::UnavailableError(absl::StrCat("no live worker of device type ", device_type, " for ",
                                              absl::FormatDuration(options_.no_worker_timeout),
                                              " (--no_worker_timeout)"));
+}
+
+void WorkerPoolSource::RecordFailure(const InFlight& a) {
+  if (hooks_.quarantine == nullptr) return;
+  const absl::Time now = clock_.Now();
+  const absl::Time until =
+      hooks_.quarantine->RecordFailure(QuarantineKey(a.worker_name, a.worker_id), now);
+  if (until == absl::InfinitePast()) return;
+  if (hooks_.metrics) hooks_.metrics->WorkerQuarantined();
+  LogLine(absl::StrCat("worker ", a.worker_id, " (", a.worker_name,
+                       ") failed again and again: left out of every job for ",
+                       absl::FormatDuration(until - now), " (--quarantine_after)"));
 }
 
 void WorkerPoolSource::ReportWorkers() {
@@ -503,6 +529,7 @@ void WorkerPoolSource::HandleNeedsSetup(Round& round, int64_t assignment_id) {
 void WorkerPoolSource::RecordCompletion(Round& round, const InFlight& a) {
   const absl::Time now = clock_.Now();
   const int64_t tasks = a.end - a.begin;
+  if (hooks_.quarantine != nullptr) hooks_.quarantine->RecordSuccess(a.worker_name);
   if (hooks_.metrics) hooks_.metrics->WorkerTaskLatency(a.worker_name, now - a.sent_at, tasks);
   if (round.train) {
     round.timings.worker_finish[a.worker_name] = now - round.start;
@@ -514,6 +541,7 @@ void WorkerPoolSource::RecordCompletion(Round& round, const InFlight& a) {
 void WorkerPoolSource::Reject(Round& round, int64_t assignment_id, RejectReason reason,
                               const std::string& message) {
   if (hooks_.metrics) hooks_.metrics->ResultRejected(reason);
+  if (auto it = in_flight_.find(assignment_id); it != in_flight_.end()) RecordFailure(*it->second);
   Requeue(round, assignment_id, ReassignReason::kRejected, message);
 }
 
@@ -600,6 +628,7 @@ void WorkerPoolSource::CheckDeadlines(Round& round) {
     if (a->deadline <= now) late.emplace_back(id, a->worker_id);
   }
   for (const auto& [id, late_worker] : late) {
+    RecordFailure(*in_flight_.at(id));
     Requeue(round, id, ReassignReason::kDeadline);
     // A worker that misses its deadline is presumed hung: it sits out the rest of the round.
     // (A named copy: clang 14 cannot capture a structured binding in a C++17 lambda.)

@@ -52,6 +52,7 @@
 #include "common/rpc/tensor_codec.h"
 #include "common/time/clock.h"
 #include "coordinator/coordinator_metrics.h"
+#include "coordinator/worker_quarantine.h"
 #include "coordinator/worker_registry.h"
 #include "metatrain/v1/worker_service.pb.h"
 
@@ -80,6 +81,8 @@ class WorkerPoolSource final : public meta::GradientSource {
     // Service-wide and this job's series; either may be null (no recording).
     CoordinatorMetrics* metrics = nullptr;
     JobMetrics* job_metrics = nullptr;
+    // Shared by every job (NOTE [Quarantine]); null: no quarantine.
+    WorkerQuarantine* quarantine = nullptr;
   };
 
   // `job` must outlive the source.
@@ -151,6 +154,8 @@ class WorkerPoolSource final : public meta::GradientSource {
   // UNAVAILABLE once the job has had no participant for options_.no_worker_timeout.
   absl::Status CheckWorkerWait();
   void ReportWorkers();
+  // A refused result or a missed deadline of the worker of `a` (NOTE [Quarantine]).
+  void RecordFailure(const InFlight& a);
 
   // More needs_setup answers in a row for one job than this and the worker is failing
   // (NOTE [Work distribution]).

@@ -4,6 +4,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <cstdio>
 #include <memory>
 #include <string>
@@ -351,6 +352,43 @@ TEST(WorkerProtocolTest, FailingWorkerSitsOutAndOthersFinishTheJobExactly) {
   ASSERT_EQ(status.state(), v1::SUCCEEDED) << status.error();
   EXPECT_GE(failures, 1);
   EXPECT_EQ((*h)->coordinator().metrics().rejected_results(), failures);
+  auto bytes = (*h)->coordinator().FetchCheckpoint(*id, "final");
+  ASSERT_TRUE(bytes.ok());
+  ExpectBitIdentical(expected->final_params, ParamsFromCheckpoint(context, *bytes->bytes));
+}
+
+// NOTE [Quarantine]: a worker that fails again and again is left out of every round of every
+// job for the backoff, instead of costing one failed attempt per round.
+TEST(WorkerProtocolTest, WorkerThatFailsAgainAndAgainIsQuarantined) {
+  v1::JobSpec spec = SmallSinusoidSpec("maml", 6);
+  meta::JobContext context = MakeContext(spec);
+  auto expected = meta::Train(context);
+  ASSERT_TRUE(expected.ok());
+
+  coordinator::CoordinatorOptions options = FastOptions();
+  options.quarantine.failures_to_quarantine = 2;
+  options.quarantine.backoff = absl::Hours(1);  // longer than the job
+  auto h = CoordinatorHarness::Start(options);
+  ASSERT_TRUE(h.ok()) << h.status();
+  auto failing = ScriptedWorker::Connect((*h)->address(), 1);
+  ASSERT_TRUE(failing.ok());
+  std::atomic<int> failures{0};
+  std::thread answer([&] {
+    while (auto a = (*failing)->NextAssignment()) {
+      ++failures;
+      if (!(*failing)->SendDone(a->assignment_id(), {}, "cannot open the data directory")) break;
+    }
+  });
+  InProcessWorker worker((*h)->address(), 1);
+  auto id = (*h)->Submit(spec);
+  ASSERT_TRUE(id.ok());
+  const v1::JobStatus status = (*h)->WatchToEnd(*id)->back().status();
+  (*h)->Shutdown();
+  answer.join();
+  ASSERT_EQ(status.state(), v1::SUCCEEDED) << status.error();
+  // Without quarantine it would fail once per round (6 training steps, the meta-test).
+  EXPECT_EQ(failures.load(), 2);
+  EXPECT_EQ((*h)->coordinator().metrics().worker_quarantines(), 1);
   auto bytes = (*h)->coordinator().FetchCheckpoint(*id, "final");
   ASSERT_TRUE(bytes.ok());
   ExpectBitIdentical(expected->final_params, ParamsFromCheckpoint(context, *bytes->bytes));
