@@ -11,19 +11,23 @@
 
 namespace metatrain::coordinator {
 
-CoordinatorServer::CoordinatorServer(Coordinator* coordinator)
-    : coordinator_(coordinator), job_service_(coordinator), worker_service_(coordinator) {}
+CoordinatorServer::CoordinatorServer(Coordinator* coordinator, const ServerSecurity& security)
+    : coordinator_(coordinator),
+      job_service_(coordinator, security.authorizer, security.max_queued_jobs_per_token),
+      worker_service_(coordinator, security.authorizer) {}
 
 CoordinatorServer::~CoordinatorServer() { Shutdown(absl::ZeroDuration()); }
 
 absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
     const std::string& address, Coordinator* coordinator, int threads,
-    absl::Duration worker_liveness) {
+    absl::Duration worker_liveness, const ServerSecurity& security) {
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
-  std::unique_ptr<CoordinatorServer> server(new CoordinatorServer(coordinator));
+  std::unique_ptr<CoordinatorServer> server(new CoordinatorServer(coordinator, security));
   grpc::ServerBuilder builder;
-  builder.AddListeningPort(address, grpc::InsecureServerCredentials(), &server->port_);
+  builder.AddListeningPort(
+      address, security.credentials ? security.credentials : grpc::InsecureServerCredentials(),
+      &server->port_);
   builder.RegisterService(&server->job_service_);
   builder.RegisterService(&server->worker_service_);
   // A worker that stops answering (a frozen or SIGSTOPped process, a crashed host, a cut
