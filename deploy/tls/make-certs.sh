@@ -42,9 +42,17 @@ command -v openssl >/dev/null || { echo "make-certs: openssl is missing (apt-get
 files=(ca.crt ca.key coordinator/tls.crt coordinator/tls.key coordinator/ca.crt coordinator/tokens
   coordinator/worker-tokens worker/tls.crt worker/tls.key worker/ca.crt worker/token
   client/ca.crt client/tls.crt client/tls.key client/admin.token client/read.token)
+# Role folders readable by the containers' user; OUT itself stays 0700.
+share() {
+  if [[ $containers == 1 ]]; then
+    chmod 0755 "$OUT/coordinator" "$OUT/worker" "$OUT/client"
+    chmod 0644 "$OUT"/coordinator/* "$OUT"/worker/* "$OUT"/client/*
+  fi
+}
 complete=1
 for f in "${files[@]}"; do [[ -s "$OUT/$f" ]] || complete=0; done
 if [[ $complete == 1 && $force == 0 ]]; then
+  share
   echo "make-certs: $OUT already holds a complete set (--force makes a new one)" >&2
   exit 0
 fi
@@ -99,8 +107,5 @@ printf '# worker join tokens, one per line (metatrain-coordinator --worker_token
 printf '# <role> <token>: admin submits and cancels, read gets, lists, watches and fetches\nadmin %s\nread %s\n' \
   "$admin" "$read" >"$OUT/coordinator/tokens"
 
-if [[ $containers == 1 ]]; then
-  chmod 0755 "$OUT/coordinator" "$OUT/worker" "$OUT/client"
-  chmod 0644 "$OUT"/coordinator/* "$OUT"/worker/* "$OUT"/client/*
-fi
+share
 echo "make-certs: wrote a CA, certificates and tokens to $OUT" >&2
