@@ -166,22 +166,6 @@ int main(int argc, char** argv) {
   security.authorizer = authorizer->get();
   security.max_queued_jobs_per_token = absl::GetFlag(FLAGS_max_queued_jobs_per_token);
   const std::string listen = absl::GetFlag(FLAGS_listen);
-  if (tls.insecure) {
-    metatrain::LogLine(absl::StrCat("WARNING: --insecure: plaintext gRPC on ", listen,
-                                    "; whoever can reach it can read and alter the traffic, "
-                                    "tokens included"));
-  }
-  if ((*authorizer)->job_api_open()) {
-    metatrain::LogLine(absl::StrCat("WARNING: no --tokens_file: anyone who can reach ", listen,
-                                    " can submit, cancel and download jobs"));
-  }
-  if ((*authorizer)->workers_open()) {
-    metatrain::LogLine(
-        absl::StrCat("WARNING: no --worker_token_file or --tls_client_ca: anyone "
-                     "who can reach ",
-                     listen, " can join as a worker and send gradients"));
-  }
-
   metatrain::coordinator::Coordinator coordinator(options);
   std::unique_ptr<metatrain::metrics::MetricsServer> metrics;
   if (const std::string listen = absl::GetFlag(FLAGS_metrics_listen); !listen.empty()) {
@@ -203,6 +187,22 @@ int main(int argc, char** argv) {
   if (absl::Status started = coordinator.Start(); !started.ok()) {
     std::fprintf(stderr, "metatrain-coordinator: %s\n", std::string(started.message()).c_str());
     return 1;
+  }
+  // After every check of the flags: a usage error stays one line.
+  if (tls.insecure) {
+    metatrain::LogLine(absl::StrCat("WARNING: --insecure: plaintext gRPC on ", listen,
+                                    "; whoever can reach it can read and alter the traffic, "
+                                    "tokens included"));
+  }
+  if ((*authorizer)->job_api_open()) {
+    metatrain::LogLine(absl::StrCat("WARNING: no --tokens_file: anyone who can reach ", listen,
+                                    " can submit, cancel and download jobs"));
+  }
+  if ((*authorizer)->workers_open()) {
+    metatrain::LogLine(
+        absl::StrCat("WARNING: no --worker_token_file or --tls_client_ca: anyone "
+                     "who can reach ",
+                     listen, " can join as a worker and send gradients"));
   }
   auto server = metatrain::coordinator::CoordinatorServer::Start(
       listen, &coordinator, absl::GetFlag(FLAGS_threads),

@@ -28,6 +28,10 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
   builder.AddListeningPort(
       address, security.credentials ? security.credentials : grpc::InsecureServerCredentials(),
       &server->port_);
+  // gRPC sets SO_REUSEPORT by default, which lets any process of the same user bind the
+  // same port and take a share of the connections (and lets two servers that ask for port
+  // 0 end up on one port). The coordinator's port is its own.
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   builder.RegisterService(&server->job_service_);
   builder.RegisterService(&server->worker_service_);
   // A worker that stops answering (a frozen or SIGSTOPped process, a crashed host, a cut

@@ -20,6 +20,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
@@ -202,6 +203,7 @@ TEST_F(AuthTest, EveryRpcHasARuleAndEveryTokenGetsWhatTheRuleSays) {
   const std::vector<std::string> methods = AllMethods();
   ASSERT_GE(methods.size(), 7u);
   enum Expect { kAllowed, kUnauthenticated, kDenied };
+  int accepted_submissions = 0;  // an empty spec may be valid (every field has a default)
   for (const std::string& method : methods) {
     const std::optional<Permission> permission = RequiredPermission(method);
     ASSERT_TRUE(permission.has_value())
@@ -226,6 +228,7 @@ TEST_F(AuthTest, EveryRpcHasARuleAndEveryTokenGetsWhatTheRuleSays) {
     };
     for (const Case& c : cases) {
       const grpc::Status status = Call(channel.get(), method, c.token);
+      if (status.ok() && absl::EndsWith(method, "/SubmitJob")) ++accepted_submissions;
       const std::string where = absl::StrCat(method, " with ", c.who, ": ", status.error_code(),
                                              " ", status.error_message());
       switch (c.expect) {
@@ -247,13 +250,14 @@ TEST_F(AuthTest, EveryRpcHasARuleAndEveryTokenGetsWhatTheRuleSays) {
       }
     }
   }
-  // Nothing was queued by a refused SubmitJob.
+  // Nothing was queued by a refused SubmitJob: only the admin's may have queued a job.
+  EXPECT_LE(accepted_submissions, 1);
   auto stub = v1::JobService::NewStub(channel);
   grpc::ClientContext context;
   rpc::AttachToken(&context, read_);
   v1::ListJobsResponse jobs;
   ASSERT_TRUE(stub->ListJobs(&context, v1::ListJobsRequest(), &jobs).ok());
-  EXPECT_EQ(jobs.jobs_size(), 0);
+  EXPECT_EQ(jobs.jobs_size(), accepted_submissions);
 }
 
 TEST_F(AuthTest, AMethodWithoutARuleIsRefused) {
