@@ -7,7 +7,6 @@
 #include <cerrno>
 #include <cstring>
 #include <fstream>
-#include <sstream>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/ascii.h"
@@ -77,15 +76,16 @@ absl::StatusOr<std::vector<TokenFile::Entry>> Parse(const std::string& flag,
     return absl::InvalidArgumentError(
         absl::StrCat(flag, " '", path, "': cannot open (", std::strerror(errno), ")"));
   }
-  std::ostringstream text;
-  text << in.rdbuf();
-  if (static_cast<int64_t>(text.tellp()) > kMaxTokenFileBytes) {
+  std::string bytes(static_cast<size_t>(kMaxTokenFileBytes) + 1, '\0');
+  in.read(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+  bytes.resize(static_cast<size_t>(in.gcount()));
+  if (static_cast<int64_t>(bytes.size()) > kMaxTokenFileBytes) {
     return absl::InvalidArgumentError(absl::StrCat(flag, " '", path, "': larger than 1 MiB"));
   }
   std::vector<TokenFile::Entry> entries;
   absl::flat_hash_map<std::string, int> seen;  // digest -> line
   int number = 0;
-  for (absl::string_view line : absl::StrSplit(text.str(), '\n')) {
+  for (absl::string_view line : absl::StrSplit(bytes, '\n')) {
     ++number;
     line = absl::StripAsciiWhitespace(line);
     if (line.empty() || line[0] == '#') continue;
