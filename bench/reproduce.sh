@@ -25,18 +25,18 @@ trap cleanup EXIT
 resume=()
 if compgen -G "$out/ckpt/job-*/resume.pt" > /dev/null; then resume=(--resume); fi
 : > "$out/coordinator.out"
-"$bin/coordinator/metatrain-coordinator" --listen 127.0.0.1:0 --checkpoint_dir "$out/ckpt" \
+"$bin/coordinator/metatrain-coordinator" --listen 127.0.0.1:0 --insecure --checkpoint_dir "$out/ckpt" \
   "${resume[@]}" > "$out/coordinator.out" 2> "$out/coordinator.err" &
 pids+=($!)
 for _ in $(seq 1 200); do grep -q '^listening on ' "$out/coordinator.out" && break; sleep 0.1; done
 addr=$(sed -n 's/^listening on //p' "$out/coordinator.out")
 [ -n "$addr" ] || { echo "coordinator did not start: $(cat "$out/coordinator.err")" >&2; exit 1; }
 for i in $(seq 1 "$workers"); do
-  "$bin/worker/metatrain-worker" --coordinator "$addr" --name "w$i" > "$out/worker$i.log" 2>&1 &
+  "$bin/worker/metatrain-worker" --coordinator "$addr" --insecure --name "w$i" > "$out/worker$i.log" 2>&1 &
   pids+=($!)
 done
 
-metactl=("$bin/tools/metactl/metactl" --coordinator "$addr")
+metactl=("$bin/tools/metactl/metactl" --coordinator "$addr" --insecure)
 start=$(date +%s)
 if [ ${#resume[@]} -gt 0 ]; then
   job_id=$("${metactl[@]}" list | grep -o 'job-[0-9]*' | tail -1)

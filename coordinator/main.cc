@@ -1,10 +1,12 @@
 // metatrain-coordinator: serves the job API and the worker sessions on one port.
 //
-//   metatrain-coordinator [--listen HOST:PORT] [--checkpoint_dir DIR] [--max_running_jobs N]
+//   metatrain-coordinator (--tls_cert FILE --tls_key FILE [--tls_client_ca FILE] | --insecure)
+//                         [--tokens_file FILE] [--worker_token_file FILE]
+//                         [--listen HOST:PORT] [--checkpoint_dir DIR] [--max_running_jobs N]
 //                         [--threads N] [--[no]resume] [--assignment_timeout_s S]
 //                         [--no_worker_timeout 30m] [--quarantine_after N]
 //                         [--quarantine_backoff 30s] [--metrics_listen HOST:PORT]
-//                         [--metrics_retention 10m]
+//                         [--metrics_retention 10m] [--max_queued_jobs_per_token N]
 
 #include <ATen/Parallel.h>
 
@@ -20,11 +22,32 @@
 #include "common/logging/log.h"
 #include "common/metrics/metrics_server.h"
 #include "common/process/shutdown_signals.h"
+#include "common/rpc/credentials.h"
 #include "coordinator/coordinator.h"
+#include "coordinator/rpc/auth.h"
 #include "coordinator/rpc/server.h"
 
-ABSL_FLAG(std::string, listen, "0.0.0.0:50051",
-          "host:port to serve on; port 0 picks a free port (printed on stdout)");
+ABSL_FLAG(std::string, listen, "127.0.0.1:50051",
+          "host:port to serve on (0.0.0.0:50051 for every interface); port 0 picks a free port "
+          "(printed on stdout)");
+ABSL_FLAG(std::string, tls_cert, "", "PEM certificate chain the server presents (TLS)");
+ABSL_FLAG(std::string, tls_key, "", "PEM private key of --tls_cert");
+ABSL_FLAG(std::string, tls_client_ca, "",
+          "PEM CA bundle for mutual TLS: workers must present a certificate it signed; empty: "
+          "no client certificates");
+ABSL_FLAG(bool, insecure, false,
+          "serve plaintext gRPC without TLS (a warning is logged); required when --tls_cert is "
+          "not given");
+ABSL_FLAG(std::string, tokens_file, "",
+          "job API bearer tokens, lines \"<role> <token>\" with role admin (everything) or read "
+          "(get, list, watch, fetch); re-read when it changes; empty: the job API is open "
+          "(a warning is logged)");
+ABSL_FLAG(std::string, worker_token_file, "",
+          "join tokens workers must send, one per line; re-read when it changes; empty: "
+          "workers join without one");
+ABSL_FLAG(int, max_queued_jobs_per_token, 64,
+          "jobs one job API token may have queued at once (RESOURCE_EXHAUSTED beyond); 0: no "
+          "limit");
 ABSL_FLAG(std::string, checkpoint_dir, "",
           "where jobs keep best.pt, final.pt and resume.pt (<dir>/<job_id>/); empty: memory only");
 ABSL_FLAG(int, max_running_jobs, 1, "jobs trained at the same time over the worker pool");
@@ -60,15 +83,23 @@ metatrain::cli::Program CoordinatorProgram() {
   metatrain::cli::Program program;
   program.name = "metatrain-coordinator";
   program.usage =
-      "usage: metatrain-coordinator [--listen HOST:PORT] [--checkpoint_dir DIR] [flags]\n"
+      "usage: metatrain-coordinator (--tls_cert FILE --tls_key FILE | --insecure)\n"
+      "                             [--tokens_file FILE] [--worker_token_file FILE]\n"
+      "                             [--listen HOST:PORT] [--checkpoint_dir DIR] [flags]\n"
       "Queues meta-training jobs, hands their tasks to workers, aggregates, validates and\n"
       "checkpoints; serves the job API and the worker sessions on one port, and prints\n"
       "\"listening on HOST:PORT\" on stdout once it accepts connections.";
   program.flag_files = {"coordinator/main.cc"};
+  program.env_defaults = {{"tls_cert", "METATRAIN_TLS_CERT"},
+                          {"tls_key", "METATRAIN_TLS_KEY"},
+                          {"tls_client_ca", "METATRAIN_TLS_CLIENT_CA"},
+                          {"tokens_file", "METATRAIN_TOKENS_FILE"},
+                          {"worker_token_file", "METATRAIN_WORKER_TOKEN_FILE"}};
   program.epilogue =
       "SIGINT or SIGTERM stops it within seconds: it reports NOT_SERVING, each running job\n"
       "stops at its last finished step and, with --checkpoint_dir, resumes from there when\n"
-      "the coordinator is started again; workers stay and reconnect to it.";
+      "the coordinator is started again; workers stay and reconnect to it.\n"
+      "Security (TLS, tokens, roles): docs/security.md.";
   return program;
 }
 
@@ -133,6 +164,31 @@ int main(int argc, char** argv) {
     return metatrain::cli::UsageError(program, absl::StrCat("--max_running_jobs must be >= 1 (got ",
                                                             options.max_running_jobs, ")"));
   }
+  if (absl::GetFlag(FLAGS_max_queued_jobs_per_token) < 0) {
+    return metatrain::cli::UsageError(
+        program, absl::StrCat("--max_queued_jobs_per_token must be >= 0 (got ",
+                              absl::GetFlag(FLAGS_max_queued_jobs_per_token), ")"));
+  }
+  metatrain::rpc::ServerTlsOptions tls;
+  tls.cert_file = absl::GetFlag(FLAGS_tls_cert);
+  tls.key_file = absl::GetFlag(FLAGS_tls_key);
+  tls.client_ca_file = absl::GetFlag(FLAGS_tls_client_ca);
+  tls.insecure = absl::GetFlag(FLAGS_insecure);
+  auto credentials = metatrain::rpc::MakeServerCredentials(tls);
+  if (!credentials.ok()) {
+    return metatrain::cli::UsageError(program, credentials.status().message());
+  }
+  metatrain::coordinator::Authorizer::Options auth_options;
+  auth_options.tokens_file = absl::GetFlag(FLAGS_tokens_file);
+  auth_options.worker_token_file = absl::GetFlag(FLAGS_worker_token_file);
+  auth_options.require_worker_certificate = !tls.client_ca_file.empty();
+  auto authorizer = metatrain::coordinator::Authorizer::Create(auth_options);
+  if (!authorizer.ok()) return metatrain::cli::UsageError(program, authorizer.status().message());
+  metatrain::coordinator::ServerSecurity security;
+  security.credentials = *credentials;
+  security.authorizer = authorizer->get();
+  security.max_queued_jobs_per_token = absl::GetFlag(FLAGS_max_queued_jobs_per_token);
+  const std::string listen = absl::GetFlag(FLAGS_listen);
   metatrain::coordinator::Coordinator coordinator(options);
   std::unique_ptr<metatrain::metrics::MetricsServer> metrics;
   if (const std::string listen = absl::GetFlag(FLAGS_metrics_listen); !listen.empty()) {
@@ -155,10 +211,25 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "metatrain-coordinator: %s\n", std::string(started.message()).c_str());
     return 1;
   }
-  const std::string listen = absl::GetFlag(FLAGS_listen);
+  // After every check of the flags: a usage error stays one line.
+  if (tls.insecure) {
+    metatrain::LogLine(absl::StrCat("WARNING: --insecure: plaintext gRPC on ", listen,
+                                    "; whoever can reach it can read and alter the traffic, "
+                                    "tokens included"));
+  }
+  if ((*authorizer)->job_api_open()) {
+    metatrain::LogLine(absl::StrCat("WARNING: no --tokens_file: anyone who can reach ", listen,
+                                    " can submit, cancel and download jobs"));
+  }
+  if ((*authorizer)->workers_open()) {
+    metatrain::LogLine(
+        absl::StrCat("WARNING: no --worker_token_file or --tls_client_ca: anyone "
+                     "who can reach ",
+                     listen, " can join as a worker and send gradients"));
+  }
   auto server = metatrain::coordinator::CoordinatorServer::Start(
       listen, &coordinator, absl::GetFlag(FLAGS_threads),
-      absl::Seconds(absl::GetFlag(FLAGS_worker_liveness_s)));
+      absl::Seconds(absl::GetFlag(FLAGS_worker_liveness_s)), security);
   if (!server.ok()) {
     std::fprintf(stderr, "metatrain-coordinator: %s\n",
                  std::string(server.status().message()).c_str());

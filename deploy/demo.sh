@@ -3,6 +3,10 @@
 # MAML example (examples/sinusoid_maml.json); metactl submits it, shows live progress and
 # prints the meta-test result. Every process started here is stopped on exit, error or
 # Ctrl-C. Logs and the best checkpoint go to $BUILD/demo/.
+# Secured as a real deployment is (docs/security.md): throw-away certificates and tokens
+# are made with openssl in $BUILD/demo/tls (deploy/tls/make-certs.sh); the coordinator
+# serves TLS and requires client certificates from workers (mutual TLS), workers send a
+# join token, and metactl sends an admin token.
 #
 #   bash deploy/demo.sh [BUILD_DIR] [JOB.json]
 set -euo pipefail
@@ -24,6 +28,8 @@ if grep -qm1 avx512f /proc/cpuinfo 2>/dev/null; then export OPENBLAS_CORETYPE="$
 OUT="$BUILD/demo"
 mkdir -p "$OUT"
 rm -rf "$OUT/checkpoints"
+TLS="$OUT/tls"
+bash "$ROOT/deploy/tls/make-certs.sh" "$TLS" --force 2>/dev/null
 
 # Each child runs in its own process group (setsid), so stopping it stops anything it
 # started too, and a Ctrl-C in the terminal reaches only this script, which then stops
@@ -47,8 +53,11 @@ echo "== metatrain demo: distributed MAML on sinusoid regression (Finn et al. 20
 echo "   10-shot tasks y = A sin(x - phase), A in [0.1, 5], phase in [0, pi]; net 1-40-40-1;"
 echo "   one coordinator and two workers on loopback, each worker computing half of every meta-batch"
 echo
-echo "== starting metatrain-coordinator on a free loopback port"
+echo "== starting metatrain-coordinator on a free loopback port (TLS, mutual TLS for workers, tokens in $TLS)"
 setsid "$COORDINATOR" --listen=127.0.0.1:0 --checkpoint_dir="$OUT/checkpoints" \
+  --tls_cert="$TLS/coordinator/tls.crt" --tls_key="$TLS/coordinator/tls.key" \
+  --tls_client_ca="$TLS/coordinator/ca.crt" --tokens_file="$TLS/coordinator/tokens" \
+  --worker_token_file="$TLS/coordinator/worker-tokens" \
   >"$OUT/coordinator.out" 2>"$OUT/coordinator.log" &
 PIDS+=($!)
 ADDRESS=""
@@ -63,14 +72,16 @@ echo "   coordinator at $ADDRESS (log: $OUT/coordinator.log)"
 
 for i in 1 2; do
   setsid "$WORKER" --coordinator "$ADDRESS" --threads 1 --name "demo-worker-$i" \
-    2>"$OUT/worker-$i.log" &
+    --tls_ca="$TLS/worker/ca.crt" --tls_cert="$TLS/worker/tls.crt" --tls_key="$TLS/worker/tls.key" \
+    --token_file="$TLS/worker/token" 2>"$OUT/worker-$i.log" &
   PIDS+=($!)
   echo "== started metatrain-worker demo-worker-$i (log: $OUT/worker-$i.log)"
 done
 
-echo "== metactl submit $(basename "$JOB") --watch"
+METACTL_FLAGS=(--coordinator "$ADDRESS" --tls_ca="$TLS/client/ca.crt" --token_file="$TLS/client/admin.token")
+echo "== metactl submit $(basename "$JOB") --watch   (metactl ${METACTL_FLAGS[*]} ...)"
 set +e
-"$METACTL" --coordinator "$ADDRESS" submit "$JOB" --watch | tee "$OUT/watch.txt"
+"$METACTL" "${METACTL_FLAGS[@]}" submit "$JOB" --watch | tee "$OUT/watch.txt"
 status=${PIPESTATUS[0]}
 set -e
 if [[ $status -eq 0 ]]; then
@@ -78,7 +89,7 @@ if [[ $status -eq 0 ]]; then
   echo "'loss before -> after': mean squared error on held-out sinusoids before and after a few"
   echo "gradient steps on 10 examples from the meta-learned initialisation (± 95% confidence)."
   job_id="$(head -1 "$OUT/watch.txt")"
-  "$METACTL" --coordinator "$ADDRESS" fetch "$job_id" --which best -o "$OUT/sinusoid_maml_best.pt"
+  "$METACTL" "${METACTL_FLAGS[@]}" fetch "$job_id" --which best -o "$OUT/sinusoid_maml_best.pt"
   echo "== done: the best meta-parameters are in $OUT/sinusoid_maml_best.pt"
   echo "   (a PyTorch state_dict: torch.load('$OUT/sinusoid_maml_best.pt'))"
 fi

@@ -10,6 +10,9 @@ packages=(
   libabsl-dev prometheus-cpp-dev zlib1g-dev
   libgtest-dev libgmock-dev
   libpng-dev libzip-dev
+  # TLS: OpenSSL's headers (key checks, token digests) and the openssl tool that
+  # deploy/tls/make-certs.sh (make demo, the security tests) makes certificates with.
+  libssl-dev openssl
   # tools/plot_validation.sh draws validation curves (docs/results.md) with gnuplot.
   gnuplot-nox
   dataset-fashion-mnist

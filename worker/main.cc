@@ -1,10 +1,13 @@
 // metatrain-worker: computes inner loops for a metatrain coordinator.
 //
-//   metatrain-worker [--coordinator host:port] [--device cpu|cuda:N] [--threads N]
+//   metatrain-worker [--coordinator host:port] ([--tls_ca FILE] [--tls_cert FILE --tls_key FILE]
+//                    | --insecure) [--token_file FILE] [--device cpu|cuda:N] [--threads N]
 //                    [--capacity N] [--max_cached_jobs N] [--data_dir DIR] [--name NAME]
 //                    [--log_assignments] [--metrics_listen HOST:PORT]
 //
 // The coordinator address falls back to $METATRAIN_COORDINATOR, then 127.0.0.1:50051.
+// TLS is the default (common/rpc/client_flags.h); the join token comes from --token_file
+// ($METATRAIN_WORKER_TOKEN_FILE) or $METATRAIN_WORKER_TOKEN.
 // Runs until the coordinator sends Shutdown or the process gets SIGINT/SIGTERM (a second
 // signal exits at once). A coordinator that refuses the worker (another metatrain
 // version) ends it with exit status 3.
@@ -26,6 +29,7 @@
 #include "common/meta/runtime.h"
 #include "common/metrics/metrics_server.h"
 #include "common/process/shutdown_signals.h"
+#include "common/rpc/client_flags.h"
 #include "worker/inner_loop_runner.h"
 #include "worker/rpc/session_client.h"
 
@@ -51,17 +55,24 @@ metatrain::cli::Program WorkerProgram() {
   metatrain::cli::Program program;
   program.name = "metatrain-worker";
   program.usage =
-      "usage: metatrain-worker [--coordinator HOST:PORT] [--device cpu|cuda:N] [--threads N]\n"
+      "usage: metatrain-worker [--coordinator HOST:PORT] [--tls_ca FILE] [--tls_cert FILE "
+      "--tls_key FILE]\n"
+      "                        [--insecure] [--token_file FILE] [--device cpu|cuda:N] "
+      "[--threads N]\n"
       "                        [--capacity N] [--max_cached_jobs N] [--data_dir DIR] [--name "
       "NAME]\n"
       "                        [--log_assignments] [--metrics_listen HOST:PORT]\n"
       "Computes inner loops for a metatrain coordinator. Runs until the coordinator sends\n"
       "Shutdown or the process gets SIGINT/SIGTERM (a second signal exits at once); an\n"
       "unreachable coordinator is retried with backoff; a coordinator of another version\n"
-      "refuses the worker, which then exits with status 3.";
-  program.flag_files = {"worker/main.cc"};
+      "refuses the worker, which then exits with status 3; so does one that refuses its\n"
+      "join token or its certificate. TLS unless --insecure; docs/security.md.";
+  program.flag_files = {"worker/main.cc", metatrain::rpc::kClientFlagsFile};
   program.aliases = {{"data-dir", "data_dir"}};
   program.env_defaults = {{"coordinator", "METATRAIN_COORDINATOR"}};
+  for (auto& env : metatrain::rpc::ClientSecurityEnvDefaults("METATRAIN_WORKER_TOKEN_FILE")) {
+    program.env_defaults.push_back(env);
+  }
   return program;
 }
 
@@ -105,6 +116,12 @@ int main(int argc, char** argv) {
                                     runner_options.max_cached_jobs, "\")"));
   }
   if (session.coordinator.empty()) return usage_error("--coordinator must not be empty");
+  auto security = metatrain::rpc::ClientSecurityFromFlags("METATRAIN_WORKER_TOKEN");
+  if (!security.ok()) return usage_error(std::string(security.status().message()));
+  if (!security->tls.insecure) session.credentials = security->credentials;
+  session.tls_server_name = security->tls.server_name;
+  session.token_file = security->token_file;
+  session.token = security->token;
 
   auto device = metatrain::worker::ParseDevice(session.device);
   if (!device.ok()) {
@@ -125,6 +142,10 @@ int main(int argc, char** argv) {
   }
 
   metatrain::SetLogProgram(absl::StrCat("metatrain-worker ", session.name));
+  if (security->tls.insecure) {
+    metatrain::LogLine(absl::StrCat("WARNING: --insecure: plaintext gRPC to ", session.coordinator,
+                                    "; the join token and all traffic can be read on the way"));
+  }
   metatrain::worker::WorkerMetrics metrics(session.device);
   std::unique_ptr<metatrain::metrics::MetricsServer> metrics_server;
   if (const std::string listen = absl::GetFlag(FLAGS_metrics_listen); !listen.empty()) {
@@ -161,10 +182,12 @@ int main(int argc, char** argv) {
                                   session.coordinator));
   absl::Status status = client.Run();
   // Stopped by a signal or told to shut down: both are a clean exit. Refused by the
-  // coordinator (another version): retrying cannot help, so say why and exit 3, which a
-  // supervisor shows as a failing worker rather than one quietly retrying forever.
+  // coordinator (another version, a bad join token or certificate): retrying cannot help, so
+  // say why and exit 3, which a supervisor shows as a failing worker rather than one quietly
+  // retrying forever.
   int exit_code = 0;
-  if (absl::IsFailedPrecondition(status) || absl::IsInvalidArgument(status)) {
+  if (absl::IsFailedPrecondition(status) || absl::IsInvalidArgument(status) ||
+      absl::IsUnauthenticated(status) || absl::IsPermissionDenied(status)) {
     metatrain::LogLine(std::string(status.message()));
     exit_code = 3;
   }

@@ -11,19 +11,27 @@
 
 namespace metatrain::coordinator {
 
-CoordinatorServer::CoordinatorServer(Coordinator* coordinator)
-    : coordinator_(coordinator), job_service_(coordinator), worker_service_(coordinator) {}
+CoordinatorServer::CoordinatorServer(Coordinator* coordinator, const ServerSecurity& security)
+    : coordinator_(coordinator),
+      job_service_(coordinator, security.authorizer, security.max_queued_jobs_per_token),
+      worker_service_(coordinator, security.authorizer) {}
 
 CoordinatorServer::~CoordinatorServer() { Shutdown(absl::ZeroDuration()); }
 
 absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
     const std::string& address, Coordinator* coordinator, int threads,
-    absl::Duration worker_liveness) {
+    absl::Duration worker_liveness, const ServerSecurity& security) {
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
-  std::unique_ptr<CoordinatorServer> server(new CoordinatorServer(coordinator));
+  std::unique_ptr<CoordinatorServer> server(new CoordinatorServer(coordinator, security));
   grpc::ServerBuilder builder;
-  builder.AddListeningPort(address, grpc::InsecureServerCredentials(), &server->port_);
+  builder.AddListeningPort(
+      address, security.credentials ? security.credentials : grpc::InsecureServerCredentials(),
+      &server->port_);
+  // gRPC sets SO_REUSEPORT by default, which lets any process of the same user bind the
+  // same port and take a share of the connections (and lets two servers that ask for port
+  // 0 end up on one port). The coordinator's port is its own.
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   builder.RegisterService(&server->job_service_);
   builder.RegisterService(&server->worker_service_);
   // A worker that stops answering (a frozen or SIGSTOPped process, a crashed host, a cut

@@ -2,7 +2,9 @@
 #define METATRAIN_COORDINATOR_RPC_SERVER_H_
 
 // The coordinator's gRPC server: JobService, WorkerService, the standard health service
-// and server reflection, on one port.
+// and server reflection, on one port. Transport credentials and who may call what come in
+// ServerSecurity (docs/security.md); health and reflection are open to anyone who can
+// complete the (TLS) handshake, so that probes and grpcurl need no token.
 
 #include <grpcpp/server.h>
 
@@ -11,10 +13,20 @@
 
 #include "absl/status/statusor.h"
 #include "coordinator/coordinator.h"
+#include "coordinator/rpc/auth.h"
 #include "coordinator/rpc/job_service.h"
 #include "coordinator/rpc/worker_service.h"
 
 namespace metatrain::coordinator {
+
+struct ServerSecurity {
+  // Null: plaintext (what in-process tests use; the binary requires TLS or --insecure).
+  std::shared_ptr<grpc::ServerCredentials> credentials;
+  // Null: every caller may call every RPC. Must outlive the server.
+  const Authorizer* authorizer = nullptr;
+  // > 0: jobs one token may have QUEUED at once (--max_queued_jobs_per_token).
+  int max_queued_jobs_per_token = 0;
+};
 
 class CoordinatorServer {
  public:
@@ -23,7 +35,7 @@ class CoordinatorServer {
   // connection stays silent for about `worker_liveness` is dropped (HTTP/2 keepalive).
   static absl::StatusOr<std::unique_ptr<CoordinatorServer>> Start(
       const std::string& address, Coordinator* coordinator, int threads = 0,
-      absl::Duration worker_liveness = absl::Seconds(20));
+      absl::Duration worker_liveness = absl::Seconds(20), const ServerSecurity& security = {});
   ~CoordinatorServer();
 
   int port() const { return port_; }
@@ -38,7 +50,7 @@ class CoordinatorServer {
   void Wait();
 
  private:
-  CoordinatorServer(Coordinator* coordinator);
+  CoordinatorServer(Coordinator* coordinator, const ServerSecurity& security);
 
   Coordinator* const coordinator_;
   JobServiceImpl job_service_;

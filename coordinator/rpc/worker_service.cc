@@ -6,6 +6,7 @@
 #include <utility>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "common/status/grpc_status.h"
 
@@ -194,10 +195,24 @@ void SessionOutbox::Detach() {
   queue_.clear();
 }
 
+// A session refused before it starts: finishes with `status`, reading nothing.
+class RefusedReactor final
+    : public grpc::ServerBidiReactor<v1::WorkerMessage, v1::CoordinatorMessage> {
+ public:
+  explicit RefusedReactor(grpc::Status status) { Finish(std::move(status)); }
+  void OnDone() override { delete this; }
+};
+
 }  // namespace
 
 grpc::ServerBidiReactor<v1::WorkerMessage, v1::CoordinatorMessage>* WorkerServiceImpl::Session(
-    grpc::CallbackServerContext*) {
+    grpc::CallbackServerContext* context) {
+  if (authorizer_ != nullptr) {
+    static const std::string method =
+        absl::StrCat("/", v1::WorkerService::service_full_name(), "/Session");
+    auto authorized = authorizer_->Authorize(*context, method);
+    if (!authorized.ok()) return new RefusedReactor(ToGrpcStatus(authorized.status()));
+  }
   return new SessionReactor(coordinator_);
 }
 

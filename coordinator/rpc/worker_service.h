@@ -8,23 +8,29 @@
 // Protocol (worker_service.proto): the first message must be Hello (else the stream ends
 // with FAILED_PRECONDITION); a Hello that the coordinator refuses (another version: also
 // FAILED_PRECONDITION; an unreadable device: INVALID_ARGUMENT) ends the stream with that
-// status; otherwise Welcome is always the first message sent back.
+// status; otherwise Welcome is always the first message sent back. Before any of that, a
+// session the Authorizer refuses (no or an unknown join token, no client certificate under
+// mutual TLS) ends at once with UNAUTHENTICATED, having read nothing.
 
 #include "coordinator/coordinator.h"
+#include "coordinator/rpc/auth.h"
 #include "metatrain/v1/worker_service.grpc.pb.h"
 
 namespace metatrain::coordinator {
 
 class WorkerServiceImpl final : public v1::WorkerService::CallbackService {
  public:
-  // `coordinator` must outlive the service.
-  explicit WorkerServiceImpl(Coordinator* coordinator) : coordinator_(coordinator) {}
+  // `coordinator` and `authorizer` must outlive the service; a null `authorizer` lets
+  // every worker in.
+  explicit WorkerServiceImpl(Coordinator* coordinator, const Authorizer* authorizer = nullptr)
+      : coordinator_(coordinator), authorizer_(authorizer) {}
 
   grpc::ServerBidiReactor<v1::WorkerMessage, v1::CoordinatorMessage>* Session(
       grpc::CallbackServerContext* context) override;
 
  private:
   Coordinator* const coordinator_;
+  const Authorizer* const authorizer_;
 };
 
 }  // namespace metatrain::coordinator

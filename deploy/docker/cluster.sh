@@ -11,7 +11,9 @@
 # `up` without services starts coordinator, worker, prometheus and grafana; Grafana is left
 # out, with a note, when its image is neither present nor pullable (no registry reachable).
 # Environment: everything docker-compose.yml reads (METATRAIN_PORT, METATRAIN_DATA_DIR, ...),
-# COMPOSE_FILE for the GPU override, COMPOSE_PROJECT_NAME, WORKERS (default 2).
+# COMPOSE_FILE for the GPU override, COMPOSE_PROJECT_NAME, WORKERS (default 2),
+# METATRAIN_SECRETS_DIR (default build/cluster-secrets: made by deploy/tls/make-certs.sh on
+# `up` and `compose` when missing; metactl on the host uses its client/ folder).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
@@ -65,6 +67,14 @@ use_buildkit_client() {
 
 compose() { docker-compose "$@"; }
 
+# The cluster's certificates and tokens (docs/security.md): made once by
+# deploy/tls/make-certs.sh, kept across runs, readable by the images' user (uid 10001).
+export METATRAIN_SECRETS_DIR=${METATRAIN_SECRETS_DIR:-$ROOT/build/cluster-secrets}
+ensure_secrets() {
+  bash "$ROOT/deploy/tls/make-certs.sh" "$METATRAIN_SECRETS_DIR" --for-containers 2>/dev/null ||
+    { say "deploy/tls/make-certs.sh failed (is openssl installed?)"; return 1; }
+}
+
 default_services() {
   local grafana
   grafana=$(compose config | sed -n 's/^ *image: *\(grafana\/.*\)$/\1/p' | head -1)
@@ -103,11 +113,12 @@ case "$command" in
     buildable=()
     for s in "${services[@]}"; do [[ $s == grafana ]] || buildable+=("$s"); done
     build "${buildable[@]}"
+    ensure_secrets
     # up returns once every container has started; workers wait for the coordinator's
     # health check (depends_on: service_healthy), so it is healthy when this returns.
     compose up -d --no-build --scale "worker=${WORKERS:-2}" "${services[@]}"
     port=$(compose port coordinator 50051 | sed 's/.*://')
-    say "coordinator at localhost:$port: build/tools/metactl/metactl --coordinator localhost:$port submit examples/sinusoid_maml.json --watch"
+    say "coordinator at localhost:$port: build/tools/metactl/metactl --coordinator localhost:$port --tls_ca $METATRAIN_SECRETS_DIR/client/ca.crt --token_file $METATRAIN_SECRETS_DIR/client/admin.token submit examples/sinusoid_maml.json --watch"
     if printf '%s\n' "${services[@]}" | grep -qx prometheus; then
       say "Prometheus at http://localhost:$(compose port prometheus 9090 | sed 's/.*://')"
     fi
@@ -122,6 +133,7 @@ case "$command" in
   compose)
     ensure_daemon
     use_buildkit_client
+    ensure_secrets
     compose "$@"
     ;;
   *)

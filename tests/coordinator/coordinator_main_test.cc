@@ -89,7 +89,8 @@ TEST(CoordinatorMainTest, ServesTrainsCheckpointsAndExitsCleanly) {
   const fs::path dir = fs::temp_directory_path() / ("coordinator-main-" + std::to_string(getpid()));
   fs::remove_all(dir);
 
-  Process p = Spawn({binary, "--listen=127.0.0.1:0", "--checkpoint_dir=" + dir.string()});
+  Process p =
+      Spawn({binary, "--listen=127.0.0.1:0", "--insecure", "--checkpoint_dir=" + dir.string()});
   ASSERT_GT(p.pid, 0);
   ASSERT_NE(p.out, nullptr);
   char line[256] = {0};

@@ -48,6 +48,8 @@ export METATRAIN_PORT=$(free_port) PROMETHEUS_PORT=$(free_port)
 if [[ -d $ROOT/../shared/data ]]; then export METATRAIN_DATA_DIR=$ROOT/../shared/data; else
   mkdir -p "$work/data" && export METATRAIN_DATA_DIR=$work/data
 fi
+# Certificates and tokens of the test's own (cluster.sh makes them on `compose`).
+export METATRAIN_SECRETS_DIR=$work/secrets
 compose() { "$CLUSTER" compose "$@"; }
 project_objects() {  # containers, networks and volumes the project left, one per line
   local label=com.docker.compose.project=$COMPOSE_PROJECT_NAME
@@ -91,14 +93,20 @@ job.update(name="cluster-test", steps=300, validation_interval=100, validation_t
 json.dump(job, open(sys.argv[2], "w"))
 EOF
 address=127.0.0.1:$METATRAIN_PORT
-timeout 600 "$METACTL" --coordinator "$address" submit "$work/job.json" --watch >"$work/watch.txt" 2>&1
+# TLS against the cluster's CA, with the admin token; read-only and missing tokens are refused.
+METACTL_TLS="--tls_ca=$METATRAIN_SECRETS_DIR/client/ca.crt"
+ADMIN="--token_file=$METATRAIN_SECRETS_DIR/client/admin.token"
+timeout 600 "$METACTL" --coordinator "$address" "$METACTL_TLS" "$ADMIN" submit "$work/job.json" --watch >"$work/watch.txt" 2>&1
 watch_status=$?
 job_id=$(head -1 "$work/watch.txt")
 check "metactl submit --watch from the host exits 0 (job SUCCEEDED)" "[[ $watch_status == 0 ]]"
-check "the job reports SUCCEEDED" "'$METACTL' --coordinator '$address' status '$job_id' | grep -q '^state *SUCCEEDED'"
+check "the job reports SUCCEEDED" "'$METACTL' --coordinator '$address' '$METACTL_TLS' '$ADMIN' status '$job_id' | grep -q '^state *SUCCEEDED'"
+check "a read token cannot cancel (exit 5)" "'$METACTL' --coordinator '$address' '$METACTL_TLS' --token_file='$METATRAIN_SECRETS_DIR/client/read.token' cancel '$job_id' 2>/dev/null; [[ \$? == 5 ]]"
+check "no token, no job list (exit 5)" "'$METACTL' --coordinator '$address' '$METACTL_TLS' list 2>/dev/null; [[ \$? == 5 ]]"
+check "plaintext is refused" "! '$METACTL' --coordinator '$address' --insecure --deadline=5s health >/dev/null 2>&1"
 check "both workers took part in a step" "grep -q ' 2w\$' '$work/watch.txt'"
 check "the best checkpoint is fetched from the coordinator's volume" \
-  "'$METACTL' --coordinator '$address' fetch '$job_id' --which best -o '$work/best.pt' >/dev/null && [[ -s '$work/best.pt' ]]"
+  "'$METACTL' --coordinator '$address' '$METACTL_TLS' '$ADMIN' fetch '$job_id' --which best -o '$work/best.pt' >/dev/null && [[ -s '$work/best.pt' ]]"
 check "the checkpoint is on the named volume" \
   "docker exec $coordinator_id test -s /var/lib/metatrain/checkpoints/$job_id/best.pt"
 if ((failures)); then

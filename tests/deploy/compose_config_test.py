@@ -98,6 +98,36 @@ check("the coordinator's health check is `metactl health` (grpc.health.v1) again
       and health[-1:] == ["health"], health)
 check("workers connect to the coordinator service",
       "--coordinator=coordinator:50051" in worker["command"], worker["command"])
+
+# --- security (docs/security.md): TLS, mutual TLS for workers, tokens -----------------------
+SECRETS = "/etc/metatrain/secrets"
+default_secrets = os.path.realpath(os.path.join(ROOT, "build", "cluster-secrets"))
+check("the coordinator serves TLS, asks workers for certificates and checks tokens",
+      {f"--tls_cert={SECRETS}/tls.crt", f"--tls_key={SECRETS}/tls.key",
+       f"--tls_client_ca={SECRETS}/ca.crt", f"--tokens_file={SECRETS}/tokens",
+       f"--worker_token_file={SECRETS}/worker-tokens"} <= set(coordinator["command"])
+      and "--insecure" not in coordinator["command"], coordinator["command"])
+check("the coordinator mounts only its own secrets, read-only",
+      mounts(coordinator).get(SECRETS) == (os.path.join(default_secrets, "coordinator"), True),
+      mounts(coordinator).get(SECRETS))
+for name, files in (("worker", services["worker"]), ("gpu worker", gpu["services"]["worker"])):
+    check(f"{name}s verify the coordinator, present a certificate and send the join token",
+          {f"--tls_ca={SECRETS}/ca.crt", f"--tls_cert={SECRETS}/tls.crt",
+           f"--tls_key={SECRETS}/tls.key", f"--token_file={SECRETS}/token"} <= set(files["command"])
+          and "--insecure" not in files["command"], files["command"])
+check("workers mount only the worker secrets (no job API tokens, no server key)",
+      mounts(worker).get(SECRETS) == (os.path.join(default_secrets, "worker"), True),
+      mounts(worker).get(SECRETS))
+check("the health check speaks TLS to the coordinator",
+      f"--tls_ca={SECRETS}/ca.crt" in health, health)
+make_certs = os.path.join(ROOT, "deploy", "tls", "make-certs.sh")
+with open(make_certs) as f:
+    script = f.read()
+for path in ("coordinator/tls.crt", "coordinator/tls.key", "coordinator/ca.crt", "coordinator/tokens",
+             "coordinator/worker-tokens", "worker/tls.crt", "worker/tls.key", "worker/ca.crt",
+             "worker/token"):
+    check(f"deploy/tls/make-certs.sh makes {path}", path in script)
+check("the server certificate names the compose service", "DNS:coordinator," in script)
 check("coordinator port 50051 is published on localhost:50051 by default",
       published(coordinator, 50051) == ("127.0.0.1", "50051"), coordinator.get("ports"))
 check("Prometheus and Grafana are published on localhost only by default",
@@ -121,11 +151,14 @@ for name in ("coordinator", "worker"):
           cache is not None and cache[0] == "dataset-cache", cache)
 
 moved = compose_config(BASE, METATRAIN_DATA_DIR="/srv/elsewhere", METATRAIN_PORT="15051",
-                       METATRAIN_PUBLISH_IP="0.0.0.0")
+                       METATRAIN_PUBLISH_IP="0.0.0.0", METATRAIN_SECRETS_DIR="/srv/secrets")
 if moved.returncode == 0:
     moved_services = yaml.safe_load(moved.stdout)["services"]
     check("METATRAIN_DATA_DIR moves the data mount",
           mounts(moved_services["worker"]).get("/srv/shared/data") == ("/srv/elsewhere", True))
+    check("METATRAIN_SECRETS_DIR moves the secrets mounts",
+          mounts(moved_services["worker"]).get(SECRETS) == ("/srv/secrets/worker", True)
+          and mounts(moved_services["coordinator"]).get(SECRETS) == ("/srv/secrets/coordinator", True))
     check("METATRAIN_PORT and METATRAIN_PUBLISH_IP move the published coordinator port",
           published(moved_services["coordinator"], 50051) == ("0.0.0.0", "15051"),
           moved_services["coordinator"].get("ports"))

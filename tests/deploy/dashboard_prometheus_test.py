@@ -428,7 +428,7 @@ def live_checks(dashboard, coordinator_bin, worker_bin, metactl_bin, require_too
     try:
         # --- coordinator and workers, each serving /metrics on a port of its own choosing ----
         coordinator = start("coordinator", [
-            coordinator_bin, "--listen", "127.0.0.1:0", "--checkpoint_dir",
+            coordinator_bin, "--listen", "127.0.0.1:0", "--insecure", "--checkpoint_dir",
             os.path.join(tmp, "checkpoints"), "--metrics_listen", "127.0.0.1:0"])
         listening = coordinator.wait_for("out", r"listening on (\S+:\d+)", 60)
         metrics = coordinator.wait_for("err", r"metrics on (http://\S+/metrics)", 60)
@@ -439,7 +439,7 @@ def live_checks(dashboard, coordinator_bin, worker_bin, metactl_bin, require_too
         endpoints = {"coordinator": metrics.group(1)}
         for i in (1, 2):
             name = f"worker{i}"
-            worker = start(name, [worker_bin, "--coordinator", address, "--name", name,
+            worker = start(name, [worker_bin, "--coordinator", address, "--insecure", "--name", name,
                                   "--threads", "1", "--metrics_listen", "127.0.0.1:0"])
             metrics = worker.wait_for("err", r"metrics on (http://\S+/metrics)", 60)
             if not check(f"{name} prints its metrics address", metrics, worker.tail()):
@@ -493,7 +493,7 @@ def live_checks(dashboard, coordinator_bin, worker_bin, metactl_bin, require_too
             json.dump(JOB, f)
         started = time.monotonic()
         try:
-            watch = subprocess.run([metactl_bin, "--coordinator", address, "submit", job_file,
+            watch = subprocess.run([metactl_bin, "--coordinator", address, "--insecure", "submit", job_file,
                                     "--watch"], capture_output=True, text=True, env=env,
                                    timeout=240)
         except subprocess.TimeoutExpired as e:

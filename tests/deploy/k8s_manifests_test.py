@@ -1,10 +1,12 @@
 #!/usr/bin/python3
 """deploy/k8s: both kustomizations render with the kubectl on this machine (`kubectl
 kustomize`, client-side), and the rendered objects are the ones a cluster needs: their kinds
-and names, the coordinator's persistent checkpoints and gRPC probes, workers that reach the
-coordinator's Service, the GPU variant's nvidia.com/gpu requests, Prometheus annotations
-that point at real container ports, and the Secrets mounted where the security issue will
-read them. No cluster is contacted.
+and names, the coordinator's persistent checkpoints and its health probes over TLS, workers
+that reach the coordinator's Service, the GPU variant's nvidia.com/gpu requests, Prometheus
+annotations that point at real container ports, and TLS and tokens (docs/security.md): each
+role mounts its own Secret, made by deploy/k8s/create-secrets.sh from the files
+deploy/tls/make-certs.sh writes, and its flags read the files the Secret holds; the
+manifests themselves hold no Secret. No cluster is contacted.
 
 Needs kubectl (any version from 1.20, Debian 12's kubernetes-client, on). Exit 0 when every
 check passes.
@@ -59,7 +61,6 @@ if base is None or gpu is None:
 
 EXPECTED = {
     ("Namespace", "metatrain"),
-    ("Secret", "metatrain-tls"), ("Secret", "metatrain-token"),
     ("PersistentVolumeClaim", "metatrain-data"),
     ("Service", "coordinator"), ("Service", "coordinator-headless"),
     ("StatefulSet", "coordinator"),
@@ -89,8 +90,11 @@ check("the coordinator writes its checkpoints on that volume",
 check("coordinator listens on its grpc port",
       "--listen=0.0.0.0:50051" in coordinator["args"] and ports(coordinator).get("grpc") == 50051)
 for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
-    check(f"coordinator {probe} is Kubernetes' gRPC health probe on port 50051",
-          coordinator.get(probe, {}).get("grpc", {}).get("port") == 50051, coordinator.get(probe))
+    command = coordinator.get(probe, {}).get("exec", {}).get("command", [])
+    check(f"coordinator {probe} is `metactl health` over TLS on port 50051",
+          command[:1] == ["metactl"] and "--coordinator=127.0.0.1:50051" in command
+          and "--tls_ca=/etc/metatrain/secrets/ca.crt" in command and command[-1:] == ["health"],
+          coordinator.get(probe))
 service_ports = {p["name"]: p for p in base[("Service", "coordinator")]["spec"]["ports"]}
 check("the coordinator Service selects the coordinator pods",
       base[("Service", "coordinator")]["spec"]["selector"].items()
@@ -132,12 +136,13 @@ for kind, name in (("StatefulSet", "coordinator"), ("Deployment", "worker")):
           by_name.get("data", {}).get("mountPath") == "/srv/shared/data"
           and by_name["data"].get("readOnly") is True
           and volumes.get("data", {}).get("persistentVolumeClaim", {}).get("claimName") == "metatrain-data")
-    for secret, path in (("metatrain-tls", "/etc/metatrain/tls"), ("metatrain-token", "/etc/metatrain/token")):
-        mounted = [m for m in c.get("volumeMounts", [])
-                   if volumes.get(m["name"], {}).get("secret", {}).get("secretName") == secret]
-        check(f"{name}: Secret {secret} mounted read-only at {path}",
-              len(mounted) == 1 and mounted[0]["mountPath"] == path and mounted[0].get("readOnly") is True,
-              mounted)
+    secret = f"metatrain-{name}-secrets"
+    secret_mounts = [m for m in c.get("volumeMounts", []) if "secret" in volumes.get(m["name"], {})]
+    check(f"{name}: only Secret {secret}, mounted read-only at /etc/metatrain/secrets",
+          len(secret_mounts) == 1
+          and volumes[secret_mounts[0]["name"]]["secret"]["secretName"] == secret
+          and secret_mounts[0]["mountPath"] == "/etc/metatrain/secrets"
+          and secret_mounts[0].get("readOnly") is True, secret_mounts)
     annotations = pod["metadata"].get("annotations", {})
     listen = env(c).get("METATRAIN_METRICS_LISTEN", "")
     check(f"{name}: Prometheus annotations point at the port the metrics are served on",
@@ -148,12 +153,30 @@ for kind, name in (("StatefulSet", "coordinator"), ("Deployment", "worker")):
     check(f"{name}: runs as the images' non-root user",
           pod["spec"].get("securityContext", {}).get("runAsUser") == 10001)
 
-for key in (("Secret", "metatrain-tls"), ("Secret", "metatrain-token")):
-    data = base[key].get("stringData", {})
-    check(f"{key[1]} is a placeholder (keys present, values empty)",
-          data and all(v == "" for v in data.values()), data)
-check("metatrain-tls carries the TLS keys", {"tls.crt", "tls.key", "ca.crt"}
-      <= set(base[("Secret", "metatrain-tls")]["stringData"]))
+# --- TLS and tokens: flags read the files that make-certs.sh puts in each role's Secret -------
+SECRETS = "/etc/metatrain/secrets"
+with open(os.path.join(ROOT, "deploy", "k8s", "create-secrets.sh")) as f:
+    create_secrets = f.read()
+with open(os.path.join(ROOT, "deploy", "tls", "make-certs.sh")) as f:
+    make_certs = f.read()
+for role, args, files in (
+        ("coordinator", coordinator["args"],
+         {"tls_cert": "tls.crt", "tls_key": "tls.key", "tls_client_ca": "ca.crt",
+          "tokens_file": "tokens", "worker_token_file": "worker-tokens"}),
+        ("worker", worker["args"],
+         {"tls_ca": "ca.crt", "tls_cert": "tls.crt", "tls_key": "tls.key", "token_file": "token"}),
+        ("worker", gpu_worker["args"],
+         {"tls_ca": "ca.crt", "tls_cert": "tls.crt", "tls_key": "tls.key", "token_file": "token"})):
+    for flag, file in files.items():
+        check(f"{role}: --{flag} reads {file} of its Secret",
+              f"--{flag}={SECRETS}/{file}" in args, args)
+        check(f"deploy/tls/make-certs.sh writes {role}/{file}", f"{role}/{file}" in make_certs)
+    check(f"{role}: no --insecure", "--insecure" not in args)
+    check(f"create-secrets.sh makes metatrain-{role}-secrets from DIR/{role}",
+          f'"metatrain-$role-secrets" --from-file="$dir/$role"' in create_secrets
+          and "for role in coordinator worker" in create_secrets)
+check("the server certificate names the coordinator Service",
+      "DNS:coordinator," in make_certs and "DNS:coordinator.metatrain.svc" in make_certs)
 
 # The scrape job for an in-cluster Prometheus reads the same annotations. (Debian's promtool
 # is built without Kubernetes service discovery, so it cannot check this file.)

@@ -40,19 +40,23 @@ std::vector<Binary> Binaries() {
        "coordinator/metatrain-coordinator",
        {"listen", "checkpoint_dir", "max_running_jobs", "threads", "resume", "assignment_timeout_s",
         "metrics_listen", "metrics_retention", "no_worker_timeout", "quarantine_after",
-        "quarantine_backoff", "worker_liveness_s", "watch_max_events", "memory_checkpoint_jobs"},
-       "  --listen (default: \"0.0.0.0:50051\")\n",
+        "quarantine_backoff", "worker_liveness_s", "watch_max_events", "memory_checkpoint_jobs",
+        "tls_cert", "tls_key", "tls_client_ca", "insecure", "tokens_file", "worker_token_file",
+        "max_queued_jobs_per_token"},
+       "  --listen (default: \"127.0.0.1:50051\")\n",
        {"--threads=abc"}},
       {"metatrain-worker",
        "worker/metatrain-worker",
        {"coordinator", "device", "threads", "capacity", "max_cached_jobs", "data_dir", "name",
-        "log_assignments", "metrics_listen"},
+        "log_assignments", "metrics_listen", "tls_ca", "tls_cert", "tls_key", "tls_server_name",
+        "insecure", "token_file"},
        "  --capacity (default: 32)\n",
        {"--threads=abc"}},
       {"metactl",
        "tools/metactl/metactl",
        {"coordinator", "deadline", "watch", "which", "output", "job", "episodes", "split", "tasks",
-        "inner_steps", "seed", "verbose"},
+        "inner_steps", "seed", "verbose", "tls_ca", "tls_cert", "tls_key", "tls_server_name",
+        "insecure", "token_file"},
        "  --deadline (default: 15s)\n",
        {"--deadline", "soon"}},
       {"metatrain-train",
@@ -178,7 +182,7 @@ TEST_F(CliTest, ValuesOutOfRangeAreOneLineExitTwo) {
            {"worker/metatrain-worker", {"stray"}, "unexpected argument \"stray\""},
            {"coordinator/metatrain-coordinator", {"--max_running_jobs=0"}, "--max_running_jobs"},
            {"coordinator/metatrain-coordinator",
-            {"--metrics_listen=localhost"},
+            {"--insecure", "--metrics_listen=localhost"},
             "--metrics_listen must be HOST:PORT"},
            {"coordinator/metatrain-coordinator",
             {"--watch_max_events=0"},
@@ -216,8 +220,8 @@ TEST_F(CliTest, WorkerTakesTheCoordinatorFromTheEnvironment) {
   r = RunBinary("worker/metatrain-worker", {"--help"});
   EXPECT_THAT(r.out, HasSubstr(absl::StrCat("if set; now: \"", coordinator->address, "\")\n")));
   const std::string from_env = dir + "/from-env.log";
-  auto worker =
-      ChildProcess::Start({BinaryPath("worker/metatrain-worker"), "--name", "env"}, from_env);
+  auto worker = ChildProcess::Start(
+      {BinaryPath("worker/metatrain-worker"), "--insecure", "--name", "env"}, from_env);
   ASSERT_TRUE(worker.ok()) << worker.status();
   EXPECT_TRUE(WaitForWorkerConnected(from_env, absl::Seconds(60)).ok());
 
@@ -236,25 +240,27 @@ TEST_F(CliTest, MetactlHealthReportsServingOrFailsInOneLine) {
   ASSERT_TRUE(coordinator.ok()) << coordinator.status();
   const std::string metactl = "tools/metactl/metactl";
 
-  CommandResult r = RunBinary(metactl, {"--coordinator", coordinator->address, "health"});
+  CommandResult r =
+      RunBinary(metactl, {"--coordinator", coordinator->address, "--insecure", "health"});
   EXPECT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(r.out, "SERVING\n");
   EXPECT_EQ(r.err, "");
   // Flags after the command, and a deadline.
-  r = RunBinary(metactl, {"health", "--coordinator=" + coordinator->address, "--deadline", "10s"});
+  r = RunBinary(metactl, {"health", "--coordinator=" + coordinator->address, "--deadline", "10s",
+                          "--insecure"});
   EXPECT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(r.out, "SERVING\n");
   // The address from the environment, as docker-compose would set it.
   setenv(kEnv, coordinator->address.c_str(), 1);
-  r = RunBinary(metactl, {"health"});
+  r = RunBinary(metactl, {"health", "--insecure"});
   EXPECT_EQ(r.exit_code, 0) << r.err;
   unsetenv(kEnv);
-  r = RunBinary(metactl, {"--coordinator", coordinator->address, "health", "extra"});
+  r = RunBinary(metactl, {"--coordinator", coordinator->address, "--insecure", "health", "extra"});
   EXPECT_EQ(r.exit_code, 2);
 
   // Nothing listening: exit 4 (coordinator unavailable), one line naming the address.
   const std::string nobody = absl::StrCat("127.0.0.1:", UnusedPort());
-  r = RunBinary(metactl, {"--coordinator", nobody, "health", "--deadline=5s"});
+  r = RunBinary(metactl, {"--coordinator", nobody, "--insecure", "health", "--deadline=5s"});
   EXPECT_EQ(r.exit_code, 4) << r.err;
   EXPECT_THAT(r.err, StartsWith("metactl: UNAVAILABLE: "));
   EXPECT_THAT(r.err, HasSubstr(nobody));

@@ -59,7 +59,7 @@ class MetactlTest : public ::testing::Test {
     }
   }
   CommandResult Run(std::vector<std::string> args) {
-    args.insert(args.begin(), {Metactl(), "--coordinator", coordinator_.address});
+    args.insert(args.begin(), {Metactl(), "--coordinator", coordinator_.address, "--insecure"});
     auto result = RunCommand(args, absl::Seconds(180));
     EXPECT_TRUE(result.ok()) << result.status();
     return result.ok() ? *result : CommandResult{};

@@ -154,12 +154,28 @@ int UnusedPort() {
   return ntohs(addr.sin_port);
 }
 
+namespace {
+
+// Whether `flags` choose the transport (TLS files or --insecure).
+bool ChoosesTransport(const std::vector<std::string>& flags) {
+  for (const std::string& flag : flags) {
+    if (absl::StartsWith(flag, "--tls_") || absl::StartsWith(flag, "--insecure") ||
+        absl::StartsWith(flag, "--noinsecure")) {
+      return true;
+    }
+  }
+  return false;
+}
+
+}  // namespace
+
 absl::StatusOr<Coordinator> StartCoordinator(const std::string& dir,
                                              const std::vector<std::string>& extra_flags,
                                              const std::string& listen) {
   std::vector<std::string> argv = {BinaryPath("coordinator/metatrain-coordinator"),
                                    "--listen=" + listen,
                                    absl::StrCat("--checkpoint_dir=", dir, "/checkpoints")};
+  if (!ChoosesTransport(extra_flags)) argv.push_back("--insecure");
   argv.insert(argv.end(), extra_flags.begin(), extra_flags.end());
   auto process = ChildProcess::Start(argv, dir + "/coordinator.log", /*stdout_pipe=*/true);
   if (!process.ok()) return process.status();
@@ -185,6 +201,7 @@ absl::StatusOr<std::unique_ptr<ChildProcess>> StartWorker(
     const std::vector<std::string>& extra_flags) {
   std::vector<std::string> argv = {BinaryPath("worker/metatrain-worker"), "--coordinator", address,
                                    "--threads", "1"};
+  if (!ChoosesTransport(extra_flags)) argv.push_back("--insecure");
   argv.insert(argv.end(), extra_flags.begin(), extra_flags.end());
   return ChildProcess::Start(argv, log_path);
 }

@@ -55,7 +55,9 @@ struct Coordinator {
   std::unique_ptr<ChildProcess> process;
   std::string address;  // 127.0.0.1:PORT
 };
-// `listen` "127.0.0.1:0" picks a free port.
+// `listen` "127.0.0.1:0" picks a free port. Plaintext (--insecure is added) unless
+// `extra_flags` choose the transport themselves (--tls_... or --insecure); StartWorker
+// likewise. Tests of the security flags pass them (tests/e2e/security_test.cc).
 absl::StatusOr<Coordinator> StartCoordinator(const std::string& dir,
                                              const std::vector<std::string>& extra_flags = {},
                                              const std::string& listen = "127.0.0.1:0");

@@ -8,6 +8,9 @@
 //   metactl evaluate CHECKPOINT.pt --job JOB.json [--episodes DIR] [--split test|validation]
 //       [--tasks N] [--inner_steps N[,N...]] [--seed S] [--verbose]   (local, no coordinator)
 //
+// TLS unless --insecure: --tls_ca FILE ($METATRAIN_TLS_CA), and for mutual TLS --tls_cert
+// and --tls_key; the bearer token from --token_file ($METATRAIN_TOKEN_FILE) or
+// $METATRAIN_TOKEN (docs/security.md).
 // Flags may come before or after the command. Exit codes: 0 ok; 1 the job failed or was
 // cancelled (watch, submit --watch) or another error; 2 usage or invalid argument; 3 not
 // found; 4 coordinator unavailable (or not serving). Errors are one line on stderr:
@@ -33,6 +36,7 @@
 #include "common/cli/flags.h"
 #include "common/meta/checkpoint.h"
 #include "common/meta/job_spec.h"
+#include "common/rpc/client_flags.h"
 #include "common/status/grpc_status.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "metatrain/v1/job_service.grpc.pb.h"
@@ -85,20 +89,25 @@ constexpr char kCommands[] =
     "                                   your own episodes "
     "(DIR/<episode>/{support,query}/<class>/*.png)\n"
     "Flags go before or after the command. The coordinator defaults to\n"
-    "$METATRAIN_COORDINATOR, then 127.0.0.1:50051.\n"
+    "$METATRAIN_COORDINATOR, then 127.0.0.1:50051. TLS unless --insecure; the bearer token\n"
+    "comes from --token_file or $METATRAIN_TOKEN (docs/security.md).\n"
     "Exit codes: 0 ok, 1 job failed/cancelled, 2 usage or invalid argument, 3 not found,\n"
-    "4 coordinator unavailable.\n";
+    "4 coordinator unavailable, 5 not authenticated or not allowed.\n";
 
 cli::Program MetactlProgram() {
   cli::Program program;
   program.name = "metactl";
   program.usage =
-      "usage: metactl [--coordinator host:port] COMMAND ... [flags]\n"
+      "usage: metactl [--coordinator host:port] [--tls_ca FILE | --insecure] [--token_file FILE]\n"
+      "               COMMAND ... [flags]\n"
       "The command-line client of the metatrain job API.";
-  program.flag_files = {"tools/metactl/main.cc"};
+  program.flag_files = {"tools/metactl/main.cc", rpc::kClientFlagsFile};
   program.epilogue = kCommands;
   program.aliases = {{"o", "output"}, {"v", "verbose"}, {"inner-steps", "inner_steps"}};
   program.env_defaults = {{"coordinator", "METATRAIN_COORDINATOR"}};
+  for (auto& env : rpc::ClientSecurityEnvDefaults("METATRAIN_TOKEN_FILE")) {
+    program.env_defaults.push_back(env);
+  }
   return program;
 }
 
@@ -114,7 +123,14 @@ std::string RandomRequestId() {
   return id;
 }
 
-enum ExitCode { kOk = 0, kJobFailed = 1, kUsage = 2, kNotFound = 3, kUnavailable = 4 };
+enum ExitCode {
+  kOk = 0,
+  kJobFailed = 1,
+  kUsage = 2,
+  kNotFound = 3,
+  kUnavailable = 4,
+  kNotAllowed = 5
+};
 
 int ExitCodeFor(const absl::Status& status) {
   switch (status.code()) {
@@ -128,6 +144,9 @@ int ExitCodeFor(const absl::Status& status) {
     case absl::StatusCode::kUnavailable:
     case absl::StatusCode::kDeadlineExceeded:
       return kUnavailable;
+    case absl::StatusCode::kUnauthenticated:
+    case absl::StatusCode::kPermissionDenied:
+      return kNotAllowed;
     default:
       return kJobFailed;
   }
@@ -149,14 +168,16 @@ int Usage(const std::string& message) {
 
 class Client {
  public:
-  explicit Client(std::string target) : target_(std::move(target)) {
+  Client(std::string target, const rpc::ClientSecurity& security)
+      : target_(std::move(target)), token_(security.token) {
     grpc::ChannelArguments args;
+    rpc::AddChannelArguments(security.tls, &args);
     args.SetMaxReceiveMessageSize(64 << 20);
     // `watch` keeps a stream open for hours with nothing to say between steps; keepalive
     // pings notice a coordinator host that vanished (the server permits one per 5 s).
     args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 10000);
     args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 10000);
-    auto channel = grpc::CreateCustomChannel(target_, grpc::InsecureChannelCredentials(), args);
+    auto channel = grpc::CreateCustomChannel(target_, security.credentials, args);
     stub_ = v1::JobService::NewStub(channel);
     health_stub_ = grpc::health::v1::Health::NewStub(channel);
   }
@@ -172,8 +193,10 @@ class Client {
     return s;
   }
 
-  void SetDeadline(grpc::ClientContext& context, absl::Duration d) const {
-    context.set_deadline(absl::ToChronoTime(absl::Now() + d));
+  // Every call carries the bearer token; `d`: its deadline (none when infinite).
+  void Prepare(grpc::ClientContext& context, absl::Duration d = absl::InfiniteDuration()) const {
+    if (d != absl::InfiniteDuration()) context.set_deadline(absl::ToChronoTime(absl::Now() + d));
+    rpc::AttachToken(&context, token_);
   }
 
   v1::JobService::Stub& stub() { return *stub_; }
@@ -182,6 +205,7 @@ class Client {
 
  private:
   std::string target_;
+  std::string token_;
   std::unique_ptr<v1::JobService::Stub> stub_;
   std::unique_ptr<grpc::health::v1::Health::Stub> health_stub_;
 };
@@ -193,7 +217,8 @@ int Watch(Client& client, const std::string& job_id) {
   std::unique_ptr<grpc::ClientContext> context;
   std::unique_ptr<grpc::ClientReader<v1::JobEvent>> stream;
   auto open = [&] {
-    context = std::make_unique<grpc::ClientContext>();  // no deadline: jobs run for hours
+    context = std::make_unique<grpc::ClientContext>();
+    client.Prepare(*context);  // no deadline: jobs run for hours
     stream = client.stub().WatchJob(context.get(), request);
   };
   open();
@@ -303,7 +328,7 @@ int Submit(Client& client, const std::string& path, bool watch, absl::Duration d
   grpc::Status status;
   for (int attempt = 1;; ++attempt) {
     grpc::ClientContext context;
-    client.SetDeadline(context, deadline);
+    client.Prepare(context, deadline);
     status = client.stub().SubmitJob(&context, request, &response);
     const bool transient = status.error_code() == grpc::StatusCode::UNAVAILABLE ||
                            status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED;
@@ -321,7 +346,7 @@ int Submit(Client& client, const std::string& path, bool watch, absl::Duration d
 int PrintJob(Client& client, const std::string& job_id, absl::Duration deadline,
              std::string (*format)(const v1::JobStatus&)) {
   grpc::ClientContext context;
-  client.SetDeadline(context, deadline);
+  client.Prepare(context, deadline);
   v1::GetJobRequest request;
   request.set_job_id(job_id);
   v1::JobStatus response;
@@ -338,7 +363,7 @@ int List(Client& client, absl::Duration deadline) {
   request.set_page_size(1000);
   do {
     grpc::ClientContext context;
-    client.SetDeadline(context, deadline);
+    client.Prepare(context, deadline);
     v1::ListJobsResponse page;
     grpc::Status status = client.stub().ListJobs(&context, request, &page);
     if (!status.ok()) return Fail(client.Convert(status));
@@ -352,7 +377,7 @@ int List(Client& client, absl::Duration deadline) {
 
 int Cancel(Client& client, const std::string& job_id, absl::Duration deadline) {
   grpc::ClientContext context;
-  client.SetDeadline(context, deadline);
+  client.Prepare(context, deadline);
   v1::CancelJobRequest request;
   request.set_job_id(job_id);
   v1::CancelJobResponse response;
@@ -365,7 +390,7 @@ int Cancel(Client& client, const std::string& job_id, absl::Duration deadline) {
 int Fetch(Client& client, const std::string& job_id, const std::string& which,
           const std::string& out_path, absl::Duration deadline) {
   grpc::ClientContext context;
-  client.SetDeadline(context, deadline);
+  client.Prepare(context, deadline);
   v1::FetchCheckpointRequest request;
   request.set_job_id(job_id);
   request.set_which(which);
@@ -405,7 +430,7 @@ int Fetch(Client& client, const std::string& job_id, const std::string& which,
 // server; the docker-compose health check runs this.
 int Health(Client& client, absl::Duration deadline) {
   grpc::ClientContext context;
-  client.SetDeadline(context, deadline);
+  client.Prepare(context, deadline);
   grpc::health::v1::HealthCheckRequest request;  // service "": the server as a whole
   grpc::health::v1::HealthCheckResponse response;
   grpc::Status status = client.health_stub().Check(&context, request, &response);
@@ -496,7 +521,9 @@ int Main(int argc, char** argv) {
   auto want_args = [&](size_t n, const char* what) -> bool {
     return arguments.size() == n || (Usage(absl::StrCat(command, " takes ", what)), false);
   };
-  Client client(coordinator);
+  auto security = rpc::ClientSecurityFromFlags("METATRAIN_TOKEN");
+  if (!security.ok()) return Usage(std::string(security.status().message()));
+  Client client(coordinator, *security);
   if (command == "submit") {
     if (!want_args(1, "one job file")) return kUsage;
     return Submit(client, arguments[0], absl::GetFlag(FLAGS_watch), deadline);

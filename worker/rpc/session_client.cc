@@ -12,14 +12,18 @@
 #include "absl/time/time.h"
 #include "common/logging/log.h"
 #include "common/meta/rng.h"
+#include "common/rpc/credentials.h"
 #include "common/version/version.h"
 #include "metatrain/v1/worker_service.grpc.pb.h"
 
 namespace metatrain::worker {
 namespace {
 
-std::shared_ptr<grpc::Channel> MakeChannel(const std::string& target) {
+std::shared_ptr<grpc::Channel> MakeChannel(const SessionOptions& options) {
   grpc::ChannelArguments args;
+  if (options.credentials && !options.tls_server_name.empty()) {
+    args.SetSslTargetNameOverride(options.tls_server_name);
+  }
   // Tensors travel in pieces of at most 1 MiB; leave headroom anyway.
   args.SetMaxReceiveMessageSize(64 << 20);
   args.SetMaxSendMessageSize(64 << 20);
@@ -33,13 +37,15 @@ std::shared_ptr<grpc::Channel> MakeChannel(const std::string& target) {
   // server accepts pings every 5 s or more (coordinator/rpc/server.cc).
   args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 10000);
   args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 10000);
-  return grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(), args);
+  return grpc::CreateCustomChannel(
+      options.coordinator,
+      options.credentials ? options.credentials : grpc::InsecureChannelCredentials(), args);
 }
 
 }  // namespace
 
 SessionClient::SessionClient(SessionOptions options, InnerLoopRunner* runner)
-    : options_(std::move(options)), runner_(runner), channel_(MakeChannel(options_.coordinator)) {}
+    : options_(std::move(options)), runner_(runner), channel_(MakeChannel(options_)) {}
 
 void SessionClient::Log(const std::string& line) const {
   if (options_.verbose) LogLine(line);
@@ -83,8 +89,10 @@ absl::Status SessionClient::Run() {
     const double factor = jitter.Uniform(0.75, 1.25);
     auto wait = std::chrono::milliseconds(static_cast<int64_t>(backoff.count() * factor));
     if (!announced_wait) {
+      // The reason tells a coordinator not up yet from a TLS handshake that fails.
       Log(absl::StrCat("waiting for the coordinator at ", options_.coordinator,
-                       " (retrying with backoff up to ", options_.max_backoff.count(), " ms)"));
+                       " (retrying with backoff up to ", options_.max_backoff.count(), " ms",
+                       last_error_.empty() ? "" : "; last error: ", last_error_, ")"));
       announced_wait = true;
     }
     if (!WaitFor(wait)) return absl::CancelledError("worker stopped");
@@ -95,6 +103,17 @@ absl::Status SessionClient::Run() {
 SessionClient::SessionEnd SessionClient::RunSession(bool& welcomed, absl::Status& refusal) {
   auto stub = v1::WorkerService::NewStub(channel_);
   grpc::ClientContext context;
+  std::string token = options_.token;
+  if (!options_.token_file.empty()) {
+    auto read = rpc::ReadTokenFile(options_.token_file);
+    if (read.ok()) {
+      token = *std::move(read);
+    } else {
+      Log(absl::StrCat(read.status().message(), "; retrying"));  // e.g. mid-rotation
+      return SessionEnd::kLost;
+    }
+  }
+  rpc::AttachToken(&context, token);
   {
     absl::MutexLock lock(&mu_);
     if (stopped_) return SessionEnd::kLost;
@@ -188,12 +207,15 @@ SessionClient::SessionEnd SessionClient::RunSession(bool& welcomed, absl::Status
   // Refused at Hello: the coordinator answers the same whenever asked (worker_service.h).
   if (end == SessionEnd::kLost && !welcomed &&
       (status.error_code() == grpc::StatusCode::FAILED_PRECONDITION ||
-       status.error_code() == grpc::StatusCode::INVALID_ARGUMENT)) {
+       status.error_code() == grpc::StatusCode::INVALID_ARGUMENT ||
+       status.error_code() == grpc::StatusCode::UNAUTHENTICATED ||
+       status.error_code() == grpc::StatusCode::PERMISSION_DENIED)) {
     refusal = absl::Status(static_cast<absl::StatusCode>(status.error_code()),
                            absl::StrCat("the coordinator at ", options_.coordinator,
                                         " refused this worker: ", status.error_message()));
     return SessionEnd::kRefused;
   }
+  if (end == SessionEnd::kLost && !welcomed) last_error_ = status.error_message();
   if (end == SessionEnd::kLost && welcomed) {
     Log(absl::StrCat(
         "lost the coordinator (",

@@ -42,6 +42,14 @@ struct SessionOptions {
   bool log_assignments = false;
   // Where sessions and traffic are recorded; optional, must outlive the client.
   WorkerMetrics* metrics = nullptr;
+  // Transport: null means plaintext (rpc::MakeChannelCredentials builds TLS ones);
+  // `tls_server_name` replaces the host as the name checked in the server's certificate.
+  std::shared_ptr<grpc::ChannelCredentials> credentials;
+  std::string tls_server_name;
+  // The join token sent with each Session (docs/security.md): read from `token_file` at
+  // every new session, so a rotated token is picked up on reconnecting; else `token`.
+  std::string token_file;
+  std::string token;
 };
 
 class SessionClient {
@@ -52,8 +60,8 @@ class SessionClient {
   // Serves sessions until the coordinator says Shutdown (returns OK) or Stop() is called
   // (returns CANCELLED). Never returns because the coordinator is unreachable: it waits.
   // A coordinator that refuses the Hello (another metatrain version: FAILED_PRECONDITION;
-  // an unreadable device: INVALID_ARGUMENT) ends Run() with that status, since retrying
-  // cannot change the answer.
+  // an unreadable device: INVALID_ARGUMENT) or the worker's credentials (UNAUTHENTICATED,
+  // PERMISSION_DENIED) ends Run() with that status, since retrying cannot change the answer.
   absl::Status Run() ABSL_LOCKS_EXCLUDED(mu_);
 
   // Ends Run() as soon as possible: cancels the open stream (the coordinator then
@@ -81,6 +89,7 @@ class SessionClient {
   // The open stream's context, for Stop() to cancel; null between sessions.
   grpc::ClientContext* current_ ABSL_GUARDED_BY(mu_) = nullptr;
   std::atomic<int> sessions_{0};
+  std::string last_error_;  // of the last session that ended before its Welcome; Run()'s thread
 };
 
 }  // namespace metatrain::worker
