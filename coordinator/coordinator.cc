@@ -662,6 +662,7 @@ void Coordinator::RunJob(std::shared_ptr<Job> job) {
     runner_options.pool.max_task_attempts = options_.max_task_attempts;
     runner_options.pool.poll_interval = options_.poll_interval;
     runner_options.pool.no_worker_timeout = options_.no_worker_timeout;
+    runner_options.pool.speculative_duplicates = options_.speculative_duplicates;
     runner_options.pool.clock = &clock_;
     status = CatchTorch(absl::StrCat("job ", job->id), [&] {
       runner =

@@ -54,6 +54,8 @@ struct CoordinatorOptions {
   absl::Duration assignment_timeout = absl::Minutes(10);
   int max_task_attempts = 3;
   absl::Duration poll_interval = absl::Milliseconds(200);
+  // NOTE [Speculative duplicates] (coordinator/worker_pool_source.h).
+  bool speculative_duplicates = true;
   // Failures in a row that keep a worker out of every job for a while (NOTE [Quarantine]).
   QuarantineOptions quarantine;
   // A job with no live worker of its device type for this long fails (zero: waits for ever).

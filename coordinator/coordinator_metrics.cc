@@ -153,6 +153,11 @@ struct CoordinatorMetrics::Families {
                         .Help("Times a worker was left out of every job after failing again "
                               "and again.")
                         .Register(r)),
+        speculative(BuildCounter()
+                        .Name("metatrain_coordinator_speculative_tasks_total")
+                        .Help("Tasks copied to an idle worker while a slower one still had "
+                              "them (the first result wins).")
+                        .Register(r)),
         reassigned(BuildCounter()
                        .Name("metatrain_coordinator_reassigned_tasks_total")
                        .Help("Tasks handed to another worker, by reason.")
@@ -185,6 +190,7 @@ struct CoordinatorMetrics::Families {
         queue_length_gauge(queue_length.Add({})),
         stale_counter(stale.Add({})),
         quarantines_counter(quarantines.Add({})),
+        speculative_counter(speculative.Add({})),
         assignments_counter(assignments.Add({})),
         sessions_opened_counter(sessions_opened.Add({})),
         sessions_lost_counter(sessions_lost.Add({})),
@@ -231,6 +237,7 @@ struct CoordinatorMetrics::Families {
   Family<Counter>& rejected;
   Family<Counter>& stale;
   Family<Counter>& quarantines;
+  Family<Counter>& speculative;
   Family<Counter>& reassigned;
   Family<Counter>& assignments;
   Family<Counter>& sessions_opened;
@@ -242,6 +249,7 @@ struct CoordinatorMetrics::Families {
   Gauge& queue_length_gauge;
   Counter& stale_counter;
   Counter& quarantines_counter;
+  Counter& speculative_counter;
   Counter& assignments_counter;
   Counter& sessions_opened_counter;
   Counter& sessions_lost_counter;
@@ -521,6 +529,12 @@ void CoordinatorMetrics::ResultRejected(RejectReason reason) {
 }
 void CoordinatorMetrics::StaleMessage() { families_->stale_counter.Increment(); }
 void CoordinatorMetrics::WorkerQuarantined() { families_->quarantines_counter.Increment(); }
+void CoordinatorMetrics::SpeculativeTasks(int64_t tasks) {
+  families_->speculative_counter.Increment(static_cast<double>(tasks));
+}
+int64_t CoordinatorMetrics::speculative_tasks() const {
+  return static_cast<int64_t>(families_->speculative_counter.Value());
+}
 void CoordinatorMetrics::TasksReassigned(ReassignReason reason, int64_t tasks) {
   families_->reassigned_by_reason[static_cast<size_t>(reason)]->Increment(
       static_cast<double>(tasks));

@@ -94,6 +94,7 @@ class CoordinatorMetrics final : public prometheus::Collectable {
   void ResultRejected(RejectReason reason);
   void StaleMessage();
   void WorkerQuarantined();
+  void SpeculativeTasks(int64_t tasks);
   void TasksReassigned(ReassignReason reason, int64_t tasks);
   void AssignmentSent();
   void SessionOpened();
@@ -110,6 +111,7 @@ class CoordinatorMetrics final : public prometheus::Collectable {
   int64_t rejected_results() const;
   int64_t stale_messages() const;
   int64_t worker_quarantines() const;
+  int64_t speculative_tasks() const;
   int64_t reassigned_tasks() const;
   int64_t assignments_sent() const;
 

@@ -5,7 +5,8 @@
 //                         [--listen HOST:PORT] [--checkpoint_dir DIR] [--max_running_jobs N]
 //                         [--threads N] [--[no]resume] [--assignment_timeout_s S]
 //                         [--no_worker_timeout 30m] [--quarantine_after N]
-//                         [--quarantine_backoff 30s] [--metrics_listen HOST:PORT]
+//                         [--quarantine_backoff 30s] [--[no]speculative_duplicates]
+//                         [--metrics_listen HOST:PORT]
 //                         [--metrics_retention 10m] [--max_queued_jobs_per_token N]
 
 #include <ATen/Parallel.h>
@@ -58,6 +59,9 @@ ABSL_FLAG(int, assignment_timeout_s, 600,
 ABSL_FLAG(absl::Duration, no_worker_timeout, absl::Minutes(30),
           "a job that has had no live worker of its device type for this long fails (UNAVAILABLE) "
           "instead of waiting; 0: wait for ever");
+ABSL_FLAG(bool, speculative_duplicates, true,
+          "once a step has no unassigned tasks left, idle workers also compute a slower worker's "
+          "open tasks; the first result wins (the bits are the same either way)");
 ABSL_FLAG(int, quarantine_after, 3,
           "failures in a row (refused results, missed deadlines) after which a worker is left out "
           "of every job for --quarantine_backoff, doubled on each repeat up to 10m; 0: never");
@@ -129,6 +133,7 @@ int main(int argc, char** argv) {
   options.assignment_timeout = absl::Seconds(absl::GetFlag(FLAGS_assignment_timeout_s));
   options.metrics_retention = absl::GetFlag(FLAGS_metrics_retention);
   options.no_worker_timeout = absl::GetFlag(FLAGS_no_worker_timeout);
+  options.speculative_duplicates = absl::GetFlag(FLAGS_speculative_duplicates);
   options.quarantine.failures_to_quarantine = absl::GetFlag(FLAGS_quarantine_after);
   options.quarantine.backoff = absl::GetFlag(FLAGS_quarantine_backoff);
   options.quarantine.max_backoff = std::max(options.quarantine.backoff, absl::Minutes(10));

@@ -67,6 +67,12 @@ struct WorkerPoolSource::InFlight {
   // assignment's tasks are complete.
   int64_t current_task = -1;
   int64_t tasks_done = 0;
+  // Training: tasks of this assignment the worker has sent (a task twice is malformed).
+  std::vector<char> sent;
+  // NOTE [Speculative duplicates]: this assignment copies another's open tasks, or another
+  // already copies this one's. Either way it is not copied (again).
+  bool speculative = false;
+  bool copied = false;
   std::unique_ptr<rpc::TensorAssembler> assembler;
 };
 
@@ -191,6 +197,7 @@ absl::Status WorkerPoolSource::RunRound(Round& round) {
     if (absl::Status waited = CheckWorkerWait(); !waited.ok()) return finish(waited);
     const absl::Time dispatch_start = clock_.Now();
     Dispatch(round);
+    if (options_.speculative_duplicates && round.pending.empty()) Speculate(round);
     const absl::Time wait_start = clock_.Now();
     round.timings.dispatch += wait_start - dispatch_start;
 
@@ -363,6 +370,7 @@ bool WorkerPoolSource::SendAssignment(Participant& participant, Round& round, in
   in_flight->deadline = in_flight->sent_at + options_.assignment_timeout;
   if (round.train) {
     in_flight->assembler = std::make_unique<rpc::TensorAssembler>(specs_, job_.dtype);
+    in_flight->sent.assign(end - begin, 0);
   }
   v1::CoordinatorMessage message;
   v1::Assignment* assignment = message.mutable_assignment();
@@ -418,9 +426,23 @@ void WorkerPoolSource::HandleGradient(Round& round, const std::string& worker_id
     return Reject(round, a.id, RejectReason::kMalformed,
                   "gradient sent for an evaluation assignment");
   }
-  if (t < a.begin || t >= a.end || round.completed[t]) {
+  if (t < a.begin || t >= a.end || (a.sent[t - a.begin] && a.current_task != t)) {
     return Reject(round, a.id, RejectReason::kMalformed,
                   absl::StrCat("gradient for task ", t, " outside the assignment's open tasks"));
+  }
+  if (round.completed[t] && a.current_task != t) {
+    // NOTE [Speculative duplicates]: the other copy of this task won; this one's chunks are
+    // dropped unread (both would be the same bits).
+    if (a.current_task != -1) {
+      return Reject(
+          round, a.id, RejectReason::kMalformed,
+          absl::StrCat("gradient chunks of task ", t, " interleaved with task ", a.current_task));
+    }
+    if (gradient.last()) {
+      a.sent[t - a.begin] = 1;
+      if (++a.tasks_done == a.end - a.begin) RecordCompletion(round, a);
+    }
+    return;
   }
   if (a.current_task == -1) {
     a.current_task = t;
@@ -452,9 +474,11 @@ void WorkerPoolSource::HandleGradient(Round& round, const std::string& worker_id
   round.completed[t] = 1;
   --round.remaining;
   a.current_task = -1;
+  a.sent[t - a.begin] = 1;
   if (hooks_.job_metrics) hooks_.job_metrics->AddTasksCompleted(1);
   // The round may end with this gradient, before the assignment's AssignmentDone arrives.
   if (++a.tasks_done == a.end - a.begin) RecordCompletion(round, a);
+  if (a.copied || a.speculative) DropFinishedCopies(round);
 }
 
 void WorkerPoolSource::HandleDone(Round& round, const std::string& worker_id,
@@ -499,15 +523,70 @@ void WorkerPoolSource::HandleDone(Round& round, const std::string& worker_id,
       }
     }
     for (int64_t t = a.begin; t < a.end; ++t) {
+      if (round.completed[t]) continue;  // the other copy's (NOTE [Speculative duplicates])
       round.metrics[t] = *by_task[t - a.begin];
       round.completed[t] = 1;
       --round.remaining;
     }
   }
   if (!round.train) RecordCompletion(round, a);
+  const bool had_copy = a.copied || a.speculative;
   in_flight_.erase(a.id);  // destroys `a`
   ReleaseWorker(worker_id);
   sessions_[worker_id].setup_requests_in_a_row = 0;
+  if (had_copy) DropFinishedCopies(round);
+}
+
+void WorkerPoolSource::Speculate(Round& round) {
+  for (auto& participant : participants_) {
+    if (participant.busy) continue;
+    // The copyable assignment of another worker with the most open tasks (the oldest of
+    // equals): the straggler.
+    InFlight* slowest = nullptr;
+    int64_t slowest_open = 0, first_open = 0;
+    for (auto& [id, a] : in_flight_) {
+      if (a->speculative || a->copied || a->worker_id == participant.info.id) continue;
+      int64_t open = 0, first = -1;
+      for (int64_t t = a->begin; t < a->end; ++t) {
+        if (round.completed[t]) continue;
+        ++open;
+        if (first < 0) first = t;
+      }
+      if (open > slowest_open || (open == slowest_open && slowest != nullptr && open > 0 &&
+                                  a->sent_at < slowest->sent_at)) {
+        slowest = a.get();
+        slowest_open = open;
+        first_open = first;
+      }
+    }
+    if (slowest == nullptr || slowest_open == 0) return;
+    // The worker computes its tasks in order, so its open tasks are the last ones: the copy
+    // takes them from the end, and the two meet in the middle.
+    const int64_t end = slowest->end;
+    const int64_t begin = std::max(first_open, end - participant.info.capacity);
+    const int64_t original = slowest->id;
+    if (!SendAssignment(participant, round, begin, end)) continue;  // dropped at the next dispatch
+    in_flight_.at(original)->copied = true;
+    in_flight_.rbegin()->second->speculative = true;  // ids grow: the newest is the copy
+    if (hooks_.metrics) hooks_.metrics->SpeculativeTasks(end - begin);
+  }
+}
+
+void WorkerPoolSource::DropFinishedCopies(Round& round) {
+  std::vector<int64_t> finished;
+  for (const auto& [id, a] : in_flight_) {
+    if (!a->speculative && !a->copied) continue;
+    bool open = false;
+    for (int64_t t = a->begin; t < a->end && !open; ++t) open = !round.completed[t];
+    if (!open) finished.push_back(id);
+  }
+  for (int64_t id : finished) {
+    // Its tasks were all computed by the other copy: the worker's remaining answers are
+    // stale, and the worker is free for more.
+    const std::string worker_id = in_flight_.at(id)->worker_id;
+    in_flight_.erase(id);
+    ReleaseWorker(worker_id);
+  }
 }
 
 void WorkerPoolSource::HandleNeedsSetup(Round& round, int64_t assignment_id) {

@@ -16,6 +16,16 @@
 // the only one left). Rejected data is never applied; a task rejected max_task_attempts
 // times fails the job.
 //
+// NOTE [Speculative duplicates]. Once a round has no pending tasks left, a participant
+// that is idle gets a copy of the open tasks of the assignment with the most open tasks
+// (the straggler's: the last `capacity` of them, since a worker computes its tasks in
+// order), at most one copy per assignment. The first result of a task wins and the other
+// is dropped unread: every worker of the job computes a task's gradient from the same
+// parameters, key and data on the same device type, so both are the same bits and the
+// sum does not depend on which arrived first. A copy whose every task is complete is
+// forgotten (its worker is free again; what it still sends is stale). So a round whose
+// other workers are done does not wait for a slow worker's whole share.
+//
 // Only workers whose device type (Hello.device: cpu or cuda) is the job's
 // resources.device_type take part, so every meta-gradient of a job comes from one kind of
 // device; the job waits while none is connected, for at most no_worker_timeout.
@@ -66,6 +76,8 @@ struct WorkerPoolOptions {
   // A job that has had no live worker (of its device type) for this long fails with
   // UNAVAILABLE instead of waiting for ever. Zero: wait for ever.
   absl::Duration no_worker_timeout = absl::Minutes(30);
+  // NOTE [Speculative duplicates].
+  bool speculative_duplicates = true;
   Clock* clock = nullptr;  // Clock::Real() when null
 };
 
@@ -154,6 +166,10 @@ class WorkerPoolSource final : public meta::GradientSource {
   // UNAVAILABLE once the job has had no participant for options_.no_worker_timeout.
   absl::Status CheckWorkerWait();
   void ReportWorkers();
+  // NOTE [Speculative duplicates]: idle participants copy the straggler's open tasks.
+  void Speculate(Round& round);
+  // Forgets copies whose every task is complete (by either copy).
+  void DropFinishedCopies(Round& round);
   // A refused result or a missed deadline of the worker of `a` (NOTE [Quarantine]).
   void RecordFailure(const InFlight& a);
 

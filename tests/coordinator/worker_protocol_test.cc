@@ -394,6 +394,68 @@ TEST(WorkerProtocolTest, WorkerThatFailsAgainAndAgainIsQuarantined) {
   ExpectBitIdentical(expected->final_params, ParamsFromCheckpoint(context, *bytes->bytes));
 }
 
+// NOTE [Speculative duplicates]: a worker that sits on its tasks does not hold up the step:
+// once the other worker is done, it gets a copy of the open tasks, the first result wins,
+// the late one is stale, and the bits are those of an undisturbed run.
+TEST(SpeculationTest, IdleWorkerCopiesTheStragglersTasksAndTheBitsDoNotChange) {
+  FakeClock clock;  // frozen: no deadline ever passes, only the copy can finish the step
+  coordinator::CoordinatorOptions options;
+  options.clock = &clock;
+  options.assignment_timeout = absl::Seconds(30);
+  options.poll_interval = absl::Hours(24);
+  auto h = CoordinatorHarness::Start(options);
+  ASSERT_TRUE(h.ok()) << h.status();
+  auto slow = ScriptedWorker::Connect((*h)->address(), 2);
+  auto fast = ScriptedWorker::Connect((*h)->address(), 2);
+  ASSERT_TRUE(slow.ok() && fast.ok());
+  const v1::JobSpec spec = SgdSpec(/*meta_batch=*/4, /*steps=*/1);
+  const meta::JobContext context = MakeContext(spec);
+  auto id = (*h)->Submit(spec);
+  ASSERT_TRUE(id.ok()) << id.status();
+
+  auto held = (*slow)->NextAssignment();
+  auto own = (*fast)->NextAssignment();
+  ASSERT_TRUE(held.has_value() && own.has_value());
+  ASSERT_THAT(held->task_indices(), ::testing::ElementsAre(0, 1));
+  ASSERT_THAT(own->task_indices(), ::testing::ElementsAre(2, 3));
+  AnswerTraining(**fast, context, *own);
+  // The fast worker is idle and nothing is pending: it gets the slow worker's open tasks.
+  auto copy = (*fast)->NextAssignment();
+  ASSERT_TRUE(copy.has_value());
+  EXPECT_EQ(copy->eval_steps(), 0);
+  EXPECT_THAT(copy->task_indices(), ::testing::ElementsAre(0, 1));
+  const auto& counters = (*h)->coordinator().metrics();
+  EXPECT_EQ(counters.speculative_tasks(), 2);
+  // The slow worker answers task 0 first, with the same values the copy will send.
+  ASSERT_TRUE((*slow)->SendGradient(held->assignment_id(), 0, Filled(context, 1.0), 0.5));
+  AnswerTraining(**fast, context, *copy);
+  // Then it finishes: task 0 was its, task 1 the copy's; its answer for task 1 is dropped.
+  ASSERT_TRUE((*slow)->SendGradient(held->assignment_id(), 1, Filled(context, 2.0), 0.5));
+  ASSERT_TRUE((*slow)->SendDone(held->assignment_id()));
+
+  // The meta-test: both answer whatever evaluation comes (copies included) until the end.
+  auto answer_evaluations = [](ScriptedWorker* w) {
+    while (auto a = w->NextAssignment()) {
+      if (a->eval_steps() > 0) AnswerEvaluation(*w, *a);
+    }
+  };
+  std::thread slow_answers(answer_evaluations, slow->get());
+  std::thread fast_answers(answer_evaluations, fast->get());
+  const v1::JobStatus status = (*h)->WatchToEnd(*id)->back().status();
+  (*h)->Shutdown();
+  slow_answers.join();
+  fast_answers.join();
+  ASSERT_EQ(status.state(), v1::SUCCEEDED) << status.error();
+  EXPECT_EQ(counters.rejected_results(), 0);
+  EXPECT_EQ(counters.reassigned_tasks(), 0);
+  auto init = meta::InitialMetaParams(context);
+  ASSERT_TRUE(init.ok());
+  auto bytes = (*h)->coordinator().FetchCheckpoint(*id, "final");
+  ASSERT_TRUE(bytes.ok());
+  // Gradients 1, 2, 3, 4: the mean is 2.5 whichever copy delivered tasks 0 and 1.
+  ExpectBitIdentical(SgdStep(*init, 2.5, 0.1), ParamsFromCheckpoint(context, *bytes->bytes));
+}
+
 // Waits (bounded in real time) until the job's runner has taken every message sent before
 // this call: a Done for an assignment that never existed is counted stale when the runner
 // reaches it, and a session's messages reach the runner in order.
@@ -414,6 +476,8 @@ TEST(WorkerProtocolTest, SilentWorkerLosesItsTasksWhenItsDeadlinePassesAndNotBef
   options.assignment_timeout = absl::Seconds(30);
   // Only deadlines and messages wake the runner: nothing here depends on real time.
   options.poll_interval = absl::Hours(24);
+  // The deadline alone, not an idle helper's copy, must move the task.
+  options.speculative_duplicates = false;
   auto h = CoordinatorHarness::Start(options);
   ASSERT_TRUE(h.ok()) << h.status();
   auto silent = ScriptedWorker::Connect((*h)->address(), 1);
