@@ -5,6 +5,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <cstdio>
 #include <cstdlib>
 
 #include "absl/strings/str_cat.h"
@@ -45,6 +46,8 @@ TEST(ProtoNetOmniglotTest, ShortHigherWayRunBeatsChanceByAWideMargin) {
   ASSERT_TRUE(result.ok()) << result.status();
   const EvaluationSummary& test = result->test;
   ASSERT_EQ(test.accuracy_after.n, 100);
+  std::printf("meta-test accuracy %.4f ± %.4f; train loss %.3f -> %.3f\n", test.accuracy_after.mean,
+              test.accuracy_after.ci95, first_loss, last_loss);
   // Chance is 20%; an untrained random conv embedding already gets well above it, so the
   // bar is what training adds.
   EXPECT_GT(test.accuracy_after.mean - test.accuracy_after.ci95, 0.75)
