@@ -6,6 +6,7 @@
 #include "common/meta/protonet_learner.h"
 
 #include <ATen/ATen.h>
+#include <ATen/Parallel.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -258,6 +259,26 @@ TEST(ProtoNetTest, TaskResultsAreTheSameBitsAloneAndInABatch) {
     // Training and evaluation compute the same loss.
     EXPECT_TRUE(at::equal(eval->loss_after[0], alone->query_loss[0]));
   }
+}
+
+// Workers may run with different intra-op thread counts; the bits must not care. Wide
+// episodes (30-way, 15 queries per class, 64-dim embedding) make the distance tensor large
+// enough for LibTorch to split its kernels across threads.
+TEST(ProtoNetTest, ResultsDoNotDependOnIntraOpThreads) {
+  auto learner = Learner(Make(MlpSpec({64}, true), {20}, 5));
+  const TensorList params = Init(*learner, 45, at::kFloat);
+  const TaskBatch b = Episodes(46, 2, 30, 1, 15, {20}, at::kFloat);
+  const int threads_before = at::get_num_threads();
+  at::set_num_threads(1);
+  auto one = learner->ComputeMetaGradients(params, b);
+  at::set_num_threads(4);
+  auto four = learner->ComputeMetaGradients(params, b);
+  at::set_num_threads(threads_before);
+  ASSERT_TRUE(one.ok() && four.ok());
+  for (size_t i = 0; i < params.size(); ++i) {
+    EXPECT_TRUE(at::equal(one->per_task[i], four->per_task[i])) << i;
+  }
+  EXPECT_TRUE(at::equal(one->query_loss, four->query_loss));
 }
 
 TEST(ProtoNetTest, SameParametersTrainWideAndEvaluateNarrowEpisodes) {
