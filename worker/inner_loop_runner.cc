@@ -265,7 +265,9 @@ absl::Status InnerLoopRunner::Compute(const v1::Assignment& assignment, const Em
                      return out;
                    }));
 
-  if (assignment.eval_steps() > 0) {
+  // Evaluation: steps to adapt, or any validation/test round (algorithms without an inner
+  // loop, such as protonet, evaluate with 0 steps).
+  if (assignment.eval_steps() > 0 || assignment.split() != v1::TASK_SPLIT_TRAIN) {
     ASSIGN_OR_RETURN(meta::Adaptation adaptation, Flatten(CatchTorch("evaluating", [&] {
                        return context.learner->Evaluate(params, tasks, assignment.eval_steps());
                      })));

@@ -46,6 +46,10 @@ TensorList ConvNet::Initialize(Rng& rng, at::ScalarType dtype) const {
 }
 
 at::Tensor ConvNet::Forward(const TensorList& params, const at::Tensor& x) const {
+  return internal::BatchedLinear(Embed(params, x), params[4 * kBlocks], params[4 * kBlocks + 1]);
+}
+
+at::Tensor ConvNet::Embed(const TensorList& params, const at::Tensor& x) const {
   const int64_t t = x.size(0), b = x.size(1);
   // The convolutional body runs task by task (each call still covers the task's B
   // images); see NOTE [Task independence is bitwise] in batched_ops.h for why this, and
@@ -72,7 +76,7 @@ at::Tensor ConvNet::Forward(const TensorList& params, const at::Tensor& x) const
     }
     features[task] = h.reshape({b, feature_size_});  // torch.flatten(1) order
   }
-  return internal::BatchedLinear(at::stack(features), params[4 * kBlocks], params[4 * kBlocks + 1]);
+  return at::stack(features);
 }
 
 }  // namespace metatrain::meta

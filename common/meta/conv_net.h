@@ -48,6 +48,8 @@ class ConvNet : public Model {
   int64_t output_size() const override { return output_size_; }
   TensorList Initialize(Rng& rng, at::ScalarType dtype) const override;
   at::Tensor Forward(const TensorList& params, const at::Tensor& x) const override;
+  at::Tensor Embed(const TensorList& params, const at::Tensor& x) const override;
+  int64_t embedding_size() const override { return feature_size_; }
 
   // Flattened feature size entering the head.
   int64_t feature_size() const { return feature_size_; }

@@ -35,9 +35,11 @@ const char* SplitName(Split split) {
 
 class ImageClassificationTasks : public TaskFamily {
  public:
-  ImageClassificationTasks(data::FewShotDataset dataset, const v1::TaskSpec& spec, uint64_t seed)
+  ImageClassificationTasks(data::FewShotDataset dataset, const v1::TaskSpec& spec,
+                           int64_t train_ways, uint64_t seed)
       : dataset_(std::move(dataset)),
         ways_(spec.ways()),
+        train_ways_(train_ways > 0 ? train_ways : spec.ways()),
         shots_(spec.shots()),
         query_(spec.query_size()),
         image_size_(spec.image_size()),
@@ -59,12 +61,22 @@ class ImageClassificationTasks : public TaskFamily {
                                    at::ScalarType dtype) const override {
     const int64_t t = static_cast<int64_t>(keys.size());
     const int64_t per_class = shots_ + query_;
+    // Training episodes may be wider than evaluation ones (protonet.train_ways); tasks of
+    // one batch share a shape, so one call takes one kind.
+    const int64_t ways = keys.empty() ? ways_ : WaysOf(keys[0].split);
+    for (const TaskKey& key : keys) {
+      if (WaysOf(key.split) != ways) {
+        return absl::InvalidArgumentError(absl::StrCat("task keys mix training (", train_ways_,
+                                                       "-way) and evaluation (", ways_,
+                                                       "-way) tasks in one batch"));
+      }
+    }
     std::vector<at::Tensor> support, query;
-    support.reserve(t * ways_);
-    query.reserve(t * ways_);
+    support.reserve(t * ways);
+    query.reserve(t * ways);
     for (const TaskKey& key : keys) {
       const auto& classes = ClassesOf(dataset_, key.split);
-      if (static_cast<int64_t>(classes.size()) < ways_) {
+      if (static_cast<int64_t>(classes.size()) < ways) {
         // Only the validation split may be empty (Fashion-MNIST has none): Validate() checked.
         return absl::InvalidArgumentError(absl::StrCat("this dataset has no ", SplitName(key.split),
                                                        " classes (", dataset_.split_description,
@@ -73,8 +85,8 @@ class ImageClassificationTasks : public TaskFamily {
       Rng rng(TaskSeed(seed_, key));
       // Random order: position in `picked` is the label, so labels are shuffled too.
       const std::vector<int64_t> picked =
-          rng.SampleWithoutReplacement(static_cast<int64_t>(classes.size()), ways_);
-      for (int64_t label = 0; label < ways_; ++label) {
+          rng.SampleWithoutReplacement(static_cast<int64_t>(classes.size()), ways);
+      for (int64_t label = 0; label < ways; ++label) {
         const data::ClassRef& ref = classes[picked[label]];
         const auto& examples = dataset_.examples_by_class[ref.base];
         const std::vector<int64_t> chosen =
@@ -93,10 +105,10 @@ class ImageClassificationTasks : public TaskFamily {
       if (x.size(2) != image_size_ || x.size(3) != image_size_) {
         x = at::upsample_bilinear2d(x, {image_size_, image_size_}, /*align_corners=*/false);
       }
-      return x.to(dtype).reshape({t, n * ways_, x.size(1), image_size_, image_size_});
+      return x.to(dtype).reshape({t, n * ways, x.size(1), image_size_, image_size_});
     };
     auto labels = [&](int64_t n) {
-      return at::arange(ways_, at::TensorOptions().dtype(at::kLong))
+      return at::arange(ways, at::TensorOptions().dtype(at::kLong))
           .repeat_interleave(n)
           .repeat({t, 1});
     };
@@ -122,10 +134,11 @@ class ImageClassificationTasks : public TaskFamily {
       const auto& classes = ClassesOf(dataset_, split);
       // Some datasets have no meta-validation classes; validating on them is refused later.
       if (split == Split::kValidation && classes.empty()) continue;
-      if (static_cast<int64_t>(classes.size()) < ways_) {
-        return absl::InvalidArgumentError(absl::StrCat("tasks.ways is ", ways_, " but the ",
-                                                       SplitName(split), " split has only ",
-                                                       classes.size(), " classes"));
+      if (static_cast<int64_t>(classes.size()) < WaysOf(split)) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            split == Split::kTrain && train_ways_ != ways_ ? "protonet.train_ways" : "tasks.ways",
+            " is ", WaysOf(split), " but the ", SplitName(split), " split has only ",
+            classes.size(), " classes"));
       }
       for (const auto& ref : classes) {
         if (ref.base < 0 || ref.base >= static_cast<int64_t>(dataset_.examples_by_class.size())) {
@@ -147,17 +160,20 @@ class ImageClassificationTasks : public TaskFamily {
   }
 
  private:
+  int64_t WaysOf(Split split) const { return split == Split::kTrain ? train_ways_ : ways_; }
+
   data::FewShotDataset dataset_;
   at::Tensor pixels_;
-  int64_t ways_, shots_, query_, image_size_;
+  int64_t ways_, train_ways_, shots_, query_, image_size_;
   uint64_t seed_;
 };
 
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<TaskFamily>> MakeImageClassificationTasks(
-    data::FewShotDataset dataset, const v1::TaskSpec& spec, uint64_t seed) {
-  auto family = std::make_unique<ImageClassificationTasks>(std::move(dataset), spec, seed);
+    data::FewShotDataset dataset, const v1::TaskSpec& spec, uint64_t seed, int64_t train_ways) {
+  auto family =
+      std::make_unique<ImageClassificationTasks>(std::move(dataset), spec, train_ways, seed);
   absl::Status status = family->Validate();
   if (!status.ok()) return status;
   return std::unique_ptr<TaskFamily>(std::move(family));

@@ -94,8 +94,11 @@ absl::Status ValidateMetaParams(const std::vector<ParamSpec>& specs, const Tenso
 
 absl::Status ValidateTaskBatch(const Model& model, LossKind loss, const TaskBatch& tasks,
                                at::ScalarType dtype) {
-  const auto& input = model.input_shape();
-  const int64_t out = model.output_size();
+  return ValidateTaskBatch(model.input_shape(), model.output_size(), loss, tasks, dtype);
+}
+
+absl::Status ValidateTaskBatch(const std::vector<int64_t>& input, int64_t out, LossKind loss,
+                               const TaskBatch& tasks, at::ScalarType dtype) {
   absl::Status status = CheckX("support_x", tasks.support_x, input, dtype);
   if (status.ok()) status = CheckX("query_x", tasks.query_x, input, dtype);
   if (status.ok()) status = CheckY("support_y", tasks.support_y, tasks.support_x, loss, out, dtype);

@@ -31,6 +31,10 @@ absl::Status ValidateMetaParams(const std::vector<ParamSpec>& specs, const Tenso
 // INVALID_ARGUMENT names the tensor ("support_x: expected [T, n, 1], got [4, 10, 2]").
 absl::Status ValidateTaskBatch(const Model& model, LossKind loss, const TaskBatch& tasks,
                                at::ScalarType dtype);
+// The same checks against an input shape and an output size (the label bound for
+// cross-entropy) instead of a model's.
+absl::Status ValidateTaskBatch(const std::vector<int64_t>& input_shape, int64_t output_size,
+                               LossKind loss, const TaskBatch& tasks, at::ScalarType dtype);
 
 // Per-task mean loss, [T]: MSE over all outputs, or cross-entropy over examples.
 // out [T, n, O]; y as in ValidateTaskBatch.

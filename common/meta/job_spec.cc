@@ -8,6 +8,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/meta/algorithm_catalog.h"
 #include "common/status/status_macros.h"
 #include "google/protobuf/io/tokenizer.h"
 #include "google/protobuf/text_format.h"
@@ -16,7 +17,6 @@
 namespace metatrain::meta {
 namespace {
 
-constexpr const char* kAlgorithms[] = {"maml", "fomaml", "reptile", "meta_sgd", "anil"};
 constexpr const char* kFamilies[] = {"sinusoid",   "linear",        "synthetic_images",
                                      "omniglot",   "fashion_mnist", "image_folder",
                                      "tensor_file"};
@@ -53,8 +53,15 @@ absl::Status NonNegative(const std::string& field, T value) {
 absl::Status ValidateSpec(const v1::JobSpec& spec) {
   const auto& t = spec.tasks();
   const bool classification = IsClassificationFamily(t.family());
-  RETURN_IF_ERROR(CheckOneOf("algorithm", spec.algorithm(), kAlgorithms));
+  const AlgorithmInfo* algorithm = FindAlgorithm(spec.algorithm());
+  if (algorithm == nullptr) return CheckOptionsApply(spec);  // names the unknown algorithm
   RETURN_IF_ERROR(CheckOneOf("tasks.family", t.family(), kFamilies));
+  if (algorithm->classification_only && !classification && t.family() != "tensor_file") {
+    // tensor_file tasks are classification when their labels are int64: the learner checks.
+    return absl::InvalidArgumentError(absl::StrCat("tasks.family: algorithm '", spec.algorithm(),
+                                                   "' needs classification tasks (got '",
+                                                   t.family(), "', which is regression)"));
+  }
   const char* kModels[] = {"mlp", "conv"};
   RETURN_IF_ERROR(CheckOneOf("model.kind", spec.model().kind(), kModels));
   for (int i = 0; i < spec.model().hidden_sizes_size(); ++i) {
@@ -93,9 +100,26 @@ absl::Status ValidateSpec(const v1::JobSpec& spec) {
   RETURN_IF_ERROR(NonNegative("tasks.noise_std", t.noise_std()));
 
   RETURN_IF_ERROR(Positive("meta_batch_size", spec.meta_batch_size()));
-  RETURN_IF_ERROR(Positive("inner.steps", spec.inner().steps()));
-  RETURN_IF_ERROR(Positive("inner.lr", spec.inner().lr()));
-  RETURN_IF_ERROR(Positive("inner.test_steps", spec.inner().test_steps()));
+  RETURN_IF_ERROR(CheckOptionsApply(spec));
+  if (algorithm->Accepts("inner.steps"))
+    RETURN_IF_ERROR(Positive("inner.steps", spec.inner().steps()));
+  if (algorithm->Accepts("inner.lr")) RETURN_IF_ERROR(Positive("inner.lr", spec.inner().lr()));
+  if (algorithm->Accepts("inner.test_steps")) {
+    RETURN_IF_ERROR(Positive("inner.test_steps", spec.inner().test_steps()));
+  }
+  if (algorithm->Accepts("protonet.train_ways")) {
+    const int train_ways = spec.protonet().train_ways();
+    if (t.family() == "tensor_file") {
+      if (train_ways != t.ways()) {
+        return absl::InvalidArgumentError(
+            "protonet.train_ways: tasks.family 'tensor_file' takes its tasks, and their ways, "
+            "from the file; higher-way training needs a sampled image family");
+      }
+    } else if (train_ways < t.ways()) {
+      return absl::InvalidArgumentError(absl::StrCat("protonet.train_ways must be >= tasks.ways (",
+                                                     t.ways(), ") (got ", train_ways, ")"));
+    }
+  }
 
   const auto& o = spec.outer();
   const char* kOptimizers[] = {"adam", "sgd"};
@@ -232,13 +256,17 @@ std::string JobSpecToJson(const v1::JobSpec& spec) {
 absl::StatusOr<v1::JobSpec> NormalizeJobSpec(v1::JobSpec spec) {
   if (spec.algorithm().empty()) {
     return absl::InvalidArgumentError(
-        "algorithm is required (one of maml, fomaml, reptile, meta_sgd, anil)");
+        absl::StrCat("algorithm is required (one of ", AlgorithmNames(), ")"));
   }
   if (spec.tasks().family().empty()) {
     return absl::InvalidArgumentError(
         "tasks.family is required (one of sinusoid, linear, synthetic_images, omniglot, "
         "fashion_mnist, image_folder, tensor_file)");
   }
+  // Before any default: a field the user set for another algorithm is an error, and the
+  // defaults below fill only the options of this one.
+  RETURN_IF_ERROR(CheckOptionsApply(spec));
+  const AlgorithmInfo& algorithm = *FindAlgorithm(spec.algorithm());
   auto* t = spec.mutable_tasks();
   const bool classification = IsClassificationFamily(t->family());
   const bool reptile = spec.algorithm() == "reptile";
@@ -263,10 +291,13 @@ absl::StatusOr<v1::JobSpec> NormalizeJobSpec(v1::JobSpec spec) {
 
   if (spec.meta_batch_size() == 0) spec.set_meta_batch_size(classification ? 32 : 25);
   auto* in = spec.mutable_inner();
-  if (in->steps() == 0) in->set_steps(1);
-  if (in->lr() == 0) in->set_lr(classification ? 0.4 : 0.01);
-  if (in->test_steps() == 0) {
+  if (algorithm.Accepts("inner.steps") && in->steps() == 0) in->set_steps(1);
+  if (algorithm.Accepts("inner.lr") && in->lr() == 0) in->set_lr(classification ? 0.4 : 0.01);
+  if (algorithm.Accepts("inner.test_steps") && in->test_steps() == 0) {
     in->set_test_steps(classification && t->ways() == 5 ? in->steps() + 3 : in->steps());
+  }
+  if (algorithm.Accepts("protonet.train_ways") && spec.protonet().train_ways() == 0) {
+    spec.mutable_protonet()->set_train_ways(t->ways());
   }
 
   auto* o = spec.mutable_outer();

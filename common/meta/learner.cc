@@ -6,7 +6,9 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "common/meta/algorithm_catalog.h"
 #include "common/meta/maml_learner.h"
+#include "common/meta/protonet_learner.h"
 #include "common/meta/reptile_learner.h"
 
 namespace metatrain::meta {
@@ -15,6 +17,22 @@ absl::StatusOr<std::unique_ptr<MetaLearner>> MakeMetaLearner(const v1::JobSpec& 
                                                              std::shared_ptr<const Model> model,
                                                              LossKind loss) {
   if (model == nullptr) return absl::InvalidArgumentError("MakeMetaLearner: no model");
+  const std::string& algorithm = spec.algorithm();
+  if (algorithm == "protonet") {
+    if (loss != LossKind::kCrossEntropy) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("algorithm 'protonet' classifies; tasks.family '", spec.tasks().family(),
+                       "' gives regression tasks (a tensor_file needs int64 labels)"));
+    }
+    bool has_body = false;
+    for (const ParamSpec& p : model->param_specs()) has_body = has_body || !p.head;
+    if (!has_body) {
+      return absl::InvalidArgumentError(
+          "algorithm 'protonet' embeds with the model's hidden layers: model.hidden_sizes must "
+          "not be empty");
+    }
+    return std::make_unique<ProtoNetLearner>(std::move(model));
+  }
   const int steps = spec.inner().steps();
   const double lr = spec.inner().lr();
   if (steps < 0) {
@@ -24,7 +42,6 @@ absl::StatusOr<std::unique_ptr<MetaLearner>> MakeMetaLearner(const v1::JobSpec& 
     return absl::InvalidArgumentError(
         absl::StrCat("inner.lr must be a finite number > 0 (got ", lr, ")"));
   }
-  const std::string& algorithm = spec.algorithm();
   if (algorithm == "reptile") {
     return std::make_unique<ReptileLearner>(std::move(model), loss, steps, lr);
   }
@@ -39,9 +56,8 @@ absl::StatusOr<std::unique_ptr<MetaLearner>> MakeMetaLearner(const v1::JobSpec& 
   } else if (algorithm == "anil") {
     options.head_only = true;
   } else {
-    return absl::InvalidArgumentError(
-        absl::StrCat("algorithm: unknown '", algorithm,
-                     "' (expected one of maml, fomaml, reptile, meta_sgd, anil)"));
+    return absl::InvalidArgumentError(absl::StrCat("algorithm: unknown '", algorithm,
+                                                   "' (expected one of ", AlgorithmNames(), ")"));
   }
   return std::make_unique<MamlLearner>(std::move(model), loss, options);
 }

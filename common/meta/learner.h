@@ -2,10 +2,10 @@
 #define METATRAIN_COMMON_META_LEARNER_H_
 
 // One interface for every meta-learning algorithm (MAML, first-order MAML, Reptile,
-// Meta-SGD, ANIL). A learner turns meta-parameters and a batch of tasks into one
-// meta-gradient per task; aggregation across tasks and the outer optimizer live outside
-// (aggregation.h, optimizer.h), so the single-process trainer and the distributed
-// coordinator share them and produce bit-identical results.
+// Meta-SGD, ANIL, prototypical networks; algorithm_catalog.h lists them). A learner turns
+// meta-parameters and a batch of tasks into one meta-gradient per task; aggregation across tasks
+// and the outer optimizer live outside (aggregation.h, optimizer.h), so the single-process trainer
+// and the distributed coordinator share them and produce bit-identical results.
 
 #include <memory>
 #include <vector>

@@ -64,6 +64,11 @@ TensorList Mlp::Initialize(Rng& rng, at::ScalarType dtype) const {
 }
 
 at::Tensor Mlp::Forward(const TensorList& params, const at::Tensor& x) const {
+  const size_t head = specs_.size() - 2;
+  return internal::BatchedLinear(Embed(params, x), params[head], params[head + 1]);
+}
+
+at::Tensor Mlp::Embed(const TensorList& params, const at::Tensor& x) const {
   at::Tensor h = x.reshape({x.size(0), x.size(1), in_features_});
   size_t p = 0;
   for (size_t layer = 0; layer < hidden_sizes_.size(); ++layer) {
@@ -75,7 +80,7 @@ at::Tensor Mlp::Forward(const TensorList& params, const at::Tensor& x) const {
     }
     h = at::relu(h);
   }
-  return internal::BatchedLinear(h, params[p], params[p + 1]);
+  return h;
 }
 
 }  // namespace metatrain::meta

@@ -48,6 +48,12 @@ class Mlp : public Model {
   int64_t output_size() const override { return output_size_; }
   TensorList Initialize(Rng& rng, at::ScalarType dtype) const override;
   at::Tensor Forward(const TensorList& params, const at::Tensor& x) const override;
+  // The last hidden layer's activations (after ReLU); with no hidden layers, the
+  // flattened input.
+  at::Tensor Embed(const TensorList& params, const at::Tensor& x) const override;
+  int64_t embedding_size() const override {
+    return hidden_sizes_.empty() ? in_features_ : hidden_sizes_.back();
+  }
 
  private:
   enum class Init { kLinear, kOnes, kZeros };

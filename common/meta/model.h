@@ -40,6 +40,13 @@ class Model {
   // x has shape [T, B, input_shape...]. Returns [T, B, output_size]. Task t's output
   // depends only on params[.][t] and x[t]. Batch norm uses the batch's own statistics.
   virtual at::Tensor Forward(const TensorList& params, const at::Tensor& x) const = 0;
+
+  // The model without its head: the features the head reads, [T, B, embedding_size()].
+  // `params` holds the body's parameters (param_specs() without the head entries, which
+  // come last), optionally followed by the head's, which are not read. Forward is the head
+  // applied to this, bit for bit. Prototypical networks classify in this space.
+  virtual at::Tensor Embed(const TensorList& params, const at::Tensor& x) const = 0;
+  virtual int64_t embedding_size() const = 0;
 };
 
 // Builds the model of `spec` for inputs of `input_shape` (one example, e.g. {1} or

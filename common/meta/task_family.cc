@@ -20,12 +20,14 @@ absl::StatusOr<std::unique_ptr<TaskFamily>> MakeTaskFamily(const v1::JobSpec& sp
   if (family == "tensor_file") return MakeTensorFileTasks(spec);
   if (family == "synthetic_images") {
     return MakeImageClassificationTasks(MakeSyntheticImageDataset(spec.tasks(), spec.seed()),
-                                        spec.tasks(), spec.seed());
+                                        spec.tasks(), spec.seed(), spec.protonet().train_ways());
   }
   if (family == "omniglot" || family == "fashion_mnist" || family == "image_folder") {
     ASSIGN_OR_RETURN(data::FewShotDataset dataset,
                      data::LoadFewShotDataset(spec.tasks(), spec.seed()));
-    return MakeImageClassificationTasks(std::move(dataset), spec.tasks(), spec.seed());
+    // protonet.train_ways is 0 unless the algorithm takes it (NormalizeJobSpec).
+    return MakeImageClassificationTasks(std::move(dataset), spec.tasks(), spec.seed(),
+                                        spec.protonet().train_ways());
   }
   return absl::InvalidArgumentError(absl::StrCat("tasks.family: unknown '", family, "'"));
 }

@@ -19,10 +19,12 @@ std::unique_ptr<TaskFamily> MakeSinusoidTasks(const v1::TaskSpec& spec, uint64_t
 // y = w.x + b + noise, w, b ~ N(0, 1), x ~ U[-5, 5]^input_dim.
 std::unique_ptr<TaskFamily> MakeLinearTasks(const v1::TaskSpec& spec, uint64_t seed);
 
-// N-way K-shot classification over an in-memory few-shot dataset. INVALID_ARGUMENT if a
-// split has fewer than `ways` classes or a class fewer than shots + query_size examples.
+// N-way K-shot classification over an in-memory few-shot dataset. Training tasks are
+// `train_ways`-way (protonet.train_ways; 0: spec.ways), validation and test tasks
+// spec.ways-way; output_size() is spec.ways. INVALID_ARGUMENT if a split has fewer classes
+// than its tasks' ways or a class fewer than shots + query_size examples.
 absl::StatusOr<std::unique_ptr<TaskFamily>> MakeImageClassificationTasks(
-    data::FewShotDataset dataset, const v1::TaskSpec& spec, uint64_t seed);
+    data::FewShotDataset dataset, const v1::TaskSpec& spec, uint64_t seed, int64_t train_ways = 0);
 
 // A procedural labelled image set for tests and CI: every class is a fixed random pattern
 // of blobs and strokes; examples add jitter, contrast changes and pixel noise.

@@ -144,13 +144,27 @@ TEST_F(CliTest, MetactlHelpListsTheCommands) {
     for (const char* command :
          {"\n  submit JOB.json [--watch]", "\n  status JOB", "\n  list", "\n  history JOB",
           "\n  watch JOB", "\n  cancel JOB", "\n  fetch JOB [--which best|final] -o FILE",
-          "\n  health", "\n  evaluate CHECKPOINT.pt --job JOB.json"}) {
+          "\n  health", "\n  evaluate CHECKPOINT.pt --job JOB.json", "\n  algorithms"}) {
       EXPECT_THAT(r.out, HasSubstr(command)) << args[0];
     }
     EXPECT_THAT(r.out, HasSubstr("  -o, --output (default: \"\")\n"));
     EXPECT_THAT(r.out, HasSubstr("  --coordinator (default: \"127.0.0.1:50051\", or "
                                  "$METATRAIN_COORDINATOR if set)\n"));
   }
+}
+
+// The catalogue needs no coordinator; its text is AlgorithmCatalog()'s (docs check).
+TEST_F(CliTest, MetactlAlgorithmsListsEveryAlgorithm) {
+  CommandResult r = RunBinary("tools/metactl/metactl", {"algorithms"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  for (const char* name :
+       {"maml\n", "\nfomaml\n", "\nreptile\n", "\nmeta_sgd\n", "\nanil\n", "\nprotonet\n"}) {
+    EXPECT_THAT(r.out, HasSubstr(name));
+  }
+  EXPECT_THAT(r.out, HasSubstr("Prototypical Networks for Few-shot Learning"));
+  r = RunBinary("tools/metactl/metactl", {"algorithms", "extra"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_THAT(r.err, HasSubstr("algorithms takes no arguments"));
 }
 
 TEST_F(CliTest, UnknownFlagsAndMalformedValuesAreOneLineExitTwo) {

@@ -136,7 +136,7 @@ absl::Status InProcessWorker::Compute(const v1::Assignment& assignment) {
   ASSIGN_OR_RETURN(meta::TaskBatch tasks, context.family->Sample(keys, context.dtype));
   v1::WorkerMessage done;
   done.mutable_done()->set_assignment_id(assignment.assignment_id());
-  if (assignment.eval_steps() == 0) {
+  if (assignment.eval_steps() == 0 && assignment.split() == v1::TASK_SPLIT_TRAIN) {
     ASSIGN_OR_RETURN(meta::MetaGradients grads,
                      context.learner->ComputeMetaGradients(params->second, tasks));
     std::vector<meta::TensorList> per_task = meta::SplitPerTask(grads.per_task);

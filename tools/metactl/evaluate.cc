@@ -10,6 +10,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "common/data/image_folder.h"
+#include "common/meta/algorithm_catalog.h"
 #include "common/meta/checkpoint.h"
 #include "common/meta/evaluation_proto.h"
 #include "common/meta/job_spec.h"
@@ -179,7 +180,9 @@ absl::StatusOr<meta::TaskBatch> EpisodeToTask(const meta::JobContext& job,
   }
   const std::string where = absl::StrCat("episode '", episode.name, "'");
   const int64_t ways = static_cast<int64_t>(episode.support.class_names.size());
-  if (ways != job.model->output_size()) {
+  // Prototypical networks take episodes of any way; a learned head takes its own.
+  const meta::AlgorithmInfo* algorithm = meta::FindAlgorithm(job.spec.algorithm());
+  if (ways != job.model->output_size() && !(algorithm != nullptr && algorithm->any_ways)) {
     return absl::InvalidArgumentError(absl::StrCat(
         where, " has ", ways, " classes (", absl::StrJoin(episode.support.class_names, ", "),
         ") but the model was trained for ", job.model->output_size(), "-way tasks (tasks.ways)"));
@@ -283,6 +286,11 @@ absl::StatusOr<EvaluationReport> RunEvaluation(const EvaluateOptions& options) {
   v1::JobSpec spec = *read;
   if (options.seed.has_value()) spec.set_seed(*options.seed);
   ASSIGN_OR_RETURN(spec, meta::NormalizeJobSpec(spec));
+  const meta::AlgorithmInfo& algorithm = *meta::FindAlgorithm(spec.algorithm());
+  if (!algorithm.inner_loop && !options.inner_steps.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat("--inner_steps: algorithm '", spec.algorithm(),
+                                                   "' has no inner loop to take steps"));
+  }
   std::optional<data::EpisodeSet> episodes;
   if (!options.episodes.empty()) {
     RETURN_IF_ERROR(FamilyInvertsPixels(spec.tasks().family()).status());
@@ -303,6 +311,7 @@ absl::StatusOr<EvaluationReport> RunEvaluation(const EvaluateOptions& options) {
   const meta::JobContext& job = *made;
 
   EvaluationReport report;
+  report.inner_loop = algorithm.inner_loop;
   std::string note;
   ASSIGN_OR_RETURN(meta::TensorList params, LoadCheckpointParams(job, options.checkpoint, &note));
   if (!note.empty()) report.notes.push_back(note);
@@ -374,7 +383,10 @@ std::string FormatReport(const EvaluationReport& report, bool verbose) {
   for (const EvaluationRun& run : report.runs) {
     const bool episodes = !run.episodes.empty();
     absl::StrAppend(
-        &out, run.inner_steps, run.inner_steps == 1 ? " inner step" : " inner steps",
+        &out,
+        !report.inner_loop     ? std::string("no inner loop")
+        : run.inner_steps == 1 ? std::string("1 inner step")
+                               : absl::StrCat(run.inner_steps, " inner steps"),
         ", mean ± 95% CI over ", run.summary.loss_after.n, episodes ? " episodes" : " tasks", ":\n",
         FormatEvaluation(meta::ToEvaluationResult(run.summary, run.inner_steps), "  "), "\n");
     if (!verbose) continue;

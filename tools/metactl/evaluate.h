@@ -74,6 +74,8 @@ struct EvaluationReport {
   std::string header;               // one line: what was evaluated on what
   std::vector<std::string> notes;   // e.g. Meta-SGD rates absent from the checkpoint
   std::vector<EvaluationRun> runs;  // one per --inner_steps value
+  // false for algorithms without an inner loop (protonet): one run, "before" = "after".
+  bool inner_loop = true;
 };
 
 // Loads the checkpoint into the learner's meta-parameter layout. Meta-SGD's "lr.*" rates

@@ -7,6 +7,7 @@
 //   metactl [--coordinator host:port] health [--deadline 15s]   (grpc.health.v1)
 //   metactl evaluate CHECKPOINT.pt --job JOB.json [--episodes DIR] [--split test|validation]
 //       [--tasks N] [--inner_steps N[,N...]] [--seed S] [--verbose]   (local, no coordinator)
+//   metactl algorithms      (every algorithm, its options, defaults and paper; local)
 //
 // TLS unless --insecure: --tls_ca FILE ($METATRAIN_TLS_CA), and for mutual TLS --tls_cert
 // and --tls_key; the bearer token from --token_file ($METATRAIN_TOKEN_FILE) or
@@ -34,6 +35,7 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "common/cli/flags.h"
+#include "common/meta/algorithm_catalog.h"
 #include "common/meta/checkpoint.h"
 #include "common/meta/job_spec.h"
 #include "common/rpc/client_flags.h"
@@ -88,6 +90,8 @@ constexpr char kCommands[] =
     "                                   meta-test a checkpoint here, on sampled tasks or on\n"
     "                                   your own episodes "
     "(DIR/<episode>/{support,query}/<class>/*.png)\n"
+    "  algorithms                       list the meta-learning algorithms (JobSpec.algorithm)\n"
+    "                                   with their options, defaults and papers\n"
     "Flags go before or after the command. The coordinator defaults to\n"
     "$METATRAIN_COORDINATOR, then 127.0.0.1:50051. TLS unless --insecure; the bearer token\n"
     "comes from --token_file or $METATRAIN_TOKEN (docs/security.md).\n"
@@ -502,7 +506,8 @@ int Main(int argc, char** argv) {
   }
   if (positional.empty()) {
     return Usage(
-        "no command: submit, status, list, history, watch, cancel, fetch, health or evaluate");
+        "no command: submit, status, list, history, watch, cancel, fetch, health, evaluate or "
+        "algorithms");
   }
   const std::string& command = positional[0];
   const std::vector<std::string> arguments(positional.begin() + 1, positional.end());
@@ -510,6 +515,14 @@ int Main(int argc, char** argv) {
     return Usage(std::string(fits.message()));
   }
   if (command == "evaluate") return Evaluate(arguments, command_line);
+  if (command == "algorithms") {
+    if (!arguments.empty()) return Usage("algorithms takes no arguments");
+    if (command_line.Has("deadline")) {
+      return Usage("--deadline does not go with algorithms (it runs here, without a coordinator)");
+    }
+    std::fputs(meta::FormatAlgorithmCatalog().c_str(), stdout);
+    return kOk;
+  }
 
   const std::string coordinator = absl::GetFlag(FLAGS_coordinator);
   if (coordinator.empty()) return Usage("--coordinator must not be empty");

@@ -1,0 +1,199 @@
+#include "common/meta/algorithm_catalog.h"
+
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "google/protobuf/descriptor.h"
+#include "google/protobuf/message.h"
+
+namespace metatrain::meta {
+namespace {
+
+// The inner-loop options of the gradient-based algorithms, defaults as NormalizeJobSpec
+// fills them.
+std::vector<AlgorithmOption> InnerOptions(const std::string& lr_description) {
+  return {
+      {"inner.steps", "1", "adaptation steps during meta-training"},
+      {"inner.lr", "0.01 (regression), 0.4 (classification)", lr_description},
+      {"inner.test_steps", "inner.steps (regression), inner.steps + 3 (5-way classification)",
+       "adaptation steps at meta-validation and meta-test"},
+  };
+}
+
+std::vector<AlgorithmInfo> BuildCatalog() {
+  const std::string kAdam = "adam, lr 0.001, schedule none";
+  std::vector<AlgorithmInfo> catalog;
+  {
+    AlgorithmInfo a;
+    a.name = "maml";
+    a.summary =
+        "learns an initialisation; the meta-gradient differentiates through the inner SGD "
+        "steps (second order)";
+    a.paper =
+        "Finn, Abbeel, Levine: Model-Agnostic Meta-Learning for Fast Adaptation of Deep "
+        "Networks, ICML 2017";
+    a.outer_defaults = kAdam;
+    a.options = InnerOptions("inner learning rate");
+    catalog.push_back(std::move(a));
+  }
+  {
+    AlgorithmInfo a;
+    a.name = "fomaml";
+    a.summary =
+        "first-order MAML: the meta-gradient is the query-loss gradient at the adapted "
+        "parameters";
+    a.paper =
+        "Finn, Abbeel, Levine: Model-Agnostic Meta-Learning for Fast Adaptation of Deep "
+        "Networks, ICML 2017 (section 5.2)";
+    a.outer_defaults = kAdam;
+    a.options = InnerOptions("inner learning rate");
+    catalog.push_back(std::move(a));
+  }
+  {
+    AlgorithmInfo a;
+    a.name = "reptile";
+    a.summary =
+        "moves the initialisation toward the parameters adapted by plain SGD on support and "
+        "query (meta-gradient theta - phi)";
+    a.paper =
+        "Nichol, Achiam, Schulman: On First-Order Meta-Learning Algorithms, arXiv:1803.02999, "
+        "2018";
+    a.outer_defaults = "sgd, lr 1.0 (the meta step size), schedule linear";
+    a.options = InnerOptions("inner learning rate");
+    catalog.push_back(std::move(a));
+  }
+  {
+    AlgorithmInfo a;
+    a.name = "meta_sgd";
+    a.summary = "MAML with a learned per-parameter inner learning rate (meta-parameters lr.<name>)";
+    a.paper =
+        "Li, Zhou, Chen, Li: Meta-SGD: Learning to Learn Quickly for Few-Shot Learning, "
+        "arXiv:1707.09835, 2017";
+    a.outer_defaults = kAdam;
+    a.options = InnerOptions("initial value of the learned rates");
+    catalog.push_back(std::move(a));
+  }
+  {
+    AlgorithmInfo a;
+    a.name = "anil";
+    a.summary = "MAML whose inner loop adapts the head only; the body is learned by the outer loop";
+    a.paper =
+        "Raghu, Raghu, Bengio, Vinyals: Rapid Learning or Feature Reuse? Towards Understanding "
+        "the Effectiveness of MAML, ICLR 2020";
+    a.outer_defaults = kAdam;
+    a.options = InnerOptions("inner learning rate (head)");
+    catalog.push_back(std::move(a));
+  }
+  // Meta-LSTM (Ravi & Larochelle 2017) goes here: one entry naming "meta_lstm", its
+  // meta_lstm.* options and the inner.* ones it uses.
+  {
+    AlgorithmInfo a;
+    a.name = "protonet";
+    a.summary =
+        "learns an embedding (the model without its head); classes are the mean support "
+        "embeddings, queries go to the nearest by squared Euclidean distance; no inner loop";
+    a.paper = "Snell, Swersky, Zemel: Prototypical Networks for Few-shot Learning, NeurIPS 2017";
+    a.inner_loop = false;
+    a.classification_only = true;
+    a.any_ways = true;
+    a.outer_defaults = kAdam;
+    a.options = {{"protonet.train_ways", "tasks.ways",
+                  "classes per meta-training episode (higher-way training; validation and "
+                  "meta-test use tasks.ways)"}};
+    catalog.push_back(std::move(a));
+  }
+  return catalog;
+}
+
+}  // namespace
+
+bool AlgorithmInfo::Accepts(std::string_view field) const {
+  return std::any_of(options.begin(), options.end(),
+                     [&](const AlgorithmOption& o) { return o.field == field; });
+}
+
+const std::vector<AlgorithmInfo>& AlgorithmCatalog() {
+  static const std::vector<AlgorithmInfo>* const catalog =
+      new std::vector<AlgorithmInfo>(BuildCatalog());
+  return *catalog;
+}
+
+const AlgorithmInfo* FindAlgorithm(std::string_view name) {
+  for (const AlgorithmInfo& a : AlgorithmCatalog()) {
+    if (a.name == name) return &a;
+  }
+  return nullptr;
+}
+
+std::string AlgorithmNames() {
+  std::vector<std::string> names;
+  for (const AlgorithmInfo& a : AlgorithmCatalog()) names.push_back(a.name);
+  return absl::StrJoin(names, ", ");
+}
+
+const std::vector<std::string>& AlgorithmOptionGroups() {
+  static const std::vector<std::string>* const groups =
+      new std::vector<std::string>{"inner", "meta_lstm", "protonet"};
+  return *groups;
+}
+
+absl::Status CheckOptionsApply(const v1::JobSpec& spec) {
+  const AlgorithmInfo* algorithm = FindAlgorithm(spec.algorithm());
+  if (algorithm == nullptr) {
+    return absl::InvalidArgumentError(absl::StrCat("algorithm: unknown '", spec.algorithm(),
+                                                   "' (expected one of ", AlgorithmNames(), ")"));
+  }
+  const google::protobuf::Descriptor* descriptor = spec.GetDescriptor();
+  const google::protobuf::Reflection* reflection = spec.GetReflection();
+  for (const std::string& group : AlgorithmOptionGroups()) {
+    const google::protobuf::FieldDescriptor* field = descriptor->FindFieldByName(group);
+    if (field == nullptr || !reflection->HasField(spec, field)) continue;
+    const google::protobuf::Message& options = reflection->GetMessage(spec, field);
+    // proto3: the fields listed are exactly those holding a non-zero value.
+    std::vector<const google::protobuf::FieldDescriptor*> set;
+    options.GetReflection()->ListFields(options, &set);
+    for (const google::protobuf::FieldDescriptor* option : set) {
+      const std::string path = absl::StrCat(group, ".", option->name());
+      if (algorithm->Accepts(path)) continue;
+      std::vector<std::string> takers;
+      for (const AlgorithmInfo& a : AlgorithmCatalog()) {
+        if (a.Accepts(path)) takers.push_back(a.name);
+      }
+      return absl::InvalidArgumentError(
+          absl::StrCat(path, " does not apply to algorithm '", spec.algorithm(), "' (",
+                       takers.empty() ? "no algorithm of this build uses it"
+                                      : absl::StrCat("only to ", absl::StrJoin(takers, ", ")),
+                       "; `metactl algorithms` lists each algorithm's options)"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+std::string FormatAlgorithmCatalog() {
+  std::string out;
+  for (const AlgorithmInfo& a : AlgorithmCatalog()) {
+    if (!out.empty()) absl::StrAppend(&out, "\n");
+    absl::StrAppend(&out, a.name, "\n");
+    absl::StrAppend(&out, "  ", a.summary, "\n");
+    absl::StrAppend(&out, "  paper: ", a.paper, "\n");
+    absl::StrAppend(&out, "  tasks: ",
+                    a.classification_only ? "classification only" : "regression and classification",
+                    a.any_ways ? " (any number of classes per episode)" : "", "\n");
+    absl::StrAppend(&out, "  options:");
+    if (a.options.empty()) absl::StrAppend(&out, " none");
+    absl::StrAppend(&out, "\n");
+    for (const AlgorithmOption& o : a.options) {
+      absl::StrAppend(&out, "    ", o.field, ": ", o.description, "\n");
+      absl::StrAppend(&out, "      default: ", o.default_value, "\n");
+    }
+    if (!a.inner_loop) {
+      absl::StrAppend(&out, "  inner.*: not applicable (no inner loop; evaluation reports the ",
+                      "same classifier before and after)\n");
+    }
+    absl::StrAppend(&out, "  outer defaults: ", a.outer_defaults, "\n");
+  }
+  return out;
+}
+
+}  // namespace metatrain::meta
