@@ -1,5 +1,6 @@
 #include "common/meta/job_spec.h"
 
+#include <cmath>
 #include <fstream>
 #include <sstream>
 
@@ -16,7 +17,8 @@
 namespace metatrain::meta {
 namespace {
 
-constexpr const char* kAlgorithms[] = {"maml", "fomaml", "reptile", "meta_sgd", "anil"};
+constexpr const char* kAlgorithms[] = {"maml",     "fomaml", "reptile",
+                                       "meta_sgd", "anil",   "meta_lstm"};
 constexpr const char* kFamilies[] = {"sinusoid",   "linear",        "synthetic_images",
                                      "omniglot",   "fashion_mnist", "image_folder",
                                      "tensor_file"};
@@ -96,6 +98,20 @@ absl::Status ValidateSpec(const v1::JobSpec& spec) {
   RETURN_IF_ERROR(Positive("inner.steps", spec.inner().steps()));
   RETURN_IF_ERROR(Positive("inner.lr", spec.inner().lr()));
   RETURN_IF_ERROR(Positive("inner.test_steps", spec.inner().test_steps()));
+  if (spec.algorithm() == "meta_lstm") {
+    const auto& m = spec.meta_lstm();
+    RETURN_IF_ERROR(Positive("meta_lstm.hidden_size", m.hidden_size()));
+    if (!std::isfinite(m.preprocess_p()) || m.preprocess_p() <= 0) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "meta_lstm.preprocess_p must be a finite number > 0 (got ", m.preprocess_p(), ")"));
+    }
+    if (!std::isfinite(m.forget_bias_init())) {
+      return absl::InvalidArgumentError("meta_lstm.forget_bias_init must be finite");
+    }
+    if (!std::isfinite(m.input_bias_init())) {
+      return absl::InvalidArgumentError("meta_lstm.input_bias_init must be finite");
+    }
+  }
 
   const auto& o = spec.outer();
   const char* kOptimizers[] = {"adam", "sgd"};
@@ -232,7 +248,7 @@ std::string JobSpecToJson(const v1::JobSpec& spec) {
 absl::StatusOr<v1::JobSpec> NormalizeJobSpec(v1::JobSpec spec) {
   if (spec.algorithm().empty()) {
     return absl::InvalidArgumentError(
-        "algorithm is required (one of maml, fomaml, reptile, meta_sgd, anil)");
+        "algorithm is required (one of maml, fomaml, reptile, meta_sgd, anil, meta_lstm)");
   }
   if (spec.tasks().family().empty()) {
     return absl::InvalidArgumentError(
@@ -263,10 +279,22 @@ absl::StatusOr<v1::JobSpec> NormalizeJobSpec(v1::JobSpec spec) {
 
   if (spec.meta_batch_size() == 0) spec.set_meta_batch_size(classification ? 32 : 25);
   auto* in = spec.mutable_inner();
-  if (in->steps() == 0) in->set_steps(1);
+  const bool meta_lstm = spec.algorithm() == "meta_lstm";
+  if (in->steps() == 0) in->set_steps(meta_lstm ? 5 : 1);
   if (in->lr() == 0) in->set_lr(classification ? 0.4 : 0.01);
   if (in->test_steps() == 0) {
-    in->set_test_steps(classification && t->ways() == 5 ? in->steps() + 3 : in->steps());
+    // Meta-LSTM's update rule is learned for a fixed number of steps: test with as many.
+    in->set_test_steps(classification && t->ways() == 5 && !meta_lstm ? in->steps() + 3
+                                                                      : in->steps());
+  }
+  if (meta_lstm) {
+    // The defaults of Ravi & Larochelle's reference code (job.proto, MetaLstmSpec).
+    auto* m = spec.mutable_meta_lstm();
+    if (m->hidden_size() == 0) m->set_hidden_size(20);
+    if (m->preprocess_p() == 0) m->set_preprocess_p(10);
+    if (!m->has_forget_bias_init()) m->set_forget_bias_init(4.5);
+    if (!m->has_input_bias_init()) m->set_input_bias_init(-4.5);
+    if (spec.outer().clip_grad_norm() == 0) spec.mutable_outer()->set_clip_grad_norm(0.25);
   }
 
   auto* o = spec.mutable_outer();

@@ -7,6 +7,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "common/meta/maml_learner.h"
+#include "common/meta/meta_lstm_learner.h"
 #include "common/meta/reptile_learner.h"
 
 namespace metatrain::meta {
@@ -20,11 +21,30 @@ absl::StatusOr<std::unique_ptr<MetaLearner>> MakeMetaLearner(const v1::JobSpec& 
   if (steps < 0) {
     return absl::InvalidArgumentError(absl::StrCat("inner.steps must be >= 0 (got ", steps, ")"));
   }
+  const std::string& algorithm = spec.algorithm();
+  if (algorithm == "meta_lstm") {
+    // inner.lr does not apply: the learned input gate is the step size.
+    const v1::MetaLstmSpec& m = spec.meta_lstm();
+    if (m.hidden_size() <= 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("meta_lstm.hidden_size must be > 0 (got ", m.hidden_size(), ")"));
+    }
+    if (!std::isfinite(m.preprocess_p()) || m.preprocess_p() <= 0) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "meta_lstm.preprocess_p must be a finite number > 0 (got ", m.preprocess_p(), ")"));
+    }
+    MetaLstmLearner::Options options;
+    options.inner_steps = steps;
+    options.hidden_size = m.hidden_size();
+    options.preprocess_p = m.preprocess_p();
+    if (m.has_forget_bias_init()) options.forget_bias_init = m.forget_bias_init();
+    if (m.has_input_bias_init()) options.input_bias_init = m.input_bias_init();
+    return std::make_unique<MetaLstmLearner>(std::move(model), loss, options);
+  }
   if (!std::isfinite(lr) || lr <= 0) {
     return absl::InvalidArgumentError(
         absl::StrCat("inner.lr must be a finite number > 0 (got ", lr, ")"));
   }
-  const std::string& algorithm = spec.algorithm();
   if (algorithm == "reptile") {
     return std::make_unique<ReptileLearner>(std::move(model), loss, steps, lr);
   }
@@ -41,7 +61,7 @@ absl::StatusOr<std::unique_ptr<MetaLearner>> MakeMetaLearner(const v1::JobSpec& 
   } else {
     return absl::InvalidArgumentError(
         absl::StrCat("algorithm: unknown '", algorithm,
-                     "' (expected one of maml, fomaml, reptile, meta_sgd, anil)"));
+                     "' (expected one of maml, fomaml, reptile, meta_sgd, anil, meta_lstm)"));
   }
   return std::make_unique<MamlLearner>(std::move(model), loss, options);
 }

@@ -120,7 +120,8 @@ TEST(JobSpecTest, ExplicitValuesAreKept) {
 
 TEST(JobSpecTest, RejectsBadFieldsNamingThem) {
   ExpectInvalid(R"({"algorithm": "foo", "tasks": {"family": "sinusoid"}})",
-                "algorithm: unknown 'foo' (expected one of maml, fomaml, reptile, meta_sgd, anil)");
+                "algorithm: unknown 'foo' (expected one of maml, fomaml, reptile, meta_sgd, anil, "
+                "meta_lstm)");
   ExpectInvalid(R"({"algorithm": "maml", "tasks": {"family": "sinusoid", "shots": -1}})",
                 "tasks.shots must be > 0 (got -1)");
   ExpectInvalid(R"({"algorithm": "maml", "tasks": {"family": "sinusoid"}, "inner": {"lr": -0.5}})",

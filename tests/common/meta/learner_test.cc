@@ -461,7 +461,8 @@ TEST(MakeMetaLearnerTest, RejectsUnknownAlgorithmAndBadInnerLoop) {
   auto s = MakeMetaLearner(LearnerSpec("mamal", 1, 0.1), model, LossKind::kMse).status();
   EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(s.message(),
-            "algorithm: unknown 'mamal' (expected one of maml, fomaml, reptile, meta_sgd, anil)");
+            "algorithm: unknown 'mamal' (expected one of maml, fomaml, reptile, meta_sgd, anil, "
+            "meta_lstm)");
   s = MakeMetaLearner(LearnerSpec("maml", -1, 0.1), model, LossKind::kMse).status();
   EXPECT_THAT(std::string(s.message()), HasSubstr("inner.steps must be >= 0 (got -1)"));
   s = MakeMetaLearner(LearnerSpec("maml", 1, 0), model, LossKind::kMse).status();
