@@ -85,8 +85,33 @@ std::vector<AlgorithmInfo> BuildCatalog() {
     a.options = InnerOptions("inner learning rate (head)");
     catalog.push_back(std::move(a));
   }
-  // Meta-LSTM (Ravi & Larochelle 2017) goes here: one entry naming "meta_lstm", its
-  // meta_lstm.* options and the inner.* ones it uses.
+  {
+    AlgorithmInfo a;
+    a.name = "meta_lstm";
+    a.summary =
+        "an LSTM meta-learner replaces gradient descent in the inner loop: the learner's "
+        "parameters are its cell state, theta_t = sigmoid(f_t) * theta_{t-1} - sigmoid(i_t) * "
+        "grad_t (input gate: a learned per-coordinate step size; forget gate: a learned "
+        "decay), coordinate-wise after a first LSTM over the preprocessed loss and gradient; "
+        "the initialisation is meta-learned too, through the unrolled steps with the loss and "
+        "gradient inputs taken as constants";
+    a.paper =
+        "Ravi, Larochelle: Optimization as a Model for Few-Shot Learning, ICLR 2017 (reference "
+        "code twitter-research/meta-learning-lstm)";
+    a.outer_defaults = "adam, lr 0.001, schedule none, clip_grad_norm 0.25";
+    a.options = {
+        {"inner.steps", "5", "unrolled meta-learner updates during meta-training"},
+        {"inner.test_steps", "inner.steps",
+         "updates at meta-validation and meta-test (the rule is learned for inner.steps)"},
+        {"meta_lstm.hidden_size", "20", "hidden units of the first, coordinate-wise LSTM"},
+        {"meta_lstm.preprocess_p", "10",
+         "threshold p of the loss and gradient preprocessing (Andrychowicz et al.)"},
+        {"meta_lstm.forget_bias_init", "4.5",
+         "initial forget-gate bias (high: start by keeping the parameters)"},
+        {"meta_lstm.input_bias_init", "-4.5", "initial input-gate bias (low: small first steps)"},
+    };
+    catalog.push_back(std::move(a));
+  }
   {
     AlgorithmInfo a;
     a.name = "protonet";

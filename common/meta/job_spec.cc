@@ -1,5 +1,6 @@
 #include "common/meta/job_spec.h"
 
+#include <cmath>
 #include <fstream>
 #include <sstream>
 
@@ -118,6 +119,20 @@ absl::Status ValidateSpec(const v1::JobSpec& spec) {
     } else if (train_ways < t.ways()) {
       return absl::InvalidArgumentError(absl::StrCat("protonet.train_ways must be >= tasks.ways (",
                                                      t.ways(), ") (got ", train_ways, ")"));
+    }
+  }
+  if (spec.algorithm() == "meta_lstm") {
+    const auto& m = spec.meta_lstm();
+    RETURN_IF_ERROR(Positive("meta_lstm.hidden_size", m.hidden_size()));
+    if (!std::isfinite(m.preprocess_p()) || m.preprocess_p() <= 0) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "meta_lstm.preprocess_p must be a finite number > 0 (got ", m.preprocess_p(), ")"));
+    }
+    if (!std::isfinite(m.forget_bias_init())) {
+      return absl::InvalidArgumentError("meta_lstm.forget_bias_init must be finite");
+    }
+    if (!std::isfinite(m.input_bias_init())) {
+      return absl::InvalidArgumentError("meta_lstm.input_bias_init must be finite");
     }
   }
 
@@ -291,10 +306,22 @@ absl::StatusOr<v1::JobSpec> NormalizeJobSpec(v1::JobSpec spec) {
 
   if (spec.meta_batch_size() == 0) spec.set_meta_batch_size(classification ? 32 : 25);
   auto* in = spec.mutable_inner();
-  if (algorithm.Accepts("inner.steps") && in->steps() == 0) in->set_steps(1);
+  const bool meta_lstm = spec.algorithm() == "meta_lstm";
+  if (algorithm.Accepts("inner.steps") && in->steps() == 0) in->set_steps(meta_lstm ? 5 : 1);
   if (algorithm.Accepts("inner.lr") && in->lr() == 0) in->set_lr(classification ? 0.4 : 0.01);
   if (algorithm.Accepts("inner.test_steps") && in->test_steps() == 0) {
-    in->set_test_steps(classification && t->ways() == 5 ? in->steps() + 3 : in->steps());
+    // Meta-LSTM's update rule is learned for a fixed number of steps: test with as many.
+    in->set_test_steps(classification && t->ways() == 5 && !meta_lstm ? in->steps() + 3
+                                                                      : in->steps());
+  }
+  if (meta_lstm) {
+    // The defaults of Ravi & Larochelle's reference code (job.proto, MetaLstmSpec).
+    auto* lstm = spec.mutable_meta_lstm();
+    if (lstm->hidden_size() == 0) lstm->set_hidden_size(20);
+    if (lstm->preprocess_p() == 0) lstm->set_preprocess_p(10);
+    if (!lstm->has_forget_bias_init()) lstm->set_forget_bias_init(4.5);
+    if (!lstm->has_input_bias_init()) lstm->set_input_bias_init(-4.5);
+    if (spec.outer().clip_grad_norm() == 0) spec.mutable_outer()->set_clip_grad_norm(0.25);
   }
   if (algorithm.Accepts("protonet.train_ways") && spec.protonet().train_ways() == 0) {
     spec.mutable_protonet()->set_train_ways(t->ways());

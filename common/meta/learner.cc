@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/meta/algorithm_catalog.h"
 #include "common/meta/maml_learner.h"
+#include "common/meta/meta_lstm_learner.h"
 #include "common/meta/protonet_learner.h"
 #include "common/meta/reptile_learner.h"
 
@@ -37,6 +38,26 @@ absl::StatusOr<std::unique_ptr<MetaLearner>> MakeMetaLearner(const v1::JobSpec& 
   const double lr = spec.inner().lr();
   if (steps < 0) {
     return absl::InvalidArgumentError(absl::StrCat("inner.steps must be >= 0 (got ", steps, ")"));
+  }
+  const std::string& algorithm = spec.algorithm();
+  if (algorithm == "meta_lstm") {
+    // inner.lr does not apply: the learned input gate is the step size.
+    const v1::MetaLstmSpec& m = spec.meta_lstm();
+    if (m.hidden_size() <= 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("meta_lstm.hidden_size must be > 0 (got ", m.hidden_size(), ")"));
+    }
+    if (!std::isfinite(m.preprocess_p()) || m.preprocess_p() <= 0) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "meta_lstm.preprocess_p must be a finite number > 0 (got ", m.preprocess_p(), ")"));
+    }
+    MetaLstmLearner::Options options;
+    options.inner_steps = steps;
+    options.hidden_size = m.hidden_size();
+    options.preprocess_p = m.preprocess_p();
+    if (m.has_forget_bias_init()) options.forget_bias_init = m.forget_bias_init();
+    if (m.has_input_bias_init()) options.input_bias_init = m.input_bias_init();
+    return std::make_unique<MetaLstmLearner>(std::move(model), loss, options);
   }
   if (!std::isfinite(lr) || lr <= 0) {
     return absl::InvalidArgumentError(

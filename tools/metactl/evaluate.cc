@@ -139,12 +139,15 @@ absl::StatusOr<meta::TensorList> LoadCheckpointParams(const meta::JobContext& jo
   auto loaded = meta::FromStateDict(present, state, job.dtype, /*allow_extra=*/false);
   if (!loaded.ok()) {
     std::string hint;
-    if (!any_rate_spec) {
-      for (const auto& [name, tensor] : state) {
-        if (name.rfind("lr.", 0) == 0) {
-          hint = " (it holds Meta-SGD learning rates: set \"algorithm\": \"meta_sgd\" in the job)";
-          break;
-        }
+    const bool meta_lstm_job = job.spec.algorithm() == "meta_lstm";
+    for (const auto& [name, tensor] : state) {
+      if (!any_rate_spec && name.rfind("lr.", 0) == 0) {
+        hint = " (it holds Meta-SGD learning rates: set \"algorithm\": \"meta_sgd\" in the job)";
+        break;
+      }
+      if (!meta_lstm_job && name.rfind("metalstm.", 0) == 0) {
+        hint = " (it holds Meta-LSTM weights: set \"algorithm\": \"meta_lstm\" in the job)";
+        break;
       }
     }
     return absl::InvalidArgumentError(absl::StrCat(

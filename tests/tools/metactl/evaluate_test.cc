@@ -111,7 +111,7 @@ TEST_P(TrainedCheckpointTest, ReproducesTheJobsOwnMetaTest) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Algorithms, TrainedCheckpointTest,
-                         ::testing::Values("maml", "meta_sgd", "reptile"));
+                         ::testing::Values("maml", "meta_sgd", "reptile", "meta_lstm"));
 
 TEST(EvaluateTest, SeveralInnerStepCountsOnTheSameTasks) {
   const std::string dir = ScratchDir("evaluate-steps");
@@ -204,6 +204,24 @@ TEST(EvaluateTest, CheckpointOfAnotherModelNamesTheTensor) {
   EXPECT_THAT(report.status().message(), HasSubstr(first + ": checkpoint has [8, 1]"));
 }
 
+TEST(EvaluateTest, MetaLstmCheckpointWithAMamlJobSaysWhichAlgorithm) {
+  const std::string dir = ScratchDir("evaluate-meta-lstm-mismatch");
+  meta::JobContext lstm = MakeJob(SinusoidJob("meta_lstm"));
+  auto init = meta::InitialMetaParams(lstm);
+  ASSERT_TRUE(init.ok());
+  ASSERT_TRUE(meta::SaveStateDict(dir + "/lstm.pt",
+                                  meta::ToStateDict(lstm.learner->meta_param_specs(), *init))
+                  .ok());
+  WriteFile(dir + "/job.json", SinusoidJob("maml"));
+  EvaluateOptions options;
+  options.checkpoint = dir + "/lstm.pt";
+  options.job = dir + "/job.json";
+  auto report = RunEvaluation(options);
+  ASSERT_FALSE(report.ok());
+  EXPECT_EQ(report.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(report.status().message(), HasSubstr("\"algorithm\": \"meta_lstm\""));
+}
+
 // The checks on evaluate's flags; malformed values (--seed -1, --tasks x) and unknown
 // flags are the command line's (MetactlEvaluateTest below, tests/e2e/cli_test.cc).
 TEST(EvaluateTest, MakeOptionsRejectsBadFlags) {
@@ -269,15 +287,15 @@ void WriteEpisode(const meta::TaskBatch& batch, int64_t t, const std::string& di
 }
 
 // An episode that holds exactly the family's test tasks scores exactly as those tasks do.
-TEST(EvaluateEpisodesTest, EpisodesOfSampledTasksScoreAsTheTasks) {
-  const std::string dir = ScratchDir("evaluate-episodes");
-  meta::JobContext job = MakeJob(kSyntheticJob);
+void ExpectEpisodesScoreAsTheTasks(const std::string& json, const std::string& scratch) {
+  const std::string dir = ScratchDir(scratch);
+  meta::JobContext job = MakeJob(json);
   auto params = meta::InitialMetaParams(job);
   ASSERT_TRUE(params.ok());
   ASSERT_TRUE(meta::SaveStateDict(dir + "/m.pt",
                                   meta::ToStateDict(job.learner->meta_param_specs(), *params))
                   .ok());
-  WriteFile(dir + "/job.json", kSyntheticJob);
+  WriteFile(dir + "/job.json", json);
   std::vector<meta::TaskKey> keys = {{meta::Split::kTest, 0, 0}, {meta::Split::kTest, 0, 1}};
   auto tasks = job.family->Sample(keys, job.dtype);
   ASSERT_TRUE(tasks.ok());
@@ -306,6 +324,16 @@ TEST(EvaluateEpisodesTest, EpisodesOfSampledTasksScoreAsTheTasks) {
     EXPECT_EQ(episodes[t].accuracy_after, expected->accuracy_after.item<double>());
   }
   EXPECT_THAT(FormatReport(*report, true), HasSubstr("    b: 3-way, 6 support, 12 query: loss "));
+}
+
+TEST(EvaluateEpisodesTest, EpisodesOfSampledTasksScoreAsTheTasks) {
+  ExpectEpisodesScoreAsTheTasks(kSyntheticJob, "evaluate-episodes");
+}
+
+// Meta-LSTM checkpoints (initialisation + meta-learner) score user episodes the same way.
+TEST(EvaluateEpisodesTest, MetaLstmEpisodesScoreAsTheTasks) {
+  ExpectEpisodesScoreAsTheTasks(absl::StrReplaceAll(kSyntheticJob, {{"\"maml\"", "\"meta_lstm\""}}),
+                                "evaluate-episodes-meta-lstm");
 }
 
 TEST(EvaluateEpisodesTest, EpisodeThatDoesNotFitTheModelIsNamed) {
