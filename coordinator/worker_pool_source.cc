@@ -468,6 +468,14 @@ void WorkerPoolSource::HandleGradient(Round& round, const std::string& worker_id
     return Reject(round, a.id, RejectReason::kNonFinite,
                   absl::StrCat("task ", t, ": non-finite query metrics"));
   }
+  if (round.completed[t]) {
+    // The other copy finished this task while this one's chunks were arriving: same bits,
+    // already counted (NOTE [Speculative duplicates]).
+    a.current_task = -1;
+    a.sent[t - a.begin] = 1;
+    if (++a.tasks_done == a.end - a.begin) RecordCompletion(round, a);
+    return;
+  }
   round.gradients[t] = std::move(tensors).value();
   round.loss[t] = gradient.query_loss();
   round.accuracy[t] = gradient.query_accuracy();
