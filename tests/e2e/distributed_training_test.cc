@@ -13,6 +13,7 @@
 #include <fstream>
 #include <functional>
 #include <memory>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -300,6 +301,56 @@ TEST_F(Cluster, KilledWorkersTasksAreReassignedAndTheBitsDoNotChange) {
   EXPECT_EQ(status.step(), 60);
   ExpectBitIdentical(Fetch(job, "final", reference), reference.result.final_params,
                      "after a worker was killed");
+}
+
+// Twenty SIGKILLs at random moments of one job, each victim replaced by a fresh worker
+// (without waiting for it: sometimes no worker is left for a moment). Whatever was in
+// flight, whoever computed what, the job ends with the undisturbed run's bits.
+TEST_F(Cluster, TwentyRandomWorkerKillsDuringOneJobChangeNoBit) {
+  v1::JobSpec spec = TestSpec(8000);
+  spec.set_validation_interval(1000);
+  const Reference reference = TrainInProcess(spec);
+  for (int i = 0; i < 3; ++i) AddWorker();
+  const std::string job = Submit(spec);
+  v1::JobStatus seen = WatchUntil(
+      job, [](const v1::JobStatus& s) { return s.state() == v1::RUNNING && s.step() >= 1; });
+  ASSERT_EQ(seen.state(), v1::RUNNING);
+
+  std::mt19937 random(20261202);  // the moments and victims differ from run to run only
+  std::uniform_int_distribution<int> pause_ms(50, 300);  // through the machine's timing
+  int kills = 0;
+  int64_t step_at_last_kill = -1;
+  while (kills < 20) {
+    absl::SleepFor(absl::Milliseconds(pause_ms(random)));
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+    v1::GetJobRequest request;
+    request.set_job_id(job);
+    v1::JobStatus now;
+    ASSERT_TRUE(stub_->GetJob(&context, request, &now).ok());
+    ASSERT_EQ(now.state(), v1::RUNNING) << "the job ended after " << kills << " kills";
+    step_at_last_kill = now.step();
+    std::vector<size_t> alive;
+    for (size_t i = 0; i < workers_.size(); ++i) {
+      if (workers_[i]->running()) alive.push_back(i);
+    }
+    if (alive.empty()) continue;
+    const size_t victim =
+        alive[std::uniform_int_distribution<size_t>(0, alive.size() - 1)(random)];
+    workers_[victim]->Signal(SIGKILL);
+    ASSERT_TRUE(workers_[victim]->Wait(absl::Seconds(30)).ok());
+    ++kills;
+    const std::string log = absl::StrCat(dir_, "/worker-replacement-", kills, ".log");
+    auto replacement = StartWorker(coordinator_.address, log);
+    ASSERT_TRUE(replacement.ok()) << replacement.status();
+    workers_[victim] = std::move(*replacement);
+  }
+  v1::JobStatus status = WaitForEnd(job);
+  ASSERT_EQ(status.state(), v1::SUCCEEDED) << status.error();
+  EXPECT_EQ(status.step(), 8000);
+  EXPECT_LT(step_at_last_kill, 8000);
+  ExpectBitIdentical(Fetch(job, "final", reference), reference.result.final_params,
+                     "after 20 worker kills");
 }
 
 // The coordinator dies (SIGKILL) mid-job and comes back at the same address: the job
