@@ -242,8 +242,11 @@ TEST_F(Cluster, TwoWorkersMetaTrainOmniglotFarAboveChance) {
     "test_tasks": 200, "seed": 3
   })"));
   ASSERT_TRUE(spec.ok()) << spec.status();
-  AddWorker();
-  AddWorker();
+  // The data may be anywhere (METATRAIN_DATA_DIR): the processes' roots must hold it.
+  const std::string data_root = absl::StrCat("--data_root=", ::metatrain::testing::OmniglotDir());
+  RestartCoordinator({data_root});
+  AddWorker({data_root});
+  AddWorker({data_root});
   const std::string job = Submit(*spec);
   v1::JobStatus status = WatchUntil(
       job, [](const v1::JobStatus&) { return false; }, std::chrono::seconds(600));
