@@ -261,7 +261,8 @@ absl::Status Coordinator::LoadJob(const std::string& dir_name) {
     LogLine(absl::StrCat("job ", job->id, " queued again after a restart (it had not started)"));
     return absl::OkStatus();
   }
-  ASSIGN_OR_RETURN(LoadedResume loaded, LoadResumeDict(dir.string()));
+  ASSIGN_OR_RETURN(LoadedResume loaded,
+                   LoadResumeDict(dir.string(), options_.file_limits.checkpoint));
   if (!loaded.rejected.empty()) {
     LogLine(absl::StrCat("job ", dir_name, ": ", loaded.rejected, "; resuming from ", loaded.file));
   }

@@ -185,9 +185,6 @@ int main(int argc, char** argv) {
                                       absl::StrCat("--max_concurrent_streams must be >= 1 (got ",
                                                    options.max_concurrent_streams, ")"));
   }
-  metatrain::LogLine(absl::StrCat(
-      "job paths confined to --data_root ", absl::StrJoin(options.data_roots.roots(), ","),
-      " and --weights_root ", absl::StrJoin(options.weights_roots.roots(), ",")));
   metatrain::coordinator::Coordinator coordinator(options);
   std::unique_ptr<metatrain::metrics::MetricsServer> metrics;
   if (const std::string listen = absl::GetFlag(FLAGS_metrics_listen); !listen.empty()) {
@@ -204,6 +201,9 @@ int main(int argc, char** argv) {
     metrics = std::move(started).value();
     metatrain::LogLine(absl::StrCat("metrics on ", metrics->url()));
   }
+  metatrain::LogLine(absl::StrCat(
+      "job paths confined to --data_root ", absl::StrJoin(options.data_roots.roots(), ","),
+      " and --weights_root ", absl::StrJoin(options.weights_roots.roots(), ",")));
   // Load (and queue) the jobs of an earlier run before accepting new ones, so job ids
   // never collide with the directories already there.
   if (absl::Status started = coordinator.Start(); !started.ok()) {

@@ -43,7 +43,9 @@ absl::StatusOr<ConfinedRoots> ConfinedRoots::Make(std::string setting,
     }
     fs::path p(root);
     if (p.is_relative()) p = cwd / p;
-    out.roots_.push_back(p.lexically_normal().string());
+    std::string normal = p.lexically_normal().string();
+    while (normal.size() > 1 && normal.back() == '/') normal.pop_back();  // "dir/." -> "dir"
+    out.roots_.push_back(normal);
   }
   return out;
 }
