@@ -6,6 +6,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <torch/serialize.h>
+#include <zip.h>
 
 #include <cmath>
 #include <fstream>
@@ -183,6 +184,55 @@ TEST(TorchFileTest, ArchivesNotLaidOutAsTorchSaveAreRefused) {
   ExpectRefused(ReadAll(dir + "/extra.pt"), "code/evil.py'");
   ExpectRefused(ReadAll(dir + "/nopickle.pt"), "no data.pkl record");
   ExpectRefused(ReadAll(dir + "/twofolders.pt"), "records in two folders");
+}
+
+// A torch.save-shaped archive around a hand-written data.pkl, stored as torch.save stores.
+std::string ArchiveWithPickle(const std::string& pickle) {
+  const std::string path = metatrain::testing::TempDir() + "/crafted.pt";
+  int error = 0;
+  zip_t* archive = zip_open(path.c_str(), ZIP_CREATE | ZIP_TRUNCATE, &error);
+  EXPECT_NE(archive, nullptr);
+  const std::pair<std::string, std::string> records[] = {{"archive/data.pkl", pickle},
+                                                         {"archive/version", "3\n"}};
+  for (const auto& record : records) {
+    zip_source_t* source =
+        zip_source_buffer(archive, record.second.data(), record.second.size(), 0);
+    const zip_int64_t index = zip_file_add(archive, record.first.c_str(), source, 0);
+    EXPECT_GE(index, 0);
+    zip_set_file_compression(archive, index, ZIP_CM_STORE, 0);
+  }
+  EXPECT_EQ(zip_close(archive), 0);
+  return ReadAll(path);
+}
+
+// NOTE [Pickle depth]: found while writing these checks, a million nested lists made
+// LibTorch overflow the stack when the value was destroyed (a segfault).
+TEST(TorchFileTest, DeeplyNestedAndSelfContainingPicklesAreRefused) {
+  std::string deep = "\x80\x02]";
+  for (int i = 0; i < 1000000; ++i) deep += "(]";
+  deep += std::string(999999, 'e') + "}.";
+  ExpectRefused(ArchiveWithPickle(deep), "data.pkl: values nested deeper than 64");
+  // Nesting through tuples alone, without marks.
+  ExpectRefused(ArchiveWithPickle("\x80\x02]" + std::string(200, '\x85') + "."),
+                "nested deeper than 64");
+  // Lists built apart and chained through the memo: l0 holds l1 holds l2 ...
+  std::string chained = "\x80\x02";
+  for (int i = 0; i < 200; ++i) chained += std::string("]q") + static_cast<char>(i) + "0";
+  for (int i = 0; i + 1 < 200; ++i) {
+    chained += std::string("h") + static_cast<char>(i) + "h" + static_cast<char>(i + 1) + "a0";
+  }
+  chained += "}.";
+  ExpectRefused(ArchiveWithPickle(chained), "nested deeper than 64");
+  // A list that holds itself.
+  const char kSelf[] =
+      "\x80\x02]q\x00h\x00h\x00"
+      "a0}.";  // holds NULs
+  ExpectRefused(ArchiveWithPickle(std::string(kSelf, sizeof(kSelf) - 1)), "contain themselves");
+  ExpectRefused(ArchiveWithPickle("\x80\x02}\xff."), "opcode 0xff");
+  ExpectRefused(ArchiveWithPickle("\x80\x02}"), "ends without STOP");
+  ExpectRefused(ArchiveWithPickle("\x80\x02h\x05."), "memo entry never written");
+  // Real files, from LibTorch and from Python's torch.save, stay well within.
+  EXPECT_TRUE(DeserializeStateDict(ValidBytes()).ok());
 }
 
 TEST(TorchFileTest, LoadStateDictBoundsTheFileSize) {
