@@ -6,7 +6,8 @@
 // LibTorch's zip reader and unpickler were not written for hostile input, so the bytes are
 // checked before LibTorch sees them (size; a zip archive laid out as torch.save writes it:
 // one top-level folder holding data.pkl, version and data/N records, stored uncompressed,
-// no record larger than the file, sane counts), every LibTorch exception becomes a status,
+// no record larger than the file, sane counts, data.pkl's values nested at most 64 deep:
+// NOTE [Pickle depth] in torch_file.cc), every LibTorch exception becomes a status,
 // and what LibTorch returns is checked again (a dict of tensors of the expected dtypes,
 // each tensor's view inside its storage, element counts within limits) before anything
 // reads a tensor's data. docs/security.md, "Untrusted files".
