@@ -209,6 +209,10 @@ absl::Status CheckJobLimits(const v1::JobSpec& spec, const JobLimits& limits) {
   }
   RETURN_IF_ERROR(AtMost("model.filters", m.filters(), limits.max_filters));
   RETURN_IF_ERROR(AtMost("tasks.ways", t.ways(), limits.max_ways));
+  // The options of the algorithms of #16 (zero: their defaults).
+  RETURN_IF_ERROR(AtMost("protonet.train_ways", spec.protonet().train_ways(), limits.max_ways));
+  RETURN_IF_ERROR(
+      AtMost("meta_lstm.hidden_size", spec.meta_lstm().hidden_size(), limits.max_hidden_size));
   RETURN_IF_ERROR(AtMost("tasks.shots", t.shots(), limits.max_shots));
   RETURN_IF_ERROR(AtMost("tasks.query_size", t.query_size(), limits.max_query_size));
   RETURN_IF_ERROR(AtMost("tasks.image_size", t.image_size(), limits.max_image_size));
