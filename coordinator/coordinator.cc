@@ -14,6 +14,7 @@
 #include "absl/strings/str_format.h"
 #include "common/logging/log.h"
 #include "common/meta/checkpoint.h"
+#include "common/meta/job_paths.h"
 #include "common/meta/job_spec.h"
 #include "common/status/status_macros.h"
 #include "common/status/torch_status.h"
@@ -35,27 +36,14 @@ bool IsTerminal(v1::JobState state) {
 }
 
 // SubmitJob reports every refusal of a spec as INVALID_ARGUMENT, keeping the message
-// (which names the field) of whatever the core returned.
+// (which names the field) of whatever the core returned; a job over a memory limit is
+// RESOURCE_EXHAUSTED (naming the limit).
 absl::Status AsInvalidArgument(const absl::Status& status) {
-  if (status.code() == absl::StatusCode::kInvalidArgument) return status;
+  if (status.code() == absl::StatusCode::kInvalidArgument ||
+      status.code() == absl::StatusCode::kResourceExhausted) {
+    return status;
+  }
   return absl::InvalidArgumentError(status.message());
-}
-
-// The cheap part of a spec's checks, done in SubmitJob: paths that do not exist at all.
-// Reading them (decoding a data set can take many seconds) waits for the job's thread.
-absl::Status CheckPathsExist(const v1::JobSpec& spec) {
-  std::error_code ec;
-  const std::string& data_dir = spec.tasks().data_dir();
-  if (!data_dir.empty() && !fs::exists(data_dir, ec)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("tasks.data_dir '", data_dir, "' does not exist on the coordinator"));
-  }
-  const std::string& weights = spec.initial_weights();
-  if (!weights.empty() && !fs::exists(weights, ec)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("initial_weights '", weights, "' does not exist on the coordinator"));
-  }
-  return absl::OkStatus();
 }
 
 // Copies `status` into `out` without its validation history, which can be long: the
@@ -70,6 +58,14 @@ void CopyWithoutHistory(v1::JobStatus& status, v1::JobStatus* out) {
 constexpr int kDefaultPageSize = 100;
 constexpr int kMaxPageSize = 1000;
 constexpr size_t kMaxRequestIdBytes = 128;
+
+absl::Status CheckDownloadSize(const std::string& job_id, const std::string& kind, int64_t size,
+                               int64_t limit) {
+  if (size <= limit) return absl::OkStatus();
+  return absl::ResourceExhaustedError(absl::StrCat(
+      "job '", job_id, "' ", kind, " checkpoint is ", files::HumanBytes(size),
+      ", over the limit of ", files::HumanBytes(limit), " (--max_checkpoint_download_mb)"));
+}
 
 absl::StatusOr<std::string> ReadFile(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
@@ -252,10 +248,10 @@ absl::Status Coordinator::LoadJob(const std::string& dir_name) {
     if (!job->status.ParseFromString(bytes)) {
       return absl::DataLossError(absl::StrCat(kSubmittedFile, " is corrupt"));
     }
-    ASSIGN_OR_RETURN(v1::JobSpec spec, meta::NormalizeJobSpec(job->status.spec()));
-    ASSIGN_OR_RETURN(meta::JobContext context, meta::MakeJobContext(spec));
+    ASSIGN_OR_RETURN(v1::JobSpec spec,
+                     meta::NormalizeJobSpec(job->status.spec(), options_.job_limits));
+    ASSIGN_OR_RETURN(meta::JobContext context, BuildJobContext(spec, &job->initial_params));
     job->context = std::make_shared<meta::JobContext>(std::move(context));
-    ASSIGN_OR_RETURN(job->initial_params, meta::InitialMetaParams(*job->context));
     job->status.set_state(v1::QUEUED);
     job->has_series = true;
     absl::MutexLock lock(&mu_);
@@ -266,14 +262,15 @@ absl::Status Coordinator::LoadJob(const std::string& dir_name) {
     LogLine(absl::StrCat("job ", job->id, " queued again after a restart (it had not started)"));
     return absl::OkStatus();
   }
-  ASSIGN_OR_RETURN(LoadedResume loaded, LoadResumeDict(dir.string()));
+  ASSIGN_OR_RETURN(LoadedResume loaded,
+                   LoadResumeDict(dir.string(), options_.file_limits.checkpoint));
   if (!loaded.rejected.empty()) {
     LogLine(absl::StrCat("job ", dir_name, ": ", loaded.rejected, "; resuming from ", loaded.file));
   }
   const meta::StateDict& dict = loaded.dict;
   ASSIGN_OR_RETURN(v1::JobStatus status, ResumeStatusFromDict(dict));
-  ASSIGN_OR_RETURN(v1::JobSpec spec, meta::NormalizeJobSpec(status.spec()));
-  ASSIGN_OR_RETURN(meta::JobContext context, meta::MakeJobContext(spec));
+  ASSIGN_OR_RETURN(v1::JobSpec spec, meta::NormalizeJobSpec(status.spec(), options_.job_limits));
+  ASSIGN_OR_RETURN(meta::JobContext context, BuildJobContext(spec, nullptr));
   auto shared_context = std::make_shared<meta::JobContext>(std::move(context));
   ASSIGN_OR_RETURN(ResumeState resume,
                    ResumeStateFromDict(dict, shared_context->learner->meta_param_specs(),
@@ -353,9 +350,14 @@ absl::StatusOr<v1::JobStatus> Coordinator::SubmitJob(const v1::JobSpec& spec,
     return absl::InvalidArgumentError(
         absl::StrCat("request_id is longer than ", kMaxRequestIdBytes, " bytes"));
   }
-  auto normalized = meta::NormalizeJobSpec(spec);
+  auto normalized = meta::NormalizeJobSpec(spec, options_.job_limits);
   if (!normalized.ok()) return AsInvalidArgument(normalized.status());
-  RETURN_IF_ERROR(CheckPathsExist(*normalized));
+  // The cheap part of the path checks: the paths exist and lie under the roots. Reading
+  // them (decoding a data set can take many seconds) waits for the job's thread, which
+  // resolves them again (BuildJobContext).
+  RETURN_IF_ERROR(meta::ResolveJobPaths(*normalized, {&options_.data_roots, &options_.data_roots,
+                                                      &options_.weights_roots})
+                      .status());
 
   auto job = std::make_shared<Job>();
   job->has_series = true;
@@ -556,7 +558,12 @@ absl::StatusOr<CheckpointData> Coordinator::FetchCheckpoint(const std::string& j
     auto job = FindLocked(job_id);
     if (!job) return absl::NotFoundError(absl::StrCat("no job '", job_id, "'"));
     auto it = job->checkpoints.find(kind);
-    if (it != job->checkpoints.end()) return it->second;  // shares the bytes, copies nothing
+    if (it != job->checkpoints.end()) {
+      RETURN_IF_ERROR(CheckDownloadSize(job_id, kind,
+                                        static_cast<int64_t>(it->second.bytes->size()),
+                                        options_.max_checkpoint_download_bytes));
+      return it->second;  // shares the bytes, copies nothing
+    }
     step = kind == "best" ? job->status.best_step() : job->status.step();
     if (job->checkpoints_released) {
       return absl::FailedPreconditionError(absl::StrCat(
@@ -568,8 +575,17 @@ absl::StatusOr<CheckpointData> Coordinator::FetchCheckpoint(const std::string& j
   // Finished jobs (and those of an earlier run of the coordinator) have theirs on disk only.
   if (!options_.checkpoint_dir.empty()) {
     const fs::path path = fs::path(JobDir(job_id)) / (kind == "best" ? kBestFile : kFinalFile);
-    if (fs::exists(path)) {
-      ASSIGN_OR_RETURN(std::string bytes, ReadFile(path.string()));
+    std::error_code ec;
+    if (fs::exists(path, ec)) {
+      const auto size = fs::file_size(path, ec);
+      if (!ec) {
+        RETURN_IF_ERROR(CheckDownloadSize(job_id, kind, static_cast<int64_t>(size),
+                                          options_.max_checkpoint_download_bytes));
+      }
+      ASSIGN_OR_RETURN(
+          std::string bytes,
+          files::ReadFileBounded(kind, path.string(), options_.max_checkpoint_download_bytes,
+                                 "--max_checkpoint_download_mb"));
       return CheckpointData{std::make_shared<const std::string>(std::move(bytes)), step};
     }
   }
@@ -605,7 +621,7 @@ absl::Status Coordinator::PrepareJob(Job& job) {
     spec = job.status.spec();
   }
   absl::Status loaded = CatchTorch("loading the job's data", [&]() -> absl::Status {
-    auto context = meta::MakeJobContext(spec);
+    auto context = BuildJobContext(spec, &job.initial_params);
     if (!context.ok()) return context.status();
     job.context = std::make_shared<meta::JobContext>(std::move(context).value());
     return absl::OkStatus();
@@ -613,18 +629,32 @@ absl::Status Coordinator::PrepareJob(Job& job) {
   if (!loaded.ok()) {
     const std::string& data_dir = spec.tasks().data_dir();
     // Loader errors name a file; the user needs to know which field pointed there.
-    if (!data_dir.empty() && loaded.message().find("data_dir") == absl::string_view::npos) {
+    if (!data_dir.empty() && loaded.message().find("data_dir") == absl::string_view::npos &&
+        loaded.message().find("initial_weights") == absl::string_view::npos &&
+        loaded.message().find("tensor_file") == absl::string_view::npos &&
+        loaded.code() != absl::StatusCode::kResourceExhausted) {
       return absl::Status(loaded.code(),
                           absl::StrCat("tasks.data_dir '", data_dir, "': ", loaded.message()));
     }
     return loaded;
   }
-  return CatchTorch("initial parameters", [&]() -> absl::Status {
-    auto initial = meta::InitialMetaParams(*job.context);
-    if (!initial.ok()) return initial.status();
-    job.initial_params = std::move(initial).value();
-    return absl::OkStatus();
-  });
+  return absl::OkStatus();
+}
+
+absl::StatusOr<meta::JobContext> Coordinator::BuildJobContext(
+    const v1::JobSpec& spec, meta::TensorList* initial_params) const {
+  ASSIGN_OR_RETURN(v1::JobSpec resolved,
+                   meta::ResolveJobPaths(spec, {&options_.data_roots, &options_.data_roots,
+                                                &options_.weights_roots}));
+  ASSIGN_OR_RETURN(meta::JobContext context, meta::MakeJobContext(resolved, options_.file_limits));
+  RETURN_IF_ERROR(meta::CheckJobMemory(spec, context.family->input_shape(),
+                                       context.family->output_size(), options_.job_limits));
+  if (initial_params != nullptr) {
+    // Callers run this inside CatchTorch (PrepareJob, Start's LoadJob).
+    ASSIGN_OR_RETURN(*initial_params, meta::InitialMetaParams(context));
+  }
+  context.spec = spec;
+  return context;
 }
 
 void Coordinator::RunJob(std::shared_ptr<Job> job) {

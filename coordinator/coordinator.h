@@ -34,6 +34,10 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "common/files/confined_path.h"
+#include "common/meta/job_limits.h"
+#include "common/meta/torch_file.h"
+#include "common/meta/trainer.h"
 #include "common/time/clock.h"
 #include "coordinator/coordinator_metrics.h"
 #include "coordinator/job_runner.h"
@@ -74,6 +78,22 @@ struct CoordinatorOptions {
   int64_t watch_max_bytes = 8 << 20;
   // SubmitJobRequest.request_ids remembered for retries.
   int remembered_request_ids = 1024;
+
+  // Where the paths of a spec must lie (docs/security.md, "File paths"): tasks.data_dir
+  // and tasks.tensor_file under data_roots, initial_weights under weights_roots. Default
+  // (no roots): anywhere, for tests; metatrain-coordinator always sets both from
+  // --data_root and --weights_root.
+  files::ConfinedRoots data_roots;
+  files::ConfinedRoots weights_roots;
+  // Bounds on specs (SubmitJob, and again on resume) and on the files jobs read.
+  meta::JobLimits job_limits;
+  meta::JobFileLimits file_limits;
+  // FetchCheckpoint refuses a checkpoint larger than this (RESOURCE_EXHAUSTED).
+  int64_t max_checkpoint_download_bytes = int64_t{1} << 30;
+  // The gRPC server's bounds (coordinator/rpc/server.cc): the largest message it accepts,
+  // and the streams one client connection may have open at once.
+  int max_receive_message_bytes = 16 << 20;
+  int max_concurrent_streams = 100;
 };
 
 // Events of one watched job, in order: SNAPSHOT first, then STEP / VALIDATION /
@@ -125,6 +145,7 @@ struct CheckpointData {
 class Coordinator {
  public:
   explicit Coordinator(CoordinatorOptions options);
+  const CoordinatorOptions& options() const { return options_; }
   // Stops everything (see Shutdown).
   ~Coordinator();
   Coordinator(const Coordinator&) = delete;
@@ -145,8 +166,11 @@ class Coordinator {
 
   // --- Job API. NOT_FOUND for unknown job ids.
   // Checks the spec cheaply and queues the job; it does not load data. INVALID_ARGUMENT
-  // naming the field for a spec that NormalizeJobSpec refuses, a tasks.data_dir that does
-  // not exist or an initial_weights file that does not exist. Data that is present but
+  // naming the field for a spec that NormalizeJobSpec refuses or that is over a limit of
+  // options.job_limits, RESOURCE_EXHAUSTED naming the limit when its estimated memory is
+  // over it, INVALID_ARGUMENT "<field> '<path>': not found under --data_root" (or
+  // --weights_root) for a path that is missing or outside the roots, one message for both
+  // (NOTE [One answer for missing and forbidden]). Data that is present but
   // unreadable (a missing zip, a corrupt file, weights of the wrong shape) is found when
   // the job starts: the job ends FAILED with the reason. With checkpoint_dir, the job's
   // submitted.pb is on disk before this returns. `request_id` (optional): a retry of a
@@ -207,6 +231,13 @@ class Coordinator {
                        const std::string& error) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Builds a job's data and initial parameters on its own thread (SubmitJob defers it).
   absl::Status PrepareJob(Job& job) ABSL_LOCKS_EXCLUDED(mu_);
+  // A job's context from its normalised spec: the paths resolved again under the roots
+  // right before the files are opened (what SubmitJob saw may have changed since), the
+  // memory estimate checked with the family's real shapes (a tensor file's are known only
+  // now), and, when `initial_params` is not null, the initial parameters. The context
+  // keeps `spec` as submitted: workers resolve its paths under their own roots.
+  absl::StatusOr<meta::JobContext> BuildJobContext(const v1::JobSpec& spec,
+                                                   meta::TensorList* initial_params) const;
   std::shared_ptr<Job> FindLocked(const std::string& job_id) const ABSL_SHARED_LOCKS_REQUIRED(mu_);
   absl::StatusOr<std::shared_ptr<Job>> Find(const std::string& job_id) const
       ABSL_LOCKS_EXCLUDED(mu_);

@@ -116,13 +116,14 @@ absl::Status VerifyResumeChecksum(const meta::StateDict& dict) {
       .status();
 }
 
-absl::StatusOr<LoadedResume> LoadResumeDict(const std::string& job_dir) {
+absl::StatusOr<LoadedResume> LoadResumeDict(const std::string& job_dir,
+                                            const meta::TorchFileLimits& limits) {
   namespace fs = std::filesystem;
   std::string why;
   for (const char* file : {kResumeFile, kPreviousResumeFile}) {
     const std::string path = (fs::path(job_dir) / file).string();
     if (!fs::exists(path)) continue;
-    absl::StatusOr<meta::StateDict> dict = meta::LoadStateDict(path);
+    absl::StatusOr<meta::StateDict> dict = meta::LoadStateDict(path, limits);
     absl::Status valid = dict.ok() ? VerifyResumeChecksum(*dict) : dict.status();
     if (valid.ok()) valid = ResumeStatusFromDict(*dict).status();
     if (valid.ok()) return LoadedResume{*std::move(dict), file, why};

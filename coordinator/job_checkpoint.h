@@ -59,7 +59,9 @@ struct LoadedResume {
 };
 // resume.pt of `job_dir` if it loads and passes its checksum, else resume.prev.pt; DATA_LOSS
 // naming what was wrong with each when neither is usable.
-absl::StatusOr<LoadedResume> LoadResumeDict(const std::string& job_dir);
+// Each file is read within `limits` (--max_checkpoint_mb; torch_file.h).
+absl::StatusOr<LoadedResume> LoadResumeDict(const std::string& job_dir,
+                                            const meta::TorchFileLimits& limits = {});
 // Whether `job_dir` holds resume.pt or resume.prev.pt (the job has started).
 bool HasResumeFile(const std::string& job_dir);
 

@@ -8,6 +8,7 @@
 //                         [--quarantine_backoff 30s] [--[no]speculative_duplicates]
 //                         [--metrics_listen HOST:PORT]
 //                         [--metrics_retention 10m] [--max_queued_jobs_per_token N]
+//                         [--data_root DIRS] [--weights_root DIRS] [--max_task_memory_mb N] ...
 
 #include <ATen/Parallel.h>
 
@@ -19,6 +20,7 @@
 
 #include "absl/flags/flag.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "common/cli/flags.h"
 #include "common/logging/log.h"
 #include "common/metrics/metrics_server.h"
@@ -80,6 +82,27 @@ ABSL_FLAG(int, memory_checkpoint_jobs, 8,
           "without --checkpoint_dir: finished jobs whose best/final checkpoints stay in memory");
 ABSL_FLAG(absl::Duration, metrics_retention, absl::Minutes(10),
           "how long a finished job's and a departed worker's metric series are kept, e.g. 10m");
+
+// docs/security.md, "File paths" and "Limits".
+ABSL_FLAG(std::string, data_root, "../shared/data,/usr/share/datasets",
+          "comma-separated directories that a job's tasks.data_dir and tasks.tensor_file must "
+          "lie in (relative ones against the working directory; so are the paths of a spec); "
+          "anything else is refused as not found");
+ABSL_FLAG(std::string, weights_root, ".",
+          "comma-separated directories that a job's initial_weights must lie in");
+ABSL_FLAG(int64_t, max_task_memory_mb, 2048,
+          "refuse a job whose estimated memory for one task is over this (RESOURCE_EXHAUSTED)");
+ABSL_FLAG(int64_t, max_meta_batch_memory_mb, 16384,
+          "refuse a job whose estimated memory for one meta-batch at once is over this");
+ABSL_FLAG(int64_t, max_meta_batch_size, 10000, "largest meta_batch_size a job may ask for");
+ABSL_FLAG(int64_t, max_checkpoint_mb, 1024,
+          "largest checkpoint (initial_weights, resume.pt) the coordinator reads");
+ABSL_FLAG(int64_t, max_tensor_file_mb, 4096, "largest tasks.tensor_file the coordinator reads");
+ABSL_FLAG(int64_t, max_checkpoint_download_mb, 1024,
+          "largest checkpoint FetchCheckpoint serves (RESOURCE_EXHAUSTED above)");
+ABSL_FLAG(int, max_message_mb, 16, "largest gRPC message the server accepts");
+ABSL_FLAG(int, max_concurrent_streams, 100,
+          "gRPC streams (calls) one client connection may have open at once");
 
 namespace {
 
@@ -194,6 +217,59 @@ int main(int argc, char** argv) {
   security.authorizer = authorizer->get();
   security.max_queued_jobs_per_token = absl::GetFlag(FLAGS_max_queued_jobs_per_token);
   const std::string listen = absl::GetFlag(FLAGS_listen);
+  auto data_roots =
+      metatrain::files::ConfinedRoots::FromList("--data_root", absl::GetFlag(FLAGS_data_root));
+  auto weights_roots = metatrain::files::ConfinedRoots::FromList("--weights_root",
+                                                                 absl::GetFlag(FLAGS_weights_root));
+  if (!data_roots.ok() || !data_roots->confined()) {
+    return metatrain::cli::UsageError(program, "--data_root must name at least one directory");
+  }
+  if (!weights_roots.ok() || !weights_roots->confined()) {
+    return metatrain::cli::UsageError(program, "--weights_root must name at least one directory");
+  }
+  options.data_roots = *data_roots;
+  options.weights_roots = *weights_roots;
+  struct SizeFlag {
+    const char* name;
+    int64_t value;
+    int64_t* mb;     // where the value goes, in MiB
+    int64_t* bytes;  // or in bytes
+  };
+  const SizeFlag sizes[] = {
+      {"--max_task_memory_mb", absl::GetFlag(FLAGS_max_task_memory_mb),
+       &options.job_limits.max_task_memory_mb, nullptr},
+      {"--max_meta_batch_memory_mb", absl::GetFlag(FLAGS_max_meta_batch_memory_mb),
+       &options.job_limits.max_meta_batch_memory_mb, nullptr},
+      {"--max_meta_batch_size", absl::GetFlag(FLAGS_max_meta_batch_size),
+       &options.job_limits.max_meta_batch_size, nullptr},
+      {"--max_checkpoint_mb", absl::GetFlag(FLAGS_max_checkpoint_mb), nullptr,
+       &options.file_limits.checkpoint.max_file_bytes},
+      {"--max_tensor_file_mb", absl::GetFlag(FLAGS_max_tensor_file_mb), nullptr,
+       &options.file_limits.tensor_file.max_file_bytes},
+      {"--max_checkpoint_download_mb", absl::GetFlag(FLAGS_max_checkpoint_download_mb), nullptr,
+       &options.max_checkpoint_download_bytes},
+  };
+  for (const SizeFlag& flag : sizes) {
+    // Up to 2^40 MiB, so that the byte counts cannot overflow.
+    if (flag.value < 1 || flag.value > (int64_t{1} << 40)) {
+      return metatrain::cli::UsageError(
+          program, absl::StrCat(flag.name, " must be in [1, 2^40] (got ", flag.value, ")"));
+    }
+    if (flag.mb != nullptr) *flag.mb = flag.value;
+    if (flag.bytes != nullptr) *flag.bytes = flag.value << 20;
+  }
+  const int message_mb = absl::GetFlag(FLAGS_max_message_mb);
+  if (message_mb < 1 || message_mb > 2047) {
+    return metatrain::cli::UsageError(
+        program, absl::StrCat("--max_message_mb must be in [1, 2047] (got ", message_mb, ")"));
+  }
+  options.max_receive_message_bytes = message_mb << 20;
+  options.max_concurrent_streams = absl::GetFlag(FLAGS_max_concurrent_streams);
+  if (options.max_concurrent_streams < 1) {
+    return metatrain::cli::UsageError(program,
+                                      absl::StrCat("--max_concurrent_streams must be >= 1 (got ",
+                                                   options.max_concurrent_streams, ")"));
+  }
   metatrain::coordinator::Coordinator coordinator(options);
   std::unique_ptr<metatrain::metrics::MetricsServer> metrics;
   if (const std::string listen = absl::GetFlag(FLAGS_metrics_listen); !listen.empty()) {
@@ -210,6 +286,9 @@ int main(int argc, char** argv) {
     metrics = std::move(started).value();
     metatrain::LogLine(absl::StrCat("metrics on ", metrics->url()));
   }
+  metatrain::LogLine(absl::StrCat(
+      "job paths confined to --data_root ", absl::StrJoin(options.data_roots.roots(), ","),
+      " and --weights_root ", absl::StrJoin(options.weights_roots.roots(), ",")));
   // Load (and queue) the jobs of an earlier run before accepting new ones, so job ids
   // never collide with the directories already there.
   if (absl::Status started = coordinator.Start(); !started.ok()) {

@@ -11,6 +11,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/strings/strip.h"
 #include "absl/time/clock.h"
+#include "common/meta/job_paths.h"
 #include "common/meta/params.h"
 #include "common/status/status_macros.h"
 #include "common/status/torch_status.h"
@@ -99,10 +100,16 @@ absl::Status InnerLoopRunner::HandleJobSetup(const v1::JobSetup& setup) {
   job.setup_error = absl::OkStatus();
 
   v1::JobSpec spec = setup.spec();
-  if (!options_.data_dir.empty()) spec.mutable_tasks()->set_data_dir(options_.data_dir);
+  // The worker's own --data_dir is the operator's, not the job's: it is not confined.
+  const bool own_data = !options_.data_dir.empty();
+  if (own_data) spec.mutable_tasks()->set_data_dir(options_.data_dir);
   const absl::Time load_start = absl::Now();
-  auto context =
-      Flatten(CatchTorch("building the job", [&] { return meta::MakeJobContext(spec); }));
+  auto context = Flatten(CatchTorch("building the job", [&]() -> absl::StatusOr<meta::JobContext> {
+    ASSIGN_OR_RETURN(v1::JobSpec resolved,
+                     meta::ResolveJobPaths(spec, {own_data ? nullptr : &options_.data_roots,
+                                                  &options_.data_roots, nullptr}));
+    return meta::MakeJobContext(resolved);
+  }));
   if (options_.metrics) options_.metrics->DatasetLoaded(absl::Now() - load_start);
   if (!context.ok()) {
     job.setup_error =

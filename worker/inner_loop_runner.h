@@ -29,6 +29,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "common/files/confined_path.h"
 #include "common/meta/trainer.h"
 #include "common/rpc/tensor_codec.h"
 #include "metatrain/v1/worker_service.pb.h"
@@ -39,6 +40,11 @@ namespace metatrain::worker {
 struct RunnerOptions {
   // Replaces JobSpec.tasks.data_dir when non-empty: the worker's own copy of the data.
   std::string data_dir;
+  // Where the paths that come with a job (tasks.data_dir unless data_dir replaces it,
+  // tasks.tensor_file) must lie; a path outside or missing fails the job's setup with
+  // "<field> '<path>': not found under --data_root" (common/files/confined_path.h).
+  // Default (no roots): anywhere; metatrain-worker sets them from --data_root.
+  files::ConfinedRoots data_roots;
   // "cpu" or "cuda:N". Tasks and parameters are moved there for the computation.
   std::string device = "cpu";
   // Jobs whose context (and dataset) stays cached; the least recently used (set up or

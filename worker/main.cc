@@ -43,6 +43,10 @@ ABSL_FLAG(int, max_cached_jobs, 4,
 ABSL_FLAG(std::string, data_dir, "",
           "this worker's copy of the dataset, used instead of the job's tasks.data_dir; empty: "
           "the job's");
+ABSL_FLAG(std::string, data_root, "../shared/data,/usr/share/datasets",
+          "comma-separated directories that the tasks.data_dir and tasks.tensor_file of a job "
+          "must lie in (relative ones against the working directory); --data_dir is not "
+          "confined");
 ABSL_FLAG(std::string, name, "", "name shown by the coordinator; empty: hostname:pid");
 ABSL_FLAG(bool, log_assignments, false, "log every assignment's compute time to stderr");
 ABSL_FLAG(
@@ -61,7 +65,8 @@ metatrain::cli::Program WorkerProgram() {
       "[--threads N]\n"
       "                        [--capacity N] [--max_cached_jobs N] [--data_dir DIR] [--name "
       "NAME]\n"
-      "                        [--log_assignments] [--metrics_listen HOST:PORT]\n"
+      "                        [--log_assignments] [--metrics_listen HOST:PORT] [--data_root "
+      "DIRS]\n"
       "Computes inner loops for a metatrain coordinator. Runs until the coordinator sends\n"
       "Shutdown or the process gets SIGINT/SIGTERM (a second signal exits at once); an\n"
       "unreachable coordinator is retried with backoff; a coordinator of another version\n"
@@ -103,6 +108,12 @@ int main(int argc, char** argv) {
   session.log_assignments = absl::GetFlag(FLAGS_log_assignments);
   runner_options.data_dir = absl::GetFlag(FLAGS_data_dir);
   runner_options.max_cached_jobs = absl::GetFlag(FLAGS_max_cached_jobs);
+  auto data_roots =
+      metatrain::files::ConfinedRoots::FromList("--data_root", absl::GetFlag(FLAGS_data_root));
+  if (!data_roots.ok() || !data_roots->confined()) {
+    return usage_error("--data_root must name at least one directory");
+  }
+  runner_options.data_roots = *data_roots;
   if (session.threads <= 0) {
     return usage_error(
         absl::StrCat("--threads must be a positive integer (got \"", session.threads, "\")"));

@@ -12,6 +12,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/files/confined_path.h"
 #include "common/status/status_macros.h"
 #include "common/status/torch_status.h"
 
@@ -43,7 +44,8 @@ absl::StatusOr<std::string> SerializeStateDict(const StateDict& state) {
   });
 }
 
-absl::StatusOr<StateDict> DeserializeStateDict(const std::string& bytes) {
+absl::StatusOr<StateDict> DeserializeStateDict(const std::string& bytes,
+                                               const TorchFileLimits& limits) {
   // LibTorch's unpickler turns collections.OrderedDict (what nn.Module.state_dict() returns)
   // into None, so such files cannot be read; say what to do instead of failing obscurely.
   // Tensors pickle an (empty) OrderedDict of hooks too; only a top-level one, right after
@@ -53,29 +55,9 @@ absl::StatusOr<StateDict> DeserializeStateDict(const std::string& bytes) {
         "file holds an OrderedDict (torch.save(model.state_dict())), which LibTorch cannot "
         "read; save a plain dict instead: torch.save(dict(model.state_dict()), path)");
   }
-  const std::vector<char> data(bytes.begin(), bytes.end());
-  ASSIGN_OR_RETURN(c10::IValue value,
-                   CatchTorch(
-                       "not a torch.save file", [&] { return torch::pickle_load(data); },
-                       absl::StatusCode::kInvalidArgument));
-  if (!value.isGenericDict()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("expected a state dict (dict of name -> tensor), got ", value.tagKind()));
-  }
-  StateDict state;
-  for (const auto& entry : value.toGenericDict()) {
-    if (!entry.key().isString()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("state dict key is a ", entry.key().tagKind(), ", not a string"));
-    }
-    const std::string key = entry.key().toStringRef();
-    if (!entry.value().isTensor()) {
-      return absl::InvalidArgumentError(absl::StrCat("state dict entry '", key, "' is a ",
-                                                     entry.value().tagKind(), ", not a tensor"));
-    }
-    state[key] = entry.value().toTensor();
-  }
-  return state;
+  // Checkpoints hold parameters and optimizer state (floating point), step counters
+  // (int64) and serialised protos (uint8); nothing else.
+  return ParseTorchTensorDict(bytes, {at::kFloat, at::kDouble, at::kLong, at::kByte}, limits);
 }
 
 absl::Status SaveStateDict(const std::string& path, const StateDict& state) {
@@ -83,11 +65,11 @@ absl::Status SaveStateDict(const std::string& path, const StateDict& state) {
   return WriteFileAtomically(path, bytes);
 }
 
-absl::StatusOr<StateDict> LoadStateDict(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return ErrnoError("cannot open checkpoint", path);
-  std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  auto state = DeserializeStateDict(bytes);
+absl::StatusOr<StateDict> LoadStateDict(const std::string& path, const TorchFileLimits& limits) {
+  ASSIGN_OR_RETURN(
+      std::string bytes,
+      files::ReadFileBounded("checkpoint", path, limits.max_file_bytes, "max_checkpoint_mb"));
+  auto state = DeserializeStateDict(bytes, limits);
   if (!state.ok()) {
     return absl::Status(state.status().code(), absl::StrCat(path, ": ", state.status().message()));
   }
@@ -162,10 +144,15 @@ absl::StatusOr<TensorList> FromStateDict(const std::vector<ParamSpec>& specs,
       return absl::InvalidArgumentError(absl::StrCat(
           spec.name, ": checkpoint has ", Shape(t.sizes()), ", model needs ", Shape(spec.shape)));
     }
-    if (!at::isFloatingType(t.scalar_type())) {
+    if (t.scalar_type() != at::kFloat && t.scalar_type() != at::kDouble) {
       return absl::InvalidArgumentError(absl::StrCat(spec.name, ": checkpoint tensor is ",
                                                      c10::toString(t.scalar_type()),
-                                                     ", expected floating point"));
+                                                     ", expected float32 or float64"));
+    }
+    // Parameters feed every later step: one NaN or Inf would poison the whole run.
+    if (!at::isfinite(t).all().item<bool>()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(spec.name, ": checkpoint holds values that are not finite (NaN or Inf)"));
     }
     params.push_back(t.detach().to(dtype).contiguous().clone());
   }

@@ -11,25 +11,34 @@
 
 #include "absl/status/statusor.h"
 #include "common/meta/params.h"
+#include "common/meta/torch_file.h"
 
 namespace metatrain::meta {
 
 using StateDict = std::map<std::string, at::Tensor>;
 
 // Serialises to / from torch.save's byte format (for files and for the wire).
+// Deserialising treats the bytes as untrusted (torch_file.h): INVALID_ARGUMENT for
+// anything but a torch.save zip of a dict of float32/float64/int64/uint8 tensors within
+// `limits`; never an exception.
 absl::StatusOr<std::string> SerializeStateDict(const StateDict& state);
-absl::StatusOr<StateDict> DeserializeStateDict(const std::string& bytes);
+absl::StatusOr<StateDict> DeserializeStateDict(const std::string& bytes,
+                                               const TorchFileLimits& limits = {});
 
 absl::Status SaveStateDict(const std::string& path, const StateDict& state);
-absl::StatusOr<StateDict> LoadStateDict(const std::string& path);
+// Reads at most limits.max_file_bytes (INVALID_ARGUMENT above that, NOT_FOUND for a
+// missing file), then DeserializeStateDict.
+absl::StatusOr<StateDict> LoadStateDict(const std::string& path,
+                                        const TorchFileLimits& limits = {});
 
 // Writes `bytes` to `path` atomically: temp file in the same directory, fsync, rename.
 absl::Status WriteFileAtomically(const std::string& path, const std::string& bytes);
 
 StateDict ToStateDict(const std::vector<ParamSpec>& specs, const TensorList& params);
 // Picks `specs` out of `state` in order, converting to `dtype`. INVALID_ARGUMENT naming the
-// missing key or the mismatched shape ("net.0.weight: checkpoint has [40, 1], model needs
-// [40, 2]"). Extra keys are ignored only if `allow_extra`.
+// missing key, the mismatched shape ("net.0.weight: checkpoint has [40, 1], model needs
+// [40, 2]"), a dtype other than float32/float64, or values that are not finite. Extra keys
+// are ignored only if `allow_extra`.
 absl::StatusOr<TensorList> FromStateDict(const std::vector<ParamSpec>& specs,
                                          const StateDict& state, at::ScalarType dtype,
                                          bool allow_extra = false);

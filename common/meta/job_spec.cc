@@ -269,6 +269,10 @@ std::string JobSpecToJson(const v1::JobSpec& spec) {
 }
 
 absl::StatusOr<v1::JobSpec> NormalizeJobSpec(v1::JobSpec spec) {
+  return NormalizeJobSpec(std::move(spec), JobLimits());
+}
+
+absl::StatusOr<v1::JobSpec> NormalizeJobSpec(v1::JobSpec spec, const JobLimits& limits) {
   if (spec.algorithm().empty()) {
     return absl::InvalidArgumentError(
         absl::StrCat("algorithm is required (one of ", AlgorithmNames(), ")"));
@@ -346,6 +350,7 @@ absl::StatusOr<v1::JobSpec> NormalizeJobSpec(v1::JobSpec spec) {
   if (spec.select_best_by().empty()) spec.set_select_best_by("loss");
 
   RETURN_IF_ERROR(ValidateSpec(spec));
+  RETURN_IF_ERROR(CheckJobLimits(spec, limits));
   return spec;
 }
 

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "common/meta/job_limits.h"
 #include "metatrain/v1/job.pb.h"
 
 namespace metatrain::meta {
@@ -18,8 +19,12 @@ absl::StatusOr<v1::JobSpec> ReadJobSpecFile(const std::string& path);
 std::string JobSpecToJson(const v1::JobSpec& spec);
 
 // Fills defaults (documented in job.proto) and validates. INVALID_ARGUMENT with the
-// field's path in the message, e.g. "tasks.shots must be > 0 (got -1)".
+// field's path in the message, e.g. "tasks.shots must be > 0 (got -1)". Then checks the
+// spec against `limits` (job_limits.h; the one-argument form: the default limits):
+// INVALID_ARGUMENT naming the field for a size over its limit, RESOURCE_EXHAUSTED naming
+// the limit for a job whose estimated memory is over it.
 absl::StatusOr<v1::JobSpec> NormalizeJobSpec(v1::JobSpec spec);
+absl::StatusOr<v1::JobSpec> NormalizeJobSpec(v1::JobSpec spec, const JobLimits& limits);
 
 bool IsClassificationFamily(const std::string& family);
 

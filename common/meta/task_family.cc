@@ -13,11 +13,12 @@ uint64_t TaskSeed(uint64_t job_seed, const TaskKey& key) {
                   static_cast<uint64_t>(key.step), static_cast<uint64_t>(key.index)});
 }
 
-absl::StatusOr<std::unique_ptr<TaskFamily>> MakeTaskFamily(const v1::JobSpec& spec) {
+absl::StatusOr<std::unique_ptr<TaskFamily>> MakeTaskFamily(const v1::JobSpec& spec,
+                                                           const JobFileLimits& limits) {
   const auto& family = spec.tasks().family();
   if (family == "sinusoid") return MakeSinusoidTasks(spec.tasks(), spec.seed());
   if (family == "linear") return MakeLinearTasks(spec.tasks(), spec.seed());
-  if (family == "tensor_file") return MakeTensorFileTasks(spec);
+  if (family == "tensor_file") return MakeTensorFileTasks(spec, limits.tensor_file);
   if (family == "synthetic_images") {
     return MakeImageClassificationTasks(MakeSyntheticImageDataset(spec.tasks(), spec.seed()),
                                         spec.tasks(), spec.seed(), spec.protonet().train_ways());

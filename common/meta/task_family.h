@@ -13,6 +13,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
+#include "common/meta/torch_file.h"
 #include "metatrain/v1/job.pb.h"
 
 namespace metatrain::meta {
@@ -54,7 +55,9 @@ uint64_t TaskSeed(uint64_t job_seed, const TaskKey& key);
 
 // Builds the family named by spec.tasks().family(), loading data from its data_dir.
 // `spec` must be normalised (see job_spec.h).
-absl::StatusOr<std::unique_ptr<TaskFamily>> MakeTaskFamily(const v1::JobSpec& spec);
+// A tensor file is read within `limits.tensor_file` (torch_file.h).
+absl::StatusOr<std::unique_ptr<TaskFamily>> MakeTaskFamily(const v1::JobSpec& spec,
+                                                           const JobFileLimits& limits = {});
 
 // Concatenates batches along the task dimension (for tests and evaluation rounds).
 TaskBatch ConcatTaskBatches(const std::vector<TaskBatch>& batches);

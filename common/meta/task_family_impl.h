@@ -32,7 +32,8 @@ absl::StatusOr<std::unique_ptr<TaskFamily>> MakeImageClassificationTasks(
 data::FewShotDataset MakeSyntheticImageDataset(const v1::TaskSpec& spec, uint64_t seed);
 
 // Tasks read from a torch.save'd dict {support_x, support_y, query_x, query_y}.
-absl::StatusOr<std::unique_ptr<TaskFamily>> MakeTensorFileTasks(const v1::JobSpec& spec);
+absl::StatusOr<std::unique_ptr<TaskFamily>> MakeTensorFileTasks(const v1::JobSpec& spec,
+                                                                const TorchFileLimits& limits = {});
 
 }  // namespace metatrain::meta
 

@@ -3,11 +3,9 @@
 
 #include <torch/serialize.h>
 
-#include <fstream>
-#include <iterator>
-
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/files/confined_path.h"
 #include "common/meta/rng.h"
 #include "common/meta/task_family_impl.h"
 #include "common/status/status_macros.h"
@@ -80,40 +78,31 @@ class TensorFileTasks : public TaskFamily {
   bool file_order_;
 };
 
-absl::StatusOr<c10::IValue> ReadPickle(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    return absl::NotFoundError(absl::StrCat("tasks.tensor_file: cannot open '", path, "'"));
-  }
-  std::vector<char> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  return CatchTorch(
-      absl::StrCat("tasks.tensor_file: '", path, "' is not a torch.save file"),
-      [&] { return torch::pickle_load(bytes); }, absl::StatusCode::kInvalidArgument);
-}
+// The most classes a tensor file's labels may name: the head's width comes from them.
+constexpr int64_t kMaxTensorFileClasses = 1 << 16;
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<TaskFamily>> MakeTensorFileTasks(const v1::JobSpec& spec) {
+absl::StatusOr<std::unique_ptr<TaskFamily>> MakeTensorFileTasks(const v1::JobSpec& spec,
+                                                                const TorchFileLimits& limits) {
   const std::string& path = spec.tasks().tensor_file();
-  ASSIGN_OR_RETURN(c10::IValue value, ReadPickle(path));
   auto fail = [&](const std::string& what) {
     return absl::InvalidArgumentError(absl::StrCat("tasks.tensor_file '", path, "': ", what));
   };
-  if (!value.isGenericDict()) {
-    return fail(absl::StrCat("expected a dict of tensors, got ", value.tagKind()));
-  }
-  const c10::Dict<c10::IValue, c10::IValue> dict = value.toGenericDict();
+  ASSIGN_OR_RETURN(std::string bytes,
+                   files::ReadFileBounded("tasks.tensor_file", path, limits.max_file_bytes,
+                                          "max_tensor_file_mb"));
+  // NOTE [Untrusted torch files] in torch_file.h.
+  auto parsed = ParseTorchTensorDict(bytes, {at::kFloat, at::kDouble, at::kLong}, limits);
+  if (!parsed.ok()) return fail(std::string(parsed.status().message()));
   std::map<std::string, at::Tensor> tensors;
   for (const char* key : {"support_x", "support_y", "query_x", "query_y"}) {
-    auto it = dict.find(c10::IValue(std::string(key)));
-    if (it == dict.end()) {
+    auto it = parsed->find(key);
+    if (it == parsed->end()) {
       return fail(
           absl::StrCat("missing key '", key, "' (need support_x, support_y, query_x, query_y)"));
     }
-    if (!it->value().isTensor()) {
-      return fail(absl::StrCat("'", key, "' is a ", it->value().tagKind(), ", not a tensor"));
-    }
-    tensors[key] = it->value().toTensor().contiguous();
+    tensors[key] = it->second.contiguous();
   }
   const at::Tensor& sx = tensors["support_x"];
   const at::Tensor& sy = tensors["support_y"];
@@ -162,7 +151,11 @@ absl::StatusOr<std::unique_ptr<TaskFamily>> MakeTensorFileTasks(const v1::JobSpe
   if (classification) {
     const int64_t lo = std::min(sy.min().item<int64_t>(), qy.min().item<int64_t>());
     if (lo < 0) return fail(absl::StrCat("labels must be >= 0 (found ", lo, ")"));
-    output_size = std::max(sy.max().item<int64_t>(), qy.max().item<int64_t>()) + 1;
+    const int64_t hi = std::max(sy.max().item<int64_t>(), qy.max().item<int64_t>());
+    if (hi >= kMaxTensorFileClasses) {
+      return fail(absl::StrCat("labels must be < ", kMaxTensorFileClasses, " (found ", hi, ")"));
+    }
+    output_size = hi + 1;
   } else {
     output_size = sy.size(2);
     if (qy.size(2) != output_size) {

@@ -13,11 +13,13 @@
 #include "common/status/torch_status.h"
 
 namespace metatrain::meta {
-absl::StatusOr<JobContext> MakeJobContext(const v1::JobSpec& normalized_spec) {
+absl::StatusOr<JobContext> MakeJobContext(const v1::JobSpec& normalized_spec,
+                                          const JobFileLimits& file_limits) {
   JobContext job;
   job.spec = normalized_spec;
+  job.file_limits = file_limits;
   job.dtype = normalized_spec.dtype() == "float64" ? at::kDouble : at::kFloat;
-  ASSIGN_OR_RETURN(job.family, MakeTaskFamily(normalized_spec));
+  ASSIGN_OR_RETURN(job.family, MakeTaskFamily(normalized_spec, file_limits));
   ASSIGN_OR_RETURN(
       std::unique_ptr<Model> model,
       MakeModel(normalized_spec.model(), job.family->input_shape(), job.family->output_size()));
@@ -38,7 +40,7 @@ absl::StatusOr<TensorList> InitialMetaParams(const JobContext& job) {
   TensorList params = job.learner->InitialMetaParams(rng, job.dtype);
   if (job.spec.initial_weights().empty()) return params;
   const std::string& path = job.spec.initial_weights();
-  auto state = LoadStateDict(path);
+  auto state = LoadStateDict(path, job.file_limits.checkpoint);
   if (!state.ok()) {
     return absl::Status(state.status().code(),
                         absl::StrCat("initial_weights: ", state.status().message()));

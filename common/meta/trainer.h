@@ -55,8 +55,11 @@ struct JobContext {
   std::shared_ptr<const Model> model;
   std::unique_ptr<TaskFamily> family;
   std::unique_ptr<MetaLearner> learner;
+  // What the job's files may hold (InitialMetaParams reads initial_weights within them).
+  JobFileLimits file_limits;
 };
-absl::StatusOr<JobContext> MakeJobContext(const v1::JobSpec& normalized_spec);
+absl::StatusOr<JobContext> MakeJobContext(const v1::JobSpec& normalized_spec,
+                                          const JobFileLimits& file_limits = {});
 
 // The keys of the meta-batch of training step `step` (0-based).
 std::vector<TaskKey> TrainingKeys(const v1::JobSpec& spec, int64_t step);

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 
 #include <algorithm>
+#include <fstream>
 #include <memory>
 #include <regex>
 #include <set>
@@ -59,14 +60,24 @@ std::vector<Binary> Binaries() {
         "insecure",
         "tokens_file",
         "worker_token_file",
-        "max_queued_jobs_per_token"},
+        "max_queued_jobs_per_token",
+        "data_root",
+        "weights_root",
+        "max_task_memory_mb",
+        "max_meta_batch_memory_mb",
+        "max_meta_batch_size",
+        "max_checkpoint_mb",
+        "max_tensor_file_mb",
+        "max_checkpoint_download_mb",
+        "max_message_mb",
+        "max_concurrent_streams"},
        "  --listen (default: \"127.0.0.1:50051\")\n",
        {"--threads=abc"}},
       {"metatrain-worker",
        "worker/metatrain-worker",
        {"coordinator", "device", "threads", "capacity", "max_cached_jobs", "data_dir", "name",
         "log_assignments", "metrics_listen", "tls_ca", "tls_cert", "tls_key", "tls_server_name",
-        "insecure", "token_file"},
+        "insecure", "token_file", "data_root"},
        "  --capacity (default: 32)\n",
        {"--threads=abc"}},
       {"metactl",
@@ -224,6 +235,19 @@ TEST_F(CliTest, ValuesOutOfRangeAreOneLineExitTwo) {
            {"worker/metatrain-worker",
             {"--metrics_listen", "9464"},
             "--metrics_listen must be HOST:PORT"},
+           {"coordinator/metatrain-coordinator",
+            {"--data_root="},
+            "--data_root must name at least one directory"},
+           {"coordinator/metatrain-coordinator",
+            {"--weights_root=a,,b"},
+            "--weights_root must name at least one directory"},
+           {"coordinator/metatrain-coordinator",
+            {"--max_task_memory_mb=0"},
+            "--max_task_memory_mb must be in [1, 2^40]"},
+           {"coordinator/metatrain-coordinator",
+            {"--max_message_mb=4096"},
+            "--max_message_mb must be in [1, 2047]"},
+           {"worker/metatrain-worker", {"--data_root="}, "--data_root must name at least one"},
            {"tools/metatrain-train", {}, "--job is required"},
            {"tools/metatrain-train", {"--job", "j.json", "--steps", "0"}, "--steps must be"},
            {"tools/metactl/metactl", {"health", "--deadline=0s"}, "--deadline must be positive"},
@@ -231,6 +255,26 @@ TEST_F(CliTest, ValuesOutOfRangeAreOneLineExitTwo) {
     CommandResult r = RunBinary(path, args);
     EXPECT_EQ(r.exit_code, 2) << path << ": " << r.err;
     EXPECT_THAT(r.err, HasSubstr(message)) << path;
+    EXPECT_EQ(CountLines(r.err), 1) << r.err;
+  }
+}
+
+// Issue #14: a spec that would make the process allocate terabytes is refused at once.
+TEST_F(CliTest, MetatrainTrainRefusesOversizedSpecsBeforeAllocating) {
+  const std::string dir = MakeTempDir("metatrain-cli-");
+  ASSERT_FALSE(dir.empty());
+  for (const auto& [json, message] : std::vector<std::pair<std::string, std::string>>{
+           {R"({"algorithm": "maml", "tasks": {"family": "sinusoid", "shots": 2000000000}})",
+            "tasks.shots must be <= 10000 (got 2000000000)"},
+           {R"({"algorithm": "maml", "tasks": {"family": "sinusoid"},
+                "meta_batch_size": 2000000000})",
+            "meta_batch_size must be <= 10000 (got 2000000000)"},
+       }) {
+    const std::string path = dir + "/huge.json";
+    std::ofstream(path) << json;
+    CommandResult r = RunBinary("tools/metatrain-train", {"--job", path});
+    EXPECT_EQ(r.exit_code, 2) << r.err;
+    EXPECT_THAT(r.err, HasSubstr(message));
     EXPECT_EQ(CountLines(r.err), 1) << r.err;
   }
 }

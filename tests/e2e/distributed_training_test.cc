@@ -243,8 +243,11 @@ TEST_F(Cluster, TwoWorkersMetaTrainOmniglotFarAboveChance) {
     "test_tasks": 200, "seed": 3
   })"));
   ASSERT_TRUE(spec.ok()) << spec.status();
-  AddWorker();
-  AddWorker();
+  // The data may be anywhere (METATRAIN_DATA_DIR): the processes' roots must hold it.
+  const std::string data_root = absl::StrCat("--data_root=", ::metatrain::testing::OmniglotDir());
+  RestartCoordinator({data_root});
+  AddWorker({data_root});
+  AddWorker({data_root});
   const std::string job = Submit(*spec);
   v1::JobStatus status = WatchUntil(
       job, [](const v1::JobStatus&) { return false; }, std::chrono::seconds(600));
@@ -335,8 +338,7 @@ TEST_F(Cluster, TwentyRandomWorkerKillsDuringOneJobChangeNoBit) {
       if (workers_[i]->running()) alive.push_back(i);
     }
     if (alive.empty()) continue;
-    const size_t victim =
-        alive[std::uniform_int_distribution<size_t>(0, alive.size() - 1)(random)];
+    const size_t victim = alive[std::uniform_int_distribution<size_t>(0, alive.size() - 1)(random)];
     workers_[victim]->Signal(SIGKILL);
     ASSERT_TRUE(workers_[victim]->Wait(absl::Seconds(30)).ok());
     ++kills;

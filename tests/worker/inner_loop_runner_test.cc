@@ -263,6 +263,44 @@ TEST_F(RunnerTest, JobWhoseDataCannotBeLoadedFailsItsAssignmentsWithTheCause) {
   EXPECT_THAT(reply.done[0].error(), HasSubstr("omni setup failed"));
 }
 
+// Paths that come with a job are confined to the worker's --data_root; its own --data_dir
+// is the operator's and is not.
+TEST_F(RunnerTest, JobPathsOutsideTheWorkersDataRootAreRefusedAsNotFound) {
+  auto roots = files::ConfinedRoots::Make("--data_root", {"/nonexistent/metatrain-root"});
+  ASSERT_TRUE(roots.ok()) << roots.status();
+  RunnerOptions options;
+  options.data_roots = *roots;
+  InnerLoopRunner runner(options);
+  for (const char* json : {
+           R"({"algorithm": "maml", "tasks": {"family": "omniglot", "data_dir": "/etc"}})",
+           R"({"algorithm": "maml", "tasks": {"family": "tensor_file",
+               "tensor_file": "/etc/passwd"}})",
+       }) {
+    auto spec = meta::ParseJobSpec(json);
+    ASSERT_TRUE(spec.ok());
+    auto normalized = meta::NormalizeJobSpec(*spec);
+    ASSERT_TRUE(normalized.ok()) << normalized.status();
+    v1::JobSetup setup;
+    setup.set_job_id("escape");
+    *setup.mutable_spec() = *normalized;
+    absl::Status status = runner.HandleJobSetup(setup);
+    EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << status;
+    EXPECT_THAT(std::string(status.message()), HasSubstr("': not found under --data_root"));
+  }
+  // With the worker's own copy of the data, the job's data_dir is not looked at.
+  options.data_dir = "/nonexistent/own-copy";
+  InnerLoopRunner own(options);
+  auto spec = meta::ParseJobSpec(
+      R"({"algorithm": "maml", "tasks": {"family": "omniglot", "data_dir": "/etc"}})");
+  ASSERT_TRUE(spec.ok());
+  v1::JobSetup setup;
+  setup.set_job_id("own");
+  *setup.mutable_spec() = *meta::NormalizeJobSpec(*spec);
+  absl::Status status = own.HandleJobSetup(setup);
+  EXPECT_THAT(std::string(status.message()), HasSubstr("/nonexistent/own-copy"));
+  EXPECT_THAT(std::string(status.message()), ::testing::Not(HasSubstr("--data_root")));
+}
+
 TEST_F(RunnerTest, OlderParameterVersionsAreDroppedButThePreviousIsKept) {
   InnerLoopRunner runner(RunnerOptions{});
   Setup(runner, "job-1", 0);

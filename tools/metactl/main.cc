@@ -320,8 +320,9 @@ int Submit(Client& client, const std::string& path, bool watch, absl::Duration d
     return Fail(absl::InvalidArgumentError(spec.status().message()));
   }
   // Validate here too, so a bad spec is reported before anything is contacted; the
-  // coordinator normalises the spec as sent.
-  if (auto normalized = meta::NormalizeJobSpec(*spec); !normalized.ok()) {
+  // coordinator normalises the spec as sent, and checks it against its own limits.
+  if (auto normalized = meta::NormalizeJobSpec(*spec, meta::JobLimits::Unlimited());
+      !normalized.ok()) {
     return Fail(normalized.status());
   }
   v1::SubmitJobRequest request;
