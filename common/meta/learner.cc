@@ -39,7 +39,6 @@ absl::StatusOr<std::unique_ptr<MetaLearner>> MakeMetaLearner(const v1::JobSpec& 
   if (steps < 0) {
     return absl::InvalidArgumentError(absl::StrCat("inner.steps must be >= 0 (got ", steps, ")"));
   }
-  const std::string& algorithm = spec.algorithm();
   if (algorithm == "meta_lstm") {
     // inner.lr does not apply: the learned input gate is the step size.
     const v1::MetaLstmSpec& m = spec.meta_lstm();
