@@ -1,7 +1,6 @@
 #include "coordinator/worker_pool_source.h"
 
 #include <algorithm>
-#include <cmath>
 #include <set>
 #include <utility>
 
@@ -58,11 +57,9 @@ struct WorkerPoolSource::InFlight {
   int64_t begin = 0, end = 0;
   absl::Time sent_at;
   absl::Time deadline;
-  // Training: the task whose gradient chunks are arriving (-1: none), and how many of the
-  // assignment's tasks are complete.
-  int64_t current_task = -1;
+  // Training: the gradients arriving, and how many of the assignment's tasks are complete.
+  std::unique_ptr<GradientIntake> intake;
   int64_t tasks_done = 0;
-  std::unique_ptr<rpc::TensorAssembler> assembler;
 };
 
 WorkerPoolSource::WorkerPoolSource(std::string job_id, const meta::JobContext& job,
@@ -317,7 +314,8 @@ bool WorkerPoolSource::SendAssignment(Participant& participant, Round& round, in
   in_flight->sent_at = clock_.Now();
   in_flight->deadline = in_flight->sent_at + options_.assignment_timeout;
   if (round.train) {
-    in_flight->assembler = std::make_unique<rpc::TensorAssembler>(specs_, job_.dtype);
+    in_flight->intake =
+        std::make_unique<GradientIntake>(begin, end, specs_, job_.dtype, classification_);
   }
   v1::CoordinatorMessage message;
   v1::Assignment* assignment = message.mutable_assignment();
@@ -368,45 +366,20 @@ void WorkerPoolSource::HandleGradient(Round& round, const std::string& worker_id
   InFlight* owned = OwnedAssignment(gradient.assignment_id(), worker_id);
   if (owned == nullptr) return;
   InFlight& a = *owned;
-  const int64_t t = gradient.task_index();
   if (!round.train) {
     return Reject(round, a.id, RejectReason::kMalformed,
                   "gradient sent for an evaluation assignment");
   }
-  if (t < a.begin || t >= a.end || round.completed[t]) {
-    return Reject(round, a.id, RejectReason::kMalformed,
-                  absl::StrCat("gradient for task ", t, " outside the assignment's open tasks"));
-  }
-  if (a.current_task == -1) {
-    a.current_task = t;
-    a.assembler->Reset();
-  } else if (a.current_task != t) {
-    return Reject(
-        round, a.id, RejectReason::kMalformed,
-        absl::StrCat("gradient chunks of task ", t, " interleaved with task ", a.current_task));
-  }
-  absl::Status status = a.assembler->Add(gradient.chunk());
-  if (!status.ok()) {
-    return Reject(round, a.id, RejectReason::kMalformed,
-                  absl::StrCat("task ", t, ": ", status.message()));
-  }
-  if (!gradient.last()) return;
-  auto tensors = a.assembler->Finish();
-  if (!tensors.ok()) {
-    return Reject(round, a.id, RejectReason::kMalformed,
-                  absl::StrCat("task ", t, ": ", tensors.status().message()));
-  }
-  if (!std::isfinite(gradient.query_loss()) ||
-      (classification_ && !std::isfinite(gradient.query_accuracy()))) {
-    return Reject(round, a.id, RejectReason::kNonFinite,
-                  absl::StrCat("task ", t, ": non-finite query metrics"));
-  }
-  round.gradients[t] = std::move(tensors).value();
-  round.loss[t] = gradient.query_loss();
-  round.accuracy[t] = gradient.query_accuracy();
+  GradientIntake::Outcome outcome = a.intake->Add(gradient, round.completed);
+  if (outcome.refusal) return Reject(round, a.id, *outcome.refusal);
+  if (!outcome.task) return;
+  GradientIntake::Task& task = *outcome.task;
+  const int64_t t = task.index;
+  round.gradients[t] = std::move(task.gradient);
+  round.loss[t] = task.query_loss;
+  round.accuracy[t] = task.query_accuracy;
   round.completed[t] = 1;
   --round.remaining;
-  a.current_task = -1;
   if (hooks_.job_metrics) hooks_.job_metrics->AddTasksCompleted(1);
   // The round may end with this gradient, before the assignment's AssignmentDone arrives.
   if (++a.tasks_done == a.end - a.begin) RecordCompletion(round, a);
@@ -430,31 +403,10 @@ void WorkerPoolSource::HandleDone(Round& round, const std::string& worker_id,
       }
     }
   } else {
-    std::vector<const v1::TaskMetrics*> by_task(a.end - a.begin, nullptr);
-    for (const auto& m : done.metrics()) {
-      const int64_t t = m.task_index();
-      if (t < a.begin || t >= a.end || by_task[t - a.begin] != nullptr) {
-        return Reject(round, a.id, RejectReason::kMalformed,
-                      absl::StrCat("metrics for unexpected task ", t));
-      }
-      bool finite = std::isfinite(m.loss_before()) && std::isfinite(m.loss_after());
-      if (classification_) {
-        finite = finite && std::isfinite(m.accuracy_before()) && std::isfinite(m.accuracy_after());
-      }
-      if (!finite) {
-        return Reject(round, a.id, RejectReason::kNonFinite,
-                      absl::StrCat("task ", t, ": non-finite metrics"));
-      }
-      by_task[t - a.begin] = &m;
-    }
+    MetricsOutcome outcome = CheckEvaluationMetrics(done, a.begin, a.end, classification_);
+    if (outcome.refusal) return Reject(round, a.id, *outcome.refusal);
     for (int64_t t = a.begin; t < a.end; ++t) {
-      if (by_task[t - a.begin] == nullptr) {
-        return Reject(round, a.id, RejectReason::kMalformed,
-                      absl::StrCat("no metrics for task ", t));
-      }
-    }
-    for (int64_t t = a.begin; t < a.end; ++t) {
-      round.metrics[t] = *by_task[t - a.begin];
+      round.metrics[t] = std::move(outcome.metrics[t - a.begin]);
       round.completed[t] = 1;
       --round.remaining;
     }
@@ -496,6 +448,12 @@ void WorkerPoolSource::Reject(Round& round, int64_t assignment_id, RejectReason 
                               const std::string& message) {
   if (hooks_.metrics) hooks_.metrics->ResultRejected(reason);
   Requeue(round, assignment_id, ReassignReason::kRejected, message);
+}
+
+void WorkerPoolSource::Reject(Round& round, int64_t assignment_id, const Refusal& refusal) {
+  Reject(round, assignment_id,
+         refusal.kind == Refusal::kNonFinite ? RejectReason::kNonFinite : RejectReason::kMalformed,
+         refusal.message);
 }
 
 void WorkerPoolSource::Requeue(Round& round, int64_t assignment_id, ReassignReason why,
