@@ -11,7 +11,7 @@ ifneq ($(shell grep -m1 -o avx512f /proc/cpuinfo 2>/dev/null),)
 export OPENBLAS_CORETYPE ?= SkylakeX
 endif
 
-.PHONY: all deps configure build test demo bench clean format
+.PHONY: all deps configure build test demo bench clean format test-asan fuzz
 
 all: build
 
@@ -26,6 +26,22 @@ build: configure
 
 test: build
 	cd $(BUILD_DIR) && ctest --output-on-failure -j $(JOBS) --timeout 900
+
+# The whole suite under AddressSanitizer + UndefinedBehaviorSanitizer, in its own build dir
+# (docs/security.md "Fuzzing and sanitizers"). -O1 -g1: readable stacks, a cheaper build.
+# The sanitizer options reach every test through cmake/MetatrainTest.cmake.
+ASAN_BUILD_DIR ?= build-asan
+test-asan: deps
+	@cmake -S . -B $(ASAN_BUILD_DIR) -DCMAKE_BUILD_TYPE=Release \
+	  -DCMAKE_CXX_FLAGS_RELEASE="-O1 -g1 -DNDEBUG" -DMETATRAIN_SANITIZE=address,undefined >/dev/null
+	@cmake --build $(ASAN_BUILD_DIR) -j $(JOBS)
+	cd $(ASAN_BUILD_DIR) && ctest --output-on-failure -j $(JOBS) --timeout 1800
+
+# The libFuzzer targets (tests/fuzz), built with clang-14 + ASan + UBSan in their own build dir
+# and run for a bounded number of inputs each; fails on any crash, leak or timeout.
+FUZZ_BUILD_DIR ?= build-fuzz
+fuzz: deps
+	@bash tests/fuzz/run_fuzzers.sh $(FUZZ_BUILD_DIR)
 
 demo: build
 	@bash deploy/demo.sh $(BUILD_DIR)

@@ -1,7 +1,6 @@
 #include "coordinator/worker_pool_source.h"
 
 #include <algorithm>
-#include <cmath>
 #include <set>
 #include <utility>
 
@@ -63,17 +62,13 @@ struct WorkerPoolSource::InFlight {
   int64_t begin = 0, end = 0;
   absl::Time sent_at;
   absl::Time deadline;
-  // Training: the task whose gradient chunks are arriving (-1: none), and how many of the
-  // assignment's tasks are complete.
-  int64_t current_task = -1;
+  // Training: the gradients arriving, and how many of the assignment's tasks are complete.
+  std::unique_ptr<GradientIntake> intake;
   int64_t tasks_done = 0;
-  // Training: tasks of this assignment the worker has sent (a task twice is malformed).
-  std::vector<char> sent;
   // NOTE [Speculative duplicates]: this assignment copies another's open tasks, or another
   // already copies this one's. Either way it is not copied (again).
   bool speculative = false;
   bool copied = false;
-  std::unique_ptr<rpc::TensorAssembler> assembler;
 };
 
 WorkerPoolSource::WorkerPoolSource(std::string job_id, const meta::JobContext& job,
@@ -369,8 +364,8 @@ bool WorkerPoolSource::SendAssignment(Participant& participant, Round& round, in
   in_flight->sent_at = clock_.Now();
   in_flight->deadline = in_flight->sent_at + options_.assignment_timeout;
   if (round.train) {
-    in_flight->assembler = std::make_unique<rpc::TensorAssembler>(specs_, job_.dtype);
-    in_flight->sent.assign(end - begin, 0);
+    in_flight->intake =
+        std::make_unique<GradientIntake>(begin, end, specs_, job_.dtype, classification_);
   }
   v1::CoordinatorMessage message;
   v1::Assignment* assignment = message.mutable_assignment();
@@ -421,68 +416,25 @@ void WorkerPoolSource::HandleGradient(Round& round, const std::string& worker_id
   InFlight* owned = OwnedAssignment(gradient.assignment_id(), worker_id);
   if (owned == nullptr) return;
   InFlight& a = *owned;
-  const int64_t t = gradient.task_index();
   if (!round.train) {
     return Reject(round, a.id, RejectReason::kMalformed,
                   "gradient sent for an evaluation assignment");
   }
-  if (t < a.begin || t >= a.end || (a.sent[t - a.begin] && a.current_task != t)) {
-    return Reject(round, a.id, RejectReason::kMalformed,
-                  absl::StrCat("gradient for task ", t, " outside the assignment's open tasks"));
-  }
-  if (round.completed[t] && a.current_task != t) {
-    // NOTE [Speculative duplicates]: the other copy of this task won; this one's chunks are
-    // dropped unread (both would be the same bits).
-    if (a.current_task != -1) {
-      return Reject(
-          round, a.id, RejectReason::kMalformed,
-          absl::StrCat("gradient chunks of task ", t, " interleaved with task ", a.current_task));
-    }
-    if (gradient.last()) {
-      a.sent[t - a.begin] = 1;
-      if (++a.tasks_done == a.end - a.begin) RecordCompletion(round, a);
-    }
-    return;
-  }
-  if (a.current_task == -1) {
-    a.current_task = t;
-    a.assembler->Reset();
-  } else if (a.current_task != t) {
-    return Reject(
-        round, a.id, RejectReason::kMalformed,
-        absl::StrCat("gradient chunks of task ", t, " interleaved with task ", a.current_task));
-  }
-  absl::Status status = a.assembler->Add(gradient.chunk());
-  if (!status.ok()) {
-    return Reject(round, a.id, RejectReason::kMalformed,
-                  absl::StrCat("task ", t, ": ", status.message()));
-  }
-  if (!gradient.last()) return;
-  auto tensors = a.assembler->Finish();
-  if (!tensors.ok()) {
-    return Reject(round, a.id, RejectReason::kMalformed,
-                  absl::StrCat("task ", t, ": ", tensors.status().message()));
-  }
-  if (!std::isfinite(gradient.query_loss()) ||
-      (classification_ && !std::isfinite(gradient.query_accuracy()))) {
-    return Reject(round, a.id, RejectReason::kNonFinite,
-                  absl::StrCat("task ", t, ": non-finite query metrics"));
-  }
-  if (round.completed[t]) {
-    // The other copy finished this task while this one's chunks were arriving: same bits,
-    // already counted (NOTE [Speculative duplicates]).
-    a.current_task = -1;
-    a.sent[t - a.begin] = 1;
+  GradientIntake::Outcome outcome = a.intake->Add(gradient, round.completed);
+  if (outcome.refusal) return Reject(round, a.id, *outcome.refusal);
+  if (outcome.redundant) {
+    // NOTE [Speculative duplicates]: the other copy delivered this task first.
     if (++a.tasks_done == a.end - a.begin) RecordCompletion(round, a);
     return;
   }
-  round.gradients[t] = std::move(tensors).value();
-  round.loss[t] = gradient.query_loss();
-  round.accuracy[t] = gradient.query_accuracy();
+  if (!outcome.task) return;
+  GradientIntake::Task& task = *outcome.task;
+  const int64_t t = task.index;
+  round.gradients[t] = std::move(task.gradient);
+  round.loss[t] = task.query_loss;
+  round.accuracy[t] = task.query_accuracy;
   round.completed[t] = 1;
   --round.remaining;
-  a.current_task = -1;
-  a.sent[t - a.begin] = 1;
   if (hooks_.job_metrics) hooks_.job_metrics->AddTasksCompleted(1);
   // The round may end with this gradient, before the assignment's AssignmentDone arrives.
   if (++a.tasks_done == a.end - a.begin) RecordCompletion(round, a);
@@ -507,32 +459,11 @@ void WorkerPoolSource::HandleDone(Round& round, const std::string& worker_id,
       }
     }
   } else {
-    std::vector<const v1::TaskMetrics*> by_task(a.end - a.begin, nullptr);
-    for (const auto& m : done.metrics()) {
-      const int64_t t = m.task_index();
-      if (t < a.begin || t >= a.end || by_task[t - a.begin] != nullptr) {
-        return Reject(round, a.id, RejectReason::kMalformed,
-                      absl::StrCat("metrics for unexpected task ", t));
-      }
-      bool finite = std::isfinite(m.loss_before()) && std::isfinite(m.loss_after());
-      if (classification_) {
-        finite = finite && std::isfinite(m.accuracy_before()) && std::isfinite(m.accuracy_after());
-      }
-      if (!finite) {
-        return Reject(round, a.id, RejectReason::kNonFinite,
-                      absl::StrCat("task ", t, ": non-finite metrics"));
-      }
-      by_task[t - a.begin] = &m;
-    }
-    for (int64_t t = a.begin; t < a.end; ++t) {
-      if (by_task[t - a.begin] == nullptr) {
-        return Reject(round, a.id, RejectReason::kMalformed,
-                      absl::StrCat("no metrics for task ", t));
-      }
-    }
+    MetricsOutcome outcome = CheckEvaluationMetrics(done, a.begin, a.end, classification_);
+    if (outcome.refusal) return Reject(round, a.id, *outcome.refusal);
     for (int64_t t = a.begin; t < a.end; ++t) {
       if (round.completed[t]) continue;  // the other copy's (NOTE [Speculative duplicates])
-      round.metrics[t] = *by_task[t - a.begin];
+      round.metrics[t] = std::move(outcome.metrics[t - a.begin]);
       round.completed[t] = 1;
       --round.remaining;
     }
@@ -630,6 +561,12 @@ void WorkerPoolSource::Reject(Round& round, int64_t assignment_id, RejectReason 
   if (hooks_.metrics) hooks_.metrics->ResultRejected(reason);
   if (auto it = in_flight_.find(assignment_id); it != in_flight_.end()) RecordFailure(*it->second);
   Requeue(round, assignment_id, ReassignReason::kRejected, message);
+}
+
+void WorkerPoolSource::Reject(Round& round, int64_t assignment_id, const Refusal& refusal) {
+  Reject(round, assignment_id,
+         refusal.kind == Refusal::kNonFinite ? RejectReason::kNonFinite : RejectReason::kMalformed,
+         refusal.message);
 }
 
 void WorkerPoolSource::Requeue(Round& round, int64_t assignment_id, ReassignReason why,

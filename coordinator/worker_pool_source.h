@@ -62,6 +62,7 @@
 #include "common/rpc/tensor_codec.h"
 #include "common/time/clock.h"
 #include "coordinator/coordinator_metrics.h"
+#include "coordinator/result_intake.h"
 #include "coordinator/worker_quarantine.h"
 #include "coordinator/worker_registry.h"
 #include "metatrain/v1/worker_service.pb.h"
@@ -157,6 +158,7 @@ class WorkerPoolSource final : public meta::GradientSource {
   void RecordCompletion(Round& round, const InFlight& a);
   // Refuses the worker's result for `assignment_id` and requeues its open tasks.
   void Reject(Round& round, int64_t assignment_id, RejectReason reason, const std::string& message);
+  void Reject(Round& round, int64_t assignment_id, const Refusal& refusal);
   // The in-flight assignment `assignment_id` if `worker_id` holds it; otherwise counts the
   // message as stale (no such assignment) or rejected (someone else's) and returns null.
   InFlight* OwnedAssignment(int64_t assignment_id, const std::string& worker_id);

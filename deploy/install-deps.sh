@@ -20,6 +20,8 @@ packages=(
   # wrote the tree, and clang's thread-safety analysis, which GCC lacks. git lists the
   # files to check; python3 reads the build's compile_commands.json.
   clang-format-14 clang-14 git python3
+  # make fuzz and the fuzz_run test (tests/fuzz): libFuzzer and clang's sanitizer runtimes.
+  libclang-rt-14-dev
   # LibTorch calls whatever libblas.so.3 the alternatives system selects; the reference
   # BLAS is ~30x slower than OpenBLAS on the matrix products meta-learning is made of.
   libopenblas0-pthread

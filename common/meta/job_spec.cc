@@ -11,7 +11,9 @@
 #include "absl/strings/str_join.h"
 #include "common/meta/algorithm_catalog.h"
 #include "common/status/status_macros.h"
+#include "google/protobuf/descriptor.h"
 #include "google/protobuf/io/tokenizer.h"
+#include "google/protobuf/stubs/common.h"
 #include "google/protobuf/text_format.h"
 #include "google/protobuf/util/json_util.h"
 
@@ -49,6 +51,38 @@ template <typename T>
 absl::Status NonNegative(const std::string& field, T value) {
   if (value >= 0) return absl::OkStatus();
   return absl::InvalidArgumentError(absl::StrCat(field, " must be >= 0 (got ", value, ")"));
+}
+
+// Text format takes any bytes in a string ("\223" escapes), but a proto3 string must be
+// UTF-8: the coordinator's gRPC parser would refuse the SubmitJob carrying it, and the JSON
+// form (checkpoints, GetJob) would silently drop the bytes (found by tests/fuzz).
+absl::Status CheckUtf8(const google::protobuf::Message& message, const std::string& prefix) {
+  using google::protobuf::FieldDescriptor;
+  const google::protobuf::Reflection* reflection = message.GetReflection();
+  std::vector<const FieldDescriptor*> fields;
+  reflection->ListFields(message, &fields);
+  for (const FieldDescriptor* field : fields) {
+    const std::string name =
+        prefix.empty() ? field->name() : absl::StrCat(prefix, ".", field->name());
+    const int count = field->is_repeated() ? reflection->FieldSize(message, field) : 1;
+    for (int i = 0; i < count; ++i) {
+      const std::string element = field->is_repeated() ? absl::StrCat(name, "[", i, "]") : name;
+      if (field->type() == FieldDescriptor::TYPE_STRING) {
+        const std::string value = field->is_repeated()
+                                      ? reflection->GetRepeatedString(message, field, i)
+                                      : reflection->GetString(message, field);
+        if (!google::protobuf::internal::IsStructurallyValidUTF8(value)) {
+          return absl::InvalidArgumentError(absl::StrCat(element, " is not valid UTF-8"));
+        }
+      } else if (field->cpp_type() == FieldDescriptor::CPPTYPE_MESSAGE) {
+        RETURN_IF_ERROR(CheckUtf8(field->is_repeated()
+                                      ? reflection->GetRepeatedMessage(message, field, i)
+                                      : reflection->GetMessage(message, field),
+                                  element));
+      }
+    }
+  }
+  return absl::OkStatus();
 }
 
 absl::Status ValidateSpec(const v1::JobSpec& spec) {
@@ -228,6 +262,7 @@ absl::StatusOr<v1::JobSpec> ParseJobSpec(const std::string& text) {
       return absl::InvalidArgumentError(
           absl::StrCat("job spec (JSON): ", std::string(status.message())));
     }
+    RETURN_IF_ERROR(CheckUtf8(spec, ""));
     return spec;
   }
   // Text format: collect the parser's messages so the error names the line.
@@ -244,6 +279,7 @@ absl::StatusOr<v1::JobSpec> ParseJobSpec(const std::string& text) {
   if (!parser.ParseFromString(text, &spec)) {
     return absl::InvalidArgumentError(absl::StrCat("job spec (text format): ", errors.first));
   }
+  RETURN_IF_ERROR(CheckUtf8(spec, ""));
   return spec;
 }
 

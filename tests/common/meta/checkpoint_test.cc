@@ -102,6 +102,20 @@ TEST_F(CheckpointTest, BadFilesAreErrorsNotCrashes) {
   EXPECT_FALSE(DeserializeStateDict("").ok());
 }
 
+// Under make test-asan this caught LibTorch reading past the buffer of a truncated file
+// (torch::pickle_load's unchecked reader); checkpoint.cc now reads through a bounded one.
+TEST_F(CheckpointTest, TruncatedFilesAreRefusedAtEveryLength) {
+  StateDict state = {{"w", at::arange(12, at::kFloat).reshape({3, 4})}};
+  auto bytes = SerializeStateDict(state);
+  ASSERT_TRUE(bytes.ok()) << bytes.status();
+  for (size_t n = 0; n < bytes->size(); n += 7) {
+    auto loaded = DeserializeStateDict(bytes->substr(0, n));
+    ASSERT_FALSE(loaded.ok()) << n;
+    EXPECT_EQ(loaded.status().code(), absl::StatusCode::kInvalidArgument) << n;
+  }
+  EXPECT_TRUE(DeserializeStateDict(*bytes).ok());
+}
+
 TEST_F(CheckpointTest, PythonLoadsOurCheckpointIntoAModule) {
   if (!metatrain::testing::PythonHasTorch()) {
     GTEST_SKIP() << "/usr/bin/python3 has no torch (install python3-torch)";

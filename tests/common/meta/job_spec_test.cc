@@ -158,6 +158,30 @@ TEST(JobSpecTest, UnknownJsonFieldIsRejected) {
   EXPECT_THAT(std::string(spec.status().message()), HasSubstr("taskz"));
 }
 
+// Found by tests/fuzz (job_spec): text format let an escape put non-UTF-8 bytes into a
+// string, which the JSON form then dropped (corpus/job_spec/regression-non-utf8-string).
+TEST(JobSpecTest, StringsThatAreNotUtf8AreRejectedNamingTheField) {
+  for (const std::string& text :
+       {std::string("algorithm: \"maml\"\ntasks { family: \"omniglot\" data_dir: \"d\\223ta\" }\n"),
+        std::string(
+            "algorithm: \"maml\"\ntasks { family: \"omniglot\" data_dir: \"d\x93ta\" }\n")}) {
+    auto spec = ParseJobSpec(text);
+    ASSERT_FALSE(spec.ok()) << text;
+    EXPECT_EQ(spec.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_THAT(std::string(spec.status().message()),
+                HasSubstr("tasks.data_dir is not valid UTF-8"))
+        << text;
+  }
+  // The JSON parser refuses such bytes itself.
+  auto json = ParseJobSpec("{\"algorithm\": \"maml\", \"tasks\": {\"data_dir\": \"d\x93ta\"}}");
+  ASSERT_FALSE(json.ok());
+  EXPECT_EQ(json.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(json.status().message()), HasSubstr("UTF-8"));
+  auto fine = ParseJobSpec("algorithm: \"maml\"\ntasks { data_dir: \"caf\\303\\251\" }\n");
+  ASSERT_TRUE(fine.ok()) << fine.status();
+  EXPECT_EQ(fine->tasks().data_dir(), "caf\xc3\xa9");
+}
+
 TEST(JobSpecTest, TextFormatAndJsonRoundTrip) {
   auto spec = ParseJobSpec("algorithm: \"anil\"\ntasks { family: \"linear\" input_dim: 3 }\n");
   ASSERT_TRUE(spec.ok()) << spec.status();

@@ -1,0 +1,107 @@
+// Fuzz target: the coordinator's intake of a worker's results (coordinator/result_intake.h),
+// the checks every WorkerMessage of a session passes before its gradients or metrics reach
+// the meta-update. The input is a flags byte and then a stream of v1::WorkerMessage
+// (fuzz_util.h ParseDelimited), as a worker would send them for one assignment. Properties
+// checked beyond "no crash": an accepted task is one of the assignment's open tasks, with a
+// gradient of the specs' shapes and dtype, finite values and finite metrics; accepted
+// evaluation metrics are one finite set per task, in task order; every refusal says why.
+
+#include <ATen/ATen.h>
+
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "coordinator/result_intake.h"
+#include "tests/fuzz/fuzz_util.h"
+
+namespace {
+
+namespace coordinator = metatrain::coordinator;
+namespace meta = metatrain::meta;
+namespace v1 = metatrain::v1;
+
+const std::vector<meta::ParamSpec>& Specs() {
+  static const auto* specs = new std::vector<meta::ParamSpec>{
+      {"net.0.weight", {2, 1}, false},
+      {"net.0.bias", {2}, false},
+      {"net.2.weight", {1, 2}, true},
+  };
+  return *specs;
+}
+
+void CheckRefusal(const coordinator::Refusal& refusal) {
+  FUZZ_CHECK(!refusal.message.empty(), "refusal without a message");
+  FUZZ_CHECK(refusal.kind == coordinator::Refusal::kMalformed ||
+                 refusal.kind == coordinator::Refusal::kNonFinite,
+             "unknown refusal kind");
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  if (size < 1) return 0;
+  // Bit 0: a classification job (accuracies must be finite too); bits 1-2: where the
+  // assignment's three tasks start in the round.
+  const bool classification = data[0] & 1;
+  const int64_t begin = (data[0] >> 1) & 3;
+  const int64_t end = begin + 3;
+  const auto messages = metatrain::fuzz::ParseDelimited<v1::WorkerMessage>(data + 1, size - 1, 64);
+
+  std::vector<char> completed(end, 0);
+  // Tasks before the assignment belong to other workers; one of them is already in.
+  if (begin > 0) completed[0] = 1;
+  auto intake = std::make_unique<coordinator::GradientIntake>(begin, end, Specs(), at::kFloat,
+                                                              classification);
+  for (const auto& message : messages) {
+    if (message.has_gradient()) {
+      auto outcome = intake->Add(message.gradient(), completed);
+      FUZZ_CHECK(!(outcome.task && outcome.refusal), "a task both accepted and refused");
+      if (outcome.refusal) {
+        CheckRefusal(*outcome.refusal);
+        // The source drops the assignment; its open tasks go to a fresh one.
+        intake = std::make_unique<coordinator::GradientIntake>(begin, end, Specs(), at::kFloat,
+                                                               classification);
+        continue;
+      }
+      if (!outcome.task) continue;
+      const auto& task = *outcome.task;
+      FUZZ_CHECK(task.index >= begin && task.index < end, "task outside the assignment");
+      FUZZ_CHECK(!completed[task.index], "a task accepted twice");
+      completed[task.index] = 1;
+      FUZZ_CHECK(std::isfinite(task.query_loss), "non-finite loss accepted");
+      FUZZ_CHECK(!classification || std::isfinite(task.query_accuracy),
+                 "non-finite accuracy accepted");
+      FUZZ_CHECK(task.gradient.size() == Specs().size(), "wrong number of tensors");
+      for (size_t i = 0; i < Specs().size(); ++i) {
+        const at::Tensor& t = task.gradient[i];
+        FUZZ_CHECK(t.scalar_type() == at::kFloat && t.sizes() == at::IntArrayRef(Specs()[i].shape),
+                   Specs()[i].name + ": wrong dtype or shape");
+        FUZZ_CHECK(meta::AllFinite(t), Specs()[i].name + ": non-finite gradient accepted");
+      }
+    } else if (message.has_done()) {
+      auto outcome =
+          coordinator::CheckEvaluationMetrics(message.done(), begin, end, classification);
+      if (outcome.refusal) {
+        CheckRefusal(*outcome.refusal);
+        FUZZ_CHECK(outcome.metrics.empty(), "metrics returned with a refusal");
+        continue;
+      }
+      FUZZ_CHECK(static_cast<int64_t>(outcome.metrics.size()) == end - begin,
+                 "wrong number of metrics");
+      for (int64_t t = begin; t < end; ++t) {
+        const v1::TaskMetrics& m = outcome.metrics[t - begin];
+        FUZZ_CHECK(m.task_index() == t, "metrics out of task order");
+        FUZZ_CHECK(std::isfinite(m.loss_before()) && std::isfinite(m.loss_after()),
+                   "non-finite loss accepted");
+        FUZZ_CHECK(!classification ||
+                       (std::isfinite(m.accuracy_before()) && std::isfinite(m.accuracy_after())),
+                   "non-finite accuracy accepted");
+      }
+    }
+  }
+  return 0;
+}
