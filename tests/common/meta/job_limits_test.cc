@@ -53,6 +53,7 @@ TEST(JobLimitsTest, EverySizeHasALimitNamedByItsField) {
     std::function<void(v1::JobSpec&)> edit;
     std::string field;
   };
+  // Options of one algorithm are tried on that algorithm (on another they do not apply).
   const std::vector<Case> cases = {
       {[](v1::JobSpec& s) { s.set_name(std::string(300, 'n')); }, "name (bytes)"},
       {[](v1::JobSpec& s) { s.mutable_tasks()->set_ways(1001); }, "tasks.ways"},
@@ -65,8 +66,15 @@ TEST(JobLimitsTest, EverySizeHasALimitNamedByItsField) {
       {[](v1::JobSpec& s) { s.mutable_model()->add_hidden_sizes(1 << 20); },
        "model.hidden_sizes[0]"},
       {[](v1::JobSpec& s) { s.mutable_model()->set_filters(4096); }, "model.filters"},
-      {[](v1::JobSpec& s) { s.mutable_protonet()->set_train_ways(100000); }, "protonet.train_ways"},
-      {[](v1::JobSpec& s) { s.mutable_meta_lstm()->set_hidden_size(1 << 30); },
+      {[](v1::JobSpec& s) {
+         s.set_algorithm("protonet");
+         s.mutable_protonet()->set_train_ways(100000);
+       },
+       "protonet.train_ways"},
+      {[](v1::JobSpec& s) {
+         s.set_algorithm("meta_lstm");
+         s.mutable_meta_lstm()->set_hidden_size(1 << 30);
+       },
        "meta_lstm.hidden_size"},
       {[](v1::JobSpec& s) { s.mutable_inner()->set_steps(1001); }, "inner.steps"},
       {[](v1::JobSpec& s) { s.mutable_inner()->set_test_steps(5000); }, "inner.test_steps"},
