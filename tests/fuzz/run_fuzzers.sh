@@ -7,12 +7,10 @@
 #   FUZZ_RUNS      inputs per target (default 200000)
 #   FUZZ_SECONDS   time limit per target, seconds (default 30); whichever comes first ends it
 #   FUZZ_JOBS      compile jobs (default: nproc)
-#   FUZZ_TARGETS   the targets to run (default: job_spec tensor_codec result_intake). The
-#                  checkpoint target is built but not run by default: it finds, within
-#                  seconds, LibTorch's unpickler allocating what a corrupt file claims (GBs
-#                  from a 1 KB file), which only validating files before LibTorch parses
-#                  them can fix (docs/security.md "Fuzzing and sanitizers"). Run it with
-#                  FUZZ_TARGETS=checkpoint make fuzz.
+#   FUZZ_TARGETS   the targets to run (default: all four). The checkpoint target runs since
+#                  torch files are validated before LibTorch parses them (torch_file.h):
+#                  before that it found LibTorch's unpickler allocating what a corrupt file
+#                  claims (docs/security.md "Fuzzing and sanitizers").
 #   METATRAIN_REQUIRE_FUZZ=1  a machine without clang-14 / libclang-rt-14-dev fails instead
 #                  of skipping (exit 77); CI sets it (.ci/run).
 # New inputs the fuzzer finds interesting go to BUILD_DIR/corpus/<target>/ (kept between
@@ -24,7 +22,7 @@ build=${1:-$src/build-fuzz}
 runs=${FUZZ_RUNS:-200000}
 seconds=${FUZZ_SECONDS:-30}
 jobs=${FUZZ_JOBS:-$(nproc)}
-read -r -a targets <<<"${FUZZ_TARGETS:-job_spec tensor_codec result_intake}"
+read -r -a targets <<<"${FUZZ_TARGETS:-job_spec tensor_codec result_intake checkpoint}"
 
 missing() {
   if [[ ${METATRAIN_REQUIRE_FUZZ:-0} == 1 ]]; then
