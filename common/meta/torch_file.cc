@@ -251,6 +251,10 @@ absl::Status CheckPickleStructure(absl::string_view pkl) {
           const size_t n = op == 'q' ? 1 : 4;
           if (!need(n)) return bad("truncated");
           index = read_le(n);
+          // Writers number memo entries in order (Python's pickle and torch.save use
+          // len(memo)); LibTorch's unpickler sizes its memo table by the largest index, so
+          // one far ahead would make it allocate gigabytes (found by the checkpoint fuzzer).
+          if (index > memo.size()) return bad("memo index out of order");
         }
         if (stack.empty() || stack.back() == kMark) return bad("malformed");
         memo[index] = stack.back();

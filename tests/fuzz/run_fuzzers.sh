@@ -7,6 +7,8 @@
 #   FUZZ_RUNS      inputs per target (default 200000)
 #   FUZZ_SECONDS   time limit per target, seconds (default 30); whichever comes first ends it
 #   FUZZ_JOBS      compile jobs (default: nproc)
+#   FUZZ_SEED      libFuzzer's random seed (default 1, so a clean checkout's run, CI's, is
+#                  repeatable; 0: a new random seed each run, for searching longer)
 #   FUZZ_TARGETS   the targets to run (default: all four). The checkpoint target runs since
 #                  torch files are validated before LibTorch parses them (torch_file.h):
 #                  before that it found LibTorch's unpickler allocating what a corrupt file
@@ -67,7 +69,7 @@ for target in "${targets[@]}"; do
   # -error_exitcode/-timeout_exitcode: libFuzzer's defaults (77, 70) would read as "skipped"
   # to ctest. -timeout: one input taking over 10 s is a hang. -rss_limit_mb: an input that
   # makes the code allocate GBs is a finding.
-  if ASAN_OPTIONS=$asan_options "$build/tests/fuzz/${target}_fuzzer" -runs="$runs" -max_total_time="$seconds" -timeout=10 \
+  if ASAN_OPTIONS=$asan_options "$build/tests/fuzz/${target}_fuzzer" -runs="$runs" -max_total_time="$seconds" -seed="${FUZZ_SEED:-1}" -timeout=10 \
       -rss_limit_mb=2048 -error_exitcode=1 -timeout_exitcode=1 -print_final_stats=1 \
       -artifact_prefix="$build/artifacts/$target-" "$corpus" "$src/tests/fuzz/corpus/$target" \
       >"$log" 2>&1; then

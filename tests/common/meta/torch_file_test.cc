@@ -231,6 +231,10 @@ TEST(TorchFileTest, DeeplyNestedAndSelfContainingPicklesAreRefused) {
   ExpectRefused(ArchiveWithPickle("\x80\x02}\xff."), "opcode 0xff");
   ExpectRefused(ArchiveWithPickle("\x80\x02}"), "ends without STOP");
   ExpectRefused(ArchiveWithPickle("\x80\x02h\x05."), "memo entry never written");
+  // LONG_BINPUT far ahead of the memo: LibTorch would size its memo table by it (an 11 GB
+  // allocation from a 1 KB file, found by the checkpoint fuzzer).
+  ExpectRefused(ArchiveWithPickle(std::string("\x80\x02}r\x00\x00\x00\x90.", 9)),
+                "memo index out of order");
   // Real files, from LibTorch and from Python's torch.save, stay well within.
   EXPECT_TRUE(DeserializeStateDict(ValidBytes()).ok());
 }
