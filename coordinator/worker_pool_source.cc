@@ -504,10 +504,11 @@ void WorkerPoolSource::Speculate(Round& round) {
     const int64_t end = slowest->end;
     const int64_t begin = std::max(first_open, end - participant.info.capacity);
     const int64_t original = slowest->id;
+    // Counted before the send, so the counter already says so when the worker has the copy.
+    if (hooks_.metrics) hooks_.metrics->SpeculativeTasks(end - begin);
     if (!SendAssignment(participant, round, begin, end)) continue;  // dropped at the next dispatch
     in_flight_.at(original)->copied = true;
     in_flight_.rbegin()->second->speculative = true;  // ids grow: the newest is the copy
-    if (hooks_.metrics) hooks_.metrics->SpeculativeTasks(end - begin);
   }
 }
 

@@ -235,7 +235,11 @@ TEST(CoordinatorMetricsTest, TrainedJobRecordsItsWholeLife) {
   EXPECT_GE(*written, 3);
   EXPECT_LE(*written, *queued);
   EXPECT_GT(*MetricValue(families, "metatrain_job_checkpoint_bytes", job), 0);
-  EXPECT_EQ(SeriesCount(families, "metatrain_job_step_worker_seconds", job), 2);
+  // One series per worker that finished an assignment of the last step: both, or one when
+  // it copied the other's open tasks and won (NOTE [Speculative duplicates]).
+  const int step_workers = SeriesCount(families, "metatrain_job_step_worker_seconds", job);
+  EXPECT_GE(step_workers, 1);
+  EXPECT_LE(step_workers, 2);
   EXPECT_GT(*MetricValue(families, "metatrain_job_train_accuracy", job), 0);
 
   EXPECT_EQ(MetricValue(families, "metatrain_coordinator_workers", {{"device", "cpu"}}), 2);
