@@ -226,9 +226,7 @@ absl::Status WorkerPoolSource::RunRound(Round& round) {
 
 void WorkerPoolSource::PickParticipants() {
   std::vector<WorkerInfo> live = hooks_.live_workers();
-  // NormalizeJobSpec fills the type; an empty one (a spec built by hand) means cpu.
-  const std::string device_type =
-      job_.spec.resources().device_type().empty() ? "cpu" : job_.spec.resources().device_type();
+  const std::string& device_type = JobDeviceType();
   const size_t connected = live.size();
   live.erase(std::remove_if(live.begin(), live.end(),
                             [&](const WorkerInfo& w) { return w.device_type != device_type; }),
@@ -264,6 +262,13 @@ void WorkerPoolSource::PickParticipants() {
   ReportWorkers();
 }
 
+const std::string& WorkerPoolSource::JobDeviceType() const {
+  // NormalizeJobSpec fills the type; an empty one (a spec built by hand) means cpu.
+  static const std::string* const kCpu = new std::string("cpu");
+  const std::string& type = job_.spec.resources().device_type();
+  return type.empty() ? *kCpu : type;
+}
+
 absl::Status WorkerPoolSource::CheckWorkerWait() {
   if (!participants_.empty() || !in_flight_.empty()) {
     no_worker_since_ = absl::InfinitePast();
@@ -275,11 +280,9 @@ absl::Status WorkerPoolSource::CheckWorkerWait() {
       now - no_worker_since_ < options_.no_worker_timeout) {
     return absl::OkStatus();
   }
-  const std::string device_type =
-      job_.spec.resources().device_type().empty() ? "cpu" : job_.spec.resources().device_type();
-  return absl::UnavailableError(absl::StrCat("no live worker of device type ", device_type, " for ",
-                                             absl::FormatDuration(options_.no_worker_timeout),
-                                             " (--no_worker_timeout)"));
+  return absl::UnavailableError(
+      absl::StrCat("no live worker of device type ", JobDeviceType(), " for ",
+                   absl::FormatDuration(options_.no_worker_timeout), " (--no_worker_timeout)"));
 }
 
 void WorkerPoolSource::RecordFailure(const InFlight& a) {

@@ -165,6 +165,8 @@ class WorkerPoolSource final : public meta::GradientSource {
   void ReleaseWorker(const std::string& worker_id);
   void HandleWorkerChanges(Round& round);
   void CheckDeadlines(Round& round);
+  // resources.device_type, or "cpu" when empty.
+  const std::string& JobDeviceType() const;
   // UNAVAILABLE once the job has had no participant for options_.no_worker_timeout.
   absl::Status CheckWorkerWait();
   void ReportWorkers();
