@@ -30,6 +30,9 @@ constexpr char kStatusFile[] = "status.pb";
 // Written at submission: the JobStatus (with the normalised spec) of a job not yet started,
 // so a queued job survives a restart too.
 constexpr char kSubmittedFile[] = "submitted.pb";
+// SubmitJobRequest.request_id of the job, when it had one: read back at Start(), so that a
+// client retrying across a coordinator restart still gets the same job.
+constexpr char kRequestIdFile[] = "request_id";
 
 bool IsTerminal(v1::JobState state) {
   return state == v1::SUCCEEDED || state == v1::FAILED || state == v1::CANCELLED;
@@ -219,10 +222,31 @@ absl::Status Coordinator::Start() {
       LogLine(absl::StrCat("job ", name, " not resumed: ", status.message()));
       ListUnresumableJob(name, seq, status);
     }
+    // Every listed job keeps its request id (the newest remembered_request_ids of them).
+    if (auto request_id =
+            ReadFile((fs::path(options_.checkpoint_dir) / name / kRequestIdFile).string());
+        request_id.ok() && !request_id->empty() && request_id->size() <= kMaxRequestIdBytes) {
+      absl::MutexLock lock(&mu_);
+      RememberRequestIdLocked(*request_id, name);
+    }
   }
   absl::MutexLock lock(&mu_);
   MaybeStartJobsLocked();
   return absl::OkStatus();
+}
+
+void Coordinator::RememberRequestIdLocked(const std::string& request_id,
+                                          const std::string& job_id) {
+  request_ids_[request_id] = job_id;
+  request_id_order_.emplace_back(request_id, job_id);
+  while (static_cast<int>(request_id_order_.size()) >
+         std::max(1, options_.remembered_request_ids)) {
+    auto old = request_ids_.find(request_id_order_.front().first);
+    if (old != request_ids_.end() && old->second == request_id_order_.front().second) {
+      request_ids_.erase(old);
+    }
+    request_id_order_.pop_front();
+  }
 }
 
 absl::Status Coordinator::LoadJob(const std::string& dir_name) {
@@ -393,18 +417,7 @@ absl::StatusOr<v1::JobStatus> Coordinator::SubmitJob(const v1::JobSpec& spec,
     }
     job->seq = next_seq_++;
     job->id = absl::StrFormat("job-%06d", job->seq);
-    if (!request_id.empty()) {
-      request_ids_[request_id] = job->id;
-      request_id_order_.emplace_back(request_id, job->id);
-      while (static_cast<int>(request_id_order_.size()) >
-             std::max(1, options_.remembered_request_ids)) {
-        auto old = request_ids_.find(request_id_order_.front().first);
-        if (old != request_ids_.end() && old->second == request_id_order_.front().second) {
-          request_ids_.erase(old);
-        }
-        request_id_order_.pop_front();
-      }
-    }
+    if (!request_id.empty()) RememberRequestIdLocked(request_id, job->id);
   }
   // Not in the table yet: nobody else sees the job while its file is written.
   v1::JobStatus& status = job->status;
@@ -417,11 +430,19 @@ absl::StatusOr<v1::JobStatus> Coordinator::SubmitJob(const v1::JobSpec& spec,
   if (!options_.checkpoint_dir.empty()) {
     std::error_code ec;
     fs::create_directories(JobDir(job->id), ec);
-    absl::Status written =
-        ec ? absl::InternalError(
-                 absl::StrCat("cannot create ", JobDir(job->id), ": ", ec.message()))
-           : meta::WriteFileAtomically((fs::path(JobDir(job->id)) / kSubmittedFile).string(),
-                                       status.SerializeAsString());
+    absl::Status written = ec ? absl::InternalError(absl::StrCat("cannot create ", JobDir(job->id),
+                                                                 ": ", ec.message()))
+                              : absl::OkStatus();
+    // The request id first: a job on disk without it would not be found by a retry after
+    // a restart, and a retry would then create a second job.
+    if (written.ok() && !request_id.empty()) {
+      written = meta::WriteFileAtomically((fs::path(JobDir(job->id)) / kRequestIdFile).string(),
+                                          request_id);
+    }
+    if (written.ok()) {
+      written = meta::WriteFileAtomically((fs::path(JobDir(job->id)) / kSubmittedFile).string(),
+                                          status.SerializeAsString());
+    }
     if (!written.ok()) {
       absl::MutexLock lock(&mu_);
       forget_request_id();
@@ -693,6 +714,8 @@ void Coordinator::RunJob(std::shared_ptr<Job> job) {
     runner_options.pool.poll_interval = options_.poll_interval;
     runner_options.pool.no_worker_timeout = options_.no_worker_timeout;
     runner_options.pool.speculative_duplicates = options_.speculative_duplicates;
+    runner_options.pool.deadline_factor = options_.deadline_factor;
+    runner_options.pool.min_deadline = options_.min_deadline;
     runner_options.pool.clock = &clock_;
     status = CatchTorch(absl::StrCat("job ", job->id), [&] {
       runner =

@@ -60,6 +60,9 @@ struct CoordinatorOptions {
   absl::Duration poll_interval = absl::Milliseconds(200);
   // NOTE [Speculative duplicates] (coordinator/worker_pool_source.h).
   bool speculative_duplicates = true;
+  // NOTE [Deadlines from observed task times] (coordinator/worker_pool_source.h).
+  double deadline_factor = 20;
+  absl::Duration min_deadline = absl::Seconds(10);
   // Failures in a row that keep a worker out of every job for a while (NOTE [Quarantine]).
   QuarantineOptions quarantine;
   // A job with no live worker of its device type for this long fails (zero: waits for ever).
@@ -94,6 +97,10 @@ struct CoordinatorOptions {
   // and the streams one client connection may have open at once.
   int max_receive_message_bytes = 16 << 20;
   int max_concurrent_streams = 100;
+  // A worker session whose messages waiting to be sent exceed this is ended with
+  // RESOURCE_EXHAUSTED (the worker reconnects): a worker that stops reading cannot grow the
+  // coordinator's memory (coordinator/rpc/worker_service.cc).
+  int64_t max_worker_outbox_bytes = int64_t{1} << 30;
 };
 
 // Events of one watched job, in order: SNAPSHOT first, then STEP / VALIDATION /
@@ -268,6 +275,9 @@ class Coordinator {
   std::vector<std::thread> ended_threads_ ABSL_GUARDED_BY(mu_);
   // Finished memory-only jobs whose checkpoints are still held, oldest first.
   std::deque<std::shared_ptr<Job>> memory_checkpoints_ ABSL_GUARDED_BY(mu_);
+  // Adds a request id, forgetting the oldest beyond options_.remembered_request_ids.
+  void RememberRequestIdLocked(const std::string& request_id, const std::string& job_id)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Recent SubmitJobRequest.request_id -> job id, and their order for forgetting.
   std::map<std::string, std::string> request_ids_ ABSL_GUARDED_BY(mu_);
   std::deque<std::pair<std::string, std::string>> request_id_order_ ABSL_GUARDED_BY(mu_);

@@ -158,6 +158,12 @@ struct CoordinatorMetrics::Families {
                         .Help("Tasks copied to an idle worker while a slower one still had "
                               "them (the first result wins).")
                         .Register(r)),
+        cancelled(BuildCounter()
+                      .Name("metatrain_coordinator_assignments_cancelled_total")
+                      .Help("Assignments whose result was no longer needed (a copy won, the "
+                            "round ended, the deadline passed) and that the worker was told "
+                            "to cancel.")
+                      .Register(r)),
         reassigned(BuildCounter()
                        .Name("metatrain_coordinator_reassigned_tasks_total")
                        .Help("Tasks handed to another worker, by reason.")
@@ -191,6 +197,7 @@ struct CoordinatorMetrics::Families {
         stale_counter(stale.Add({})),
         quarantines_counter(quarantines.Add({})),
         speculative_counter(speculative.Add({})),
+        cancelled_counter(cancelled.Add({})),
         assignments_counter(assignments.Add({})),
         sessions_opened_counter(sessions_opened.Add({})),
         sessions_lost_counter(sessions_lost.Add({})),
@@ -238,6 +245,7 @@ struct CoordinatorMetrics::Families {
   Family<Counter>& stale;
   Family<Counter>& quarantines;
   Family<Counter>& speculative;
+  Family<Counter>& cancelled;
   Family<Counter>& reassigned;
   Family<Counter>& assignments;
   Family<Counter>& sessions_opened;
@@ -250,6 +258,7 @@ struct CoordinatorMetrics::Families {
   Counter& stale_counter;
   Counter& quarantines_counter;
   Counter& speculative_counter;
+  Counter& cancelled_counter;
   Counter& assignments_counter;
   Counter& sessions_opened_counter;
   Counter& sessions_lost_counter;
@@ -531,6 +540,10 @@ void CoordinatorMetrics::StaleMessage() { families_->stale_counter.Increment(); 
 void CoordinatorMetrics::WorkerQuarantined() { families_->quarantines_counter.Increment(); }
 void CoordinatorMetrics::SpeculativeTasks(int64_t tasks) {
   families_->speculative_counter.Increment(static_cast<double>(tasks));
+}
+void CoordinatorMetrics::AssignmentCancelled() { families_->cancelled_counter.Increment(); }
+int64_t CoordinatorMetrics::assignments_cancelled() const {
+  return static_cast<int64_t>(families_->cancelled_counter.Value());
 }
 int64_t CoordinatorMetrics::speculative_tasks() const {
   return static_cast<int64_t>(families_->speculative_counter.Value());

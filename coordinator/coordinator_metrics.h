@@ -95,6 +95,7 @@ class CoordinatorMetrics final : public prometheus::Collectable {
   void StaleMessage();
   void WorkerQuarantined();
   void SpeculativeTasks(int64_t tasks);
+  void AssignmentCancelled();
   void TasksReassigned(ReassignReason reason, int64_t tasks);
   void AssignmentSent();
   void SessionOpened();
@@ -112,6 +113,7 @@ class CoordinatorMetrics final : public prometheus::Collectable {
   int64_t stale_messages() const;
   int64_t worker_quarantines() const;
   int64_t speculative_tasks() const;
+  int64_t assignments_cancelled() const;
   int64_t reassigned_tasks() const;
   int64_t assignments_sent() const;
 

@@ -6,6 +6,7 @@
 //                         [--threads N] [--[no]resume] [--assignment_timeout_s S]
 //                         [--no_worker_timeout 30m] [--quarantine_after N]
 //                         [--quarantine_backoff 30s] [--[no]speculative_duplicates]
+//                         [--deadline_factor X] [--min_deadline 10s]
 //                         [--metrics_listen HOST:PORT]
 //                         [--metrics_retention 10m] [--max_queued_jobs_per_token N]
 //                         [--data_root DIRS] [--weights_root DIRS] [--max_task_memory_mb N] ...
@@ -64,6 +65,12 @@ ABSL_FLAG(absl::Duration, no_worker_timeout, absl::Minutes(30),
 ABSL_FLAG(bool, speculative_duplicates, true,
           "once a step has no unassigned tasks left, idle workers also compute a slower worker's "
           "open tasks; the first result wins (the bits are the same either way)");
+ABSL_FLAG(double, deadline_factor, 20,
+          "an assignment is late after this many times the job's median time per task (x its "
+          "tasks), within [--min_deadline, --assignment_timeout_s]; for workers that have "
+          "completed one of the job's assignments. 0: --assignment_timeout_s only");
+ABSL_FLAG(absl::Duration, min_deadline, absl::Seconds(10),
+          "the shortest deadline --deadline_factor may give an assignment");
 ABSL_FLAG(int, quarantine_after, 3,
           "failures in a row (refused results, missed deadlines) after which a worker is left out "
           "of every job for --quarantine_backoff, doubled on each repeat up to 10m; 0: never");
@@ -103,6 +110,9 @@ ABSL_FLAG(int64_t, max_checkpoint_download_mb, 1024,
 ABSL_FLAG(int, max_message_mb, 16, "largest gRPC message the server accepts");
 ABSL_FLAG(int, max_concurrent_streams, 100,
           "gRPC streams (calls) one client connection may have open at once");
+ABSL_FLAG(int64_t, max_worker_outbox_mb, 1024,
+          "unsent messages one worker session may hold; a worker further behind is "
+          "disconnected (RESOURCE_EXHAUSTED) and reconnects");
 
 namespace {
 
@@ -157,6 +167,8 @@ int main(int argc, char** argv) {
   options.metrics_retention = absl::GetFlag(FLAGS_metrics_retention);
   options.no_worker_timeout = absl::GetFlag(FLAGS_no_worker_timeout);
   options.speculative_duplicates = absl::GetFlag(FLAGS_speculative_duplicates);
+  options.deadline_factor = absl::GetFlag(FLAGS_deadline_factor);
+  options.min_deadline = absl::GetFlag(FLAGS_min_deadline);
   options.quarantine.failures_to_quarantine = absl::GetFlag(FLAGS_quarantine_after);
   options.quarantine.backoff = absl::GetFlag(FLAGS_quarantine_backoff);
   options.quarantine.max_backoff = std::max(options.quarantine.backoff, absl::Minutes(10));
@@ -181,6 +193,14 @@ int main(int argc, char** argv) {
   }
   if (options.quarantine.backoff <= absl::ZeroDuration()) {
     return metatrain::cli::UsageError(program, "--quarantine_backoff must be positive");
+  }
+  if (!(options.deadline_factor >= 0) || options.deadline_factor > 1e6) {
+    return metatrain::cli::UsageError(program,
+                                      absl::StrCat("--deadline_factor must be in [0, 1e6] (got ",
+                                                   absl::GetFlag(FLAGS_deadline_factor), ")"));
+  }
+  if (options.min_deadline <= absl::ZeroDuration()) {
+    return metatrain::cli::UsageError(program, "--min_deadline must be positive");
   }
   if (options.no_worker_timeout < absl::ZeroDuration()) {
     return metatrain::cli::UsageError(program, "--no_worker_timeout must not be negative");
@@ -248,6 +268,8 @@ int main(int argc, char** argv) {
        &options.file_limits.tensor_file.max_file_bytes},
       {"--max_checkpoint_download_mb", absl::GetFlag(FLAGS_max_checkpoint_download_mb), nullptr,
        &options.max_checkpoint_download_bytes},
+      {"--max_worker_outbox_mb", absl::GetFlag(FLAGS_max_worker_outbox_mb), nullptr,
+       &options.max_worker_outbox_bytes},
   };
   for (const SizeFlag& flag : sizes) {
     // Up to 2^40 MiB, so that the byte counts cannot overflow.

@@ -59,6 +59,8 @@ struct WorkerPoolSource::InFlight {
   int64_t id = 0;
   std::string worker_id;
   std::string worker_name;
+  // Where a CancelAssignment goes (NOTE [Cancelled assignments]).
+  std::shared_ptr<WorkerConnection> connection;
   int64_t begin = 0, end = 0;
   absl::Time sent_at;
   absl::Time deadline;
@@ -173,16 +175,24 @@ absl::Status WorkerPoolSource::RunRound(Round& round) {
     round.metrics.assign(n, v1::TaskMetrics());
   }
   PickParticipants();
-  const int64_t shards = std::max<int64_t>(1, static_cast<int64_t>(participants_.size()));
+  // One shard per worker free now: a worker that still owes the answer to a cancelled
+  // assignment (NOTE [Cancelled assignments]: slow, frozen) would leave its shard to the
+  // others, one more assignment each, and that costs a round trip per step.
+  const int64_t shards =
+      std::max<int64_t>(1, std::count_if(participants_.begin(), participants_.end(),
+                                         [](const Participant& p) { return !p.busy; }));
   for (int64_t i = 0; i < shards; ++i) {
     const int64_t begin = n * i / shards, end = n * (i + 1) / shards;
     if (end > begin) round.pending.emplace_back(begin, end);
   }
 
   auto finish = [&](absl::Status status) {
-    // Whatever is still in flight belongs to this round only: late results are stale.
-    in_flight_.clear();
-    for (auto& p : participants_) p.busy = false;
+    // Whatever is still in flight belongs to this round only: late results are stale, and
+    // the workers still computing them are told to stop (NOTE [Cancelled assignments]).
+    std::vector<int64_t> open;
+    for (const auto& [id, a] : in_flight_) open.push_back(id);
+    for (int64_t id : open) Abandon(round, id);
+    for (auto& p : participants_) p.busy = HoldsCancelled(p.info.id);
     return status;
   };
   while (true) {
@@ -254,7 +264,8 @@ void WorkerPoolSource::PickParticipants() {
   std::set<std::string> ids;
   for (auto& info : live) {
     ids.insert(info.id);
-    participants_.push_back(Participant{std::move(info), false});
+    const bool busy = HoldsCancelled(info.id);
+    participants_.push_back(Participant{std::move(info), busy});
   }
   for (auto it = sessions_.begin(); it != sessions_.end();) {
     it = ids.count(it->first) ? std::next(it) : sessions_.erase(it);
@@ -267,6 +278,20 @@ const std::string& WorkerPoolSource::JobDeviceType() const {
   static const std::string* const kCpu = new std::string("cpu");
   const std::string& type = job_.spec.resources().device_type();
   return type.empty() ? *kCpu : type;
+}
+
+absl::Duration WorkerPoolSource::AssignmentDeadline(const SessionState& session,
+                                                    int64_t tasks) const {
+  if (options_.deadline_factor <= 0 || session.completed_assignments == 0 ||
+      task_seconds_.empty()) {
+    return options_.assignment_timeout;
+  }
+  std::vector<double> seconds(task_seconds_.begin(), task_seconds_.end());
+  std::nth_element(seconds.begin(), seconds.begin() + seconds.size() / 2, seconds.end());
+  const double median = seconds[seconds.size() / 2];
+  const absl::Duration derived =
+      absl::Seconds(options_.deadline_factor * median * static_cast<double>(tasks));
+  return std::min(options_.assignment_timeout, std::max(options_.min_deadline, derived));
 }
 
 absl::Status WorkerPoolSource::CheckWorkerWait() {
@@ -360,12 +385,13 @@ bool WorkerPoolSource::SendAssignment(Participant& participant, Round& round, in
   auto in_flight = std::make_unique<InFlight>();
   in_flight->id = hooks_.next_assignment_id();
   in_flight->worker_id = participant.info.id;
+  in_flight->connection = participant.info.connection;
   in_flight->worker_name =
       participant.info.hello.name().empty() ? participant.info.id : participant.info.hello.name();
   in_flight->begin = begin;
   in_flight->end = end;
   in_flight->sent_at = clock_.Now();
-  in_flight->deadline = in_flight->sent_at + options_.assignment_timeout;
+  in_flight->deadline = in_flight->sent_at + AssignmentDeadline(session, end - begin);
   if (round.train) {
     in_flight->intake =
         std::make_unique<GradientIntake>(begin, end, specs_, job_.dtype, classification_);
@@ -387,6 +413,22 @@ bool WorkerPoolSource::SendAssignment(Participant& participant, Round& round, in
 }
 
 void WorkerPoolSource::HandleEvent(Round& round, Event& event) {
+  const int64_t assignment_id = event.message.has_gradient()
+                                    ? event.message.gradient().assignment_id()
+                                    : event.message.done().assignment_id();
+  if (auto it = cancelled_assignments_.find(assignment_id); it != cancelled_assignments_.end()) {
+    // NOTE [Cancelled assignments]: its result is no longer needed; its answer frees the
+    // worker.
+    if (it->second != event.worker_id) {
+      if (hooks_.metrics) hooks_.metrics->ResultRejected(RejectReason::kNotOwner);
+      return;
+    }
+    if (hooks_.metrics) hooks_.metrics->StaleMessage();
+    if (!event.message.has_done()) return;
+    cancelled_assignments_.erase(it);
+    if (!HoldsCancelled(event.worker_id)) ReleaseWorker(event.worker_id);
+    return;
+  }
   switch (event.message.kind_case()) {
     case v1::WorkerMessage::kGradient:
       HandleGradient(round, event.worker_id, event.message.gradient());
@@ -450,6 +492,10 @@ void WorkerPoolSource::HandleDone(Round& round, const std::string& worker_id,
   if (owned == nullptr) return;
   InFlight& a = *owned;
   if (done.needs_setup()) return HandleNeedsSetup(round, a.id);
+  if (done.cancelled()) {
+    return Reject(round, a.id, RejectReason::kMalformed,
+                  absl::StrCat(worker_id, ": answered 'cancelled' to an assignment that was not"));
+  }
   if (!done.error().empty()) {
     return Reject(round, a.id, RejectReason::kWorkerError,
                   absl::StrCat(worker_id, ": ", done.error()));
@@ -523,13 +569,39 @@ void WorkerPoolSource::DropFinishedCopies(Round& round) {
     for (int64_t t = a->begin; t < a->end && !open; ++t) open = !round.completed[t];
     if (!open) finished.push_back(id);
   }
-  for (int64_t id : finished) {
-    // Its tasks were all computed by the other copy: the worker's remaining answers are
-    // stale, and the worker is free for more.
-    const std::string worker_id = in_flight_.at(id)->worker_id;
-    in_flight_.erase(id);
-    ReleaseWorker(worker_id);
+  // Its tasks were all computed by the other copy: the worker's remaining answers are
+  // stale; it is free for more once it has answered (NOTE [Cancelled assignments]).
+  for (int64_t id : finished) Abandon(round, id);
+}
+
+void WorkerPoolSource::Abandon(const Round& round, int64_t assignment_id) {
+  auto it = in_flight_.find(assignment_id);
+  if (it == in_flight_.end()) return;
+  const InFlight& a = *it->second;
+  const std::string worker_id = a.worker_id;
+  // Training: every gradient of the assignment is in, so the worker has finished it and its
+  // AssignmentDone is on the way; nothing to cancel.
+  const bool computed = round.train && a.tasks_done == a.end - a.begin;
+  bool cancelled = false;
+  if (!computed && a.connection != nullptr) {
+    v1::CoordinatorMessage message;
+    message.mutable_cancel()->set_assignment_id(a.id);
+    // A closed session cannot answer: its worker is gone (HandleWorkerChanges forgets it).
+    cancelled = a.connection->Send(std::move(message));
   }
+  if (cancelled) {
+    cancelled_assignments_[a.id] = worker_id;
+    if (hooks_.metrics) hooks_.metrics->AssignmentCancelled();
+  }
+  in_flight_.erase(it);
+  if (!HoldsCancelled(worker_id)) ReleaseWorker(worker_id);
+}
+
+bool WorkerPoolSource::HoldsCancelled(const std::string& worker_id) const {
+  for (const auto& [id, holder] : cancelled_assignments_) {
+    if (holder == worker_id) return true;
+  }
+  return false;
 }
 
 void WorkerPoolSource::HandleNeedsSetup(Round& round, int64_t assignment_id) {
@@ -551,6 +623,9 @@ void WorkerPoolSource::HandleNeedsSetup(Round& round, int64_t assignment_id) {
 void WorkerPoolSource::RecordCompletion(Round& round, const InFlight& a) {
   const absl::Time now = clock_.Now();
   const int64_t tasks = a.end - a.begin;
+  ++sessions_[a.worker_id].completed_assignments;
+  task_seconds_.push_back(absl::ToDoubleSeconds(now - a.sent_at) / static_cast<double>(tasks));
+  if (task_seconds_.size() > kObservedTasks) task_seconds_.pop_front();
   if (hooks_.quarantine != nullptr) hooks_.quarantine->RecordSuccess(a.worker_name);
   if (hooks_.metrics) hooks_.metrics->WorkerTaskLatency(a.worker_name, now - a.sent_at, tasks);
   if (round.train) {
@@ -637,6 +712,9 @@ void WorkerPoolSource::ReleaseWorker(const std::string& worker_id) {
 void WorkerPoolSource::HandleWorkerChanges(Round& round) {
   std::set<std::string> live;
   for (const auto& info : hooks_.live_workers()) live.insert(info.id);
+  for (auto it = cancelled_assignments_.begin(); it != cancelled_assignments_.end();) {
+    it = live.count(it->second) ? std::next(it) : cancelled_assignments_.erase(it);
+  }
   std::vector<int64_t> orphaned;
   for (const auto& [id, a] : in_flight_) {
     if (!live.count(a->worker_id)) orphaned.push_back(id);
@@ -656,7 +734,17 @@ void WorkerPoolSource::CheckDeadlines(Round& round) {
     if (a->deadline <= now) late.emplace_back(id, a->worker_id);
   }
   for (const auto& [id, late_worker] : late) {
-    RecordFailure(*in_flight_.at(id));
+    InFlight& a = *in_flight_.at(id);
+    RecordFailure(a);
+    if (a.connection != nullptr) {
+      // Presumed hung: if it ever answers, it gets work again (NOTE [Cancelled assignments]).
+      v1::CoordinatorMessage message;
+      message.mutable_cancel()->set_assignment_id(id);
+      if (a.connection->Send(std::move(message))) {
+        cancelled_assignments_[id] = late_worker;
+        if (hooks_.metrics) hooks_.metrics->AssignmentCancelled();
+      }
+    }
     Requeue(round, id, ReassignReason::kDeadline);
     // A worker that misses its deadline is presumed hung: it sits out the rest of the round.
     // (A named copy: clang 14 cannot capture a structured binding in a C++17 lambda.)

@@ -41,6 +41,28 @@
 // times for one job without completing an assignment of it is treated as failing (a
 // rejection, kWorkerError), which bounds the resends a broken worker can cause.
 //
+// NOTE [Cancelled assignments]. An assignment whose result is no longer needed (the other
+// copy of a speculative pair won, the round ended without it, its deadline passed) is
+// dropped and its worker is sent CancelAssignment. The worker skips it if it has not
+// started it, and answers either way (AssignmentDone, with `cancelled` when it skipped it).
+// Until that answer arrives the worker gets no more work of the job: it is computing, or
+// frozen, or its queue holds the cancelled assignment. So a slow or frozen worker never
+// accumulates a backlog of stale assignments (one per round, when rounds are short),
+// which it would otherwise compute one after another once it resumed, late for every one
+// of them; its share goes to the workers that answer. A worker whose session ends is
+// forgotten with it.
+//
+// NOTE [Deadlines from observed task times]. A worker whose process still answers
+// keepalive pings but whose computation hangs (a stuck GPU, a livelocked library) is not
+// noticed by liveness. Its deadline is therefore derived from what the job's tasks take:
+// the median of the last kObservedTasks per-task times (from sending an assignment to its
+// completion, divided by its tasks), times deadline_factor, times the assignment's tasks,
+// clamped to [min_deadline, assignment_timeout]. Only for a worker that has completed an
+// assignment of the job in its session: the first one includes the job's setup (a dataset
+// to load), which the others' times do not show. A missed deadline counts a failure (NOTE
+// [Quarantine]), cancels the assignment and sends its tasks elsewhere; a late answer is
+// stale. Deadlines decide only who computes a task, never its value.
+//
 // Threads: the loop's thread calls ComputeTraining / Evaluate, which wait on an inbox.
 // RPC threads call PostMessage, WorkersChanged, Cancel and Stop, which only touch the inbox
 // and never block on the loop.
@@ -79,6 +101,12 @@ struct WorkerPoolOptions {
   absl::Duration no_worker_timeout = absl::Minutes(30);
   // NOTE [Speculative duplicates].
   bool speculative_duplicates = true;
+  // NOTE [Deadlines from observed task times]: an assignment to a worker that has already
+  // completed one of the job's is late after deadline_factor x the median observed time per
+  // task x its tasks, but never before min_deadline nor after assignment_timeout. 0: only
+  // assignment_timeout.
+  double deadline_factor = 20;
+  absl::Duration min_deadline = absl::Seconds(10);
   Clock* clock = nullptr;  // Clock::Real() when null
 };
 
@@ -133,6 +161,8 @@ class WorkerPoolSource final : public meta::GradientSource {
     int64_t version_sent = -1;
     // needs_setup answers since the worker last completed an assignment of this job.
     int setup_requests_in_a_row = 0;
+    // NOTE [Deadlines from observed task times].
+    int64_t completed_assignments = 0;
     bool logged_setup_request = false;
   };
   struct Event {
@@ -167,6 +197,9 @@ class WorkerPoolSource final : public meta::GradientSource {
   void CheckDeadlines(Round& round);
   // resources.device_type, or "cpu" when empty.
   const std::string& JobDeviceType() const;
+  // When an assignment of `tasks` tasks sent now to `session`'s worker is late (NOTE
+  // [Deadlines from observed task times]).
+  absl::Duration AssignmentDeadline(const SessionState& session, int64_t tasks) const;
   // UNAVAILABLE once the job has had no participant for options_.no_worker_timeout.
   absl::Status CheckWorkerWait();
   void ReportWorkers();
@@ -174,12 +207,20 @@ class WorkerPoolSource final : public meta::GradientSource {
   void Speculate(Round& round);
   // Forgets copies whose every task is complete (by either copy).
   void DropFinishedCopies(Round& round);
+  // Drops an in-flight assignment whose result is no longer needed and tells its worker to
+  // cancel it; the worker stays busy for this job until it answers (NOTE [Cancelled
+  // assignments]).
+  void Abandon(const Round& round, int64_t assignment_id);
+  // The worker has a cancelled assignment of this job that it has not answered yet.
+  bool HoldsCancelled(const std::string& worker_id) const;
   // A refused result or a missed deadline of the worker of `a` (NOTE [Quarantine]).
   void RecordFailure(const InFlight& a);
 
   // More needs_setup answers in a row for one job than this and the worker is failing
   // (NOTE [Work distribution]).
   static constexpr int kMaxSetupRequestsInARow = 16;
+  // Per-task times kept for the median (NOTE [Deadlines from observed task times]).
+  static constexpr size_t kObservedTasks = 64;
 
   const std::string job_id_;
   const meta::JobContext& job_;
@@ -193,7 +234,13 @@ class WorkerPoolSource final : public meta::GradientSource {
   std::vector<Participant> participants_;
   std::map<std::string, SessionState> sessions_;
   std::map<int64_t, std::unique_ptr<InFlight>> in_flight_;
+  // NOTE [Cancelled assignments]: assignment id -> worker id, until the worker answers.
+  // At most one per worker, since a worker holding one gets no other work of the job.
+  std::map<int64_t, std::string> cancelled_assignments_;
   int64_t encoded_version_ = -1;
+  // Seconds per task of recently completed assignments, oldest first (at most
+  // kObservedTasks).
+  std::deque<double> task_seconds_;
   // Logged once while every connected worker is of another device type.
   bool reported_device_wait_ = false;
   // Since when the job has had no participant; InfinitePast() while it has one. Kept across

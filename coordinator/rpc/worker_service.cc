@@ -30,13 +30,21 @@ class SessionOutbox final : public WorkerConnection {
   // No more messages will be accepted; *finish as above.
   void Close(bool* finish) ABSL_LOCKS_EXCLUDED(mu_);
   void Detach() ABSL_LOCKS_EXCLUDED(mu_);
+  // More was queued than max_worker_outbox_bytes: the session ends with RESOURCE_EXHAUSTED.
+  bool overflowed() const ABSL_LOCKS_EXCLUDED(mu_) {
+    absl::MutexLock lock(&mu_);
+    return overflowed_;
+  }
 
  private:
   Coordinator* const coordinator_;
-  absl::Mutex mu_;
+  mutable absl::Mutex mu_;
   SessionReactor* reactor_ ABSL_GUARDED_BY(mu_);  // null once detached
-  // The front is being written.
+  // The front is being written. Bounded by bytes: CoordinatorOptions::max_worker_outbox_bytes.
   std::deque<v1::CoordinatorMessage> queue_ ABSL_GUARDED_BY(mu_);
+  std::deque<int64_t> sizes_ ABSL_GUARDED_BY(mu_);
+  int64_t bytes_ ABSL_GUARDED_BY(mu_) = 0;
+  bool overflowed_ ABSL_GUARDED_BY(mu_) = false;
   bool writing_ ABSL_GUARDED_BY(mu_) = false;
   bool closed_ ABSL_GUARDED_BY(mu_) = false;
   bool finish_requested_ ABSL_GUARDED_BY(mu_) = false;
@@ -86,7 +94,13 @@ class SessionReactor final
     bool finish = false;
     const v1::CoordinatorMessage* next = outbox_->WriteDone(ok, &finish);
     if (next) StartWrite(next);
-    if (finish) Finish(final_status_);
+    if (finish) {
+      Finish(outbox_->overflowed()
+                 ? grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                                "the worker fell too far behind reading its messages "
+                                "(--max_worker_outbox_mb); reconnect")
+                 : final_status_);
+    }
   }
 
   void OnCancel() override ABSL_LOCKS_EXCLUDED(leave_mu_) {
@@ -150,7 +164,22 @@ bool SessionOutbox::Send(v1::CoordinatorMessage message) {
   {
     absl::MutexLock lock(&mu_);
     if (closed_ || reactor_ == nullptr) return false;
+    if (bytes_ + bytes > coordinator_->options().max_worker_outbox_bytes && writing_) {
+      // The worker is not reading (a frozen or overloaded process): stop queueing for it.
+      // The write in progress completes or fails, and then the stream is finished
+      // (OnWriteDone), which ends the worker's session; its tasks go elsewhere.
+      overflowed_ = true;
+      closed_ = true;
+      while (queue_.size() > 1) {
+        queue_.pop_back();
+        bytes_ -= sizes_.back();
+        sizes_.pop_back();
+      }
+      return false;
+    }
     queue_.push_back(std::move(message));
+    sizes_.push_back(bytes);
+    bytes_ += bytes;
     if (!writing_) {
       writing_ = true;
       reactor = reactor_;
@@ -166,9 +195,13 @@ bool SessionOutbox::Send(v1::CoordinatorMessage message) {
 const v1::CoordinatorMessage* SessionOutbox::WriteDone(bool ok, bool* finish) {
   absl::MutexLock lock(&mu_);
   queue_.pop_front();
+  bytes_ -= sizes_.front();
+  sizes_.pop_front();
   if (!ok) {
     closed_ = true;
     queue_.clear();
+    sizes_.clear();
+    bytes_ = 0;
   }
   if (!queue_.empty() && !closed_) return &queue_.front();
   writing_ = false;
@@ -182,7 +215,11 @@ void SessionOutbox::Close(bool* finish) {
   closed_ = true;
   // Queued messages are dropped; the one being written completes first.
   if (writing_) {
-    while (queue_.size() > 1) queue_.pop_back();
+    while (queue_.size() > 1) {
+      queue_.pop_back();
+      bytes_ -= sizes_.back();
+      sizes_.pop_back();
+    }
   }
   *finish = !writing_ && !finish_requested_;
   if (*finish) finish_requested_ = true;
@@ -193,6 +230,8 @@ void SessionOutbox::Detach() {
   reactor_ = nullptr;
   closed_ = true;
   queue_.clear();
+  sizes_.clear();
+  bytes_ = 0;
 }
 
 // A session refused before it starts: finishes with `status`, reading nothing.

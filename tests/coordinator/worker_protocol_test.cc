@@ -7,6 +7,7 @@
 #include <atomic>
 #include <cstdio>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -456,6 +457,98 @@ TEST(SpeculationTest, IdleWorkerCopiesTheStragglersTasksAndTheBitsDoNotChange) {
   ExpectBitIdentical(SgdStep(*init, 2.5, 0.1), ParamsFromCheckpoint(context, *bytes->bytes));
 }
 
+// Skips JobSetup and Parameters; the next Assignment or CancelAssignment (nullopt when the
+// stream ends first).
+std::optional<v1::CoordinatorMessage> NextAssignmentOrCancel(ScriptedWorker& w) {
+  while (auto message = w.Read()) {
+    if (message->has_assignment() || message->has_cancel()) return message;
+  }
+  return std::nullopt;
+}
+
+// NOTE [Cancelled assignments]: the straggler whose copy lost is told to cancel, gets no
+// more work of the job until it answers (here: a whole step), then takes part again; the
+// bits are those of the plain SGD steps.
+TEST(SpeculationTest, LosingCopyIsCancelledAndItsWorkerWaitsForItsAnswer) {
+  FakeClock clock;  // frozen: no deadline passes
+  coordinator::CoordinatorOptions options;
+  options.clock = &clock;
+  options.poll_interval = absl::Hours(24);
+  auto h = CoordinatorHarness::Start(options);
+  ASSERT_TRUE(h.ok()) << h.status();
+  auto slow = ScriptedWorker::Connect((*h)->address(), 2);
+  auto fast = ScriptedWorker::Connect((*h)->address(), 2);
+  ASSERT_TRUE(slow.ok() && fast.ok());
+  const v1::JobSpec spec = SgdSpec(/*meta_batch=*/4, /*steps=*/3);
+  const meta::JobContext context = MakeContext(spec);
+  auto id = (*h)->Submit(spec);
+  ASSERT_TRUE(id.ok()) << id.status();
+
+  // Step 0: the fast worker does its share and a copy of the slow worker's.
+  auto held = (*slow)->NextAssignment();
+  auto own = (*fast)->NextAssignment();
+  ASSERT_TRUE(held.has_value() && own.has_value());
+  AnswerTraining(**fast, context, *own);
+  auto copy = (*fast)->NextAssignment();
+  ASSERT_TRUE(copy.has_value());
+  ASSERT_THAT(copy->task_indices(), ::testing::ElementsAre(0, 1));
+  AnswerTraining(**fast, context, *copy);
+  // Step 1: the slow worker has not answered its cancelled assignment, so the fast worker
+  // gets both shares.
+  for (int share = 0; share < 2; ++share) {
+    auto a = (*fast)->NextAssignment();
+    ASSERT_TRUE(a.has_value());
+    EXPECT_EQ(a->version(), 1);
+    AnswerTraining(**fast, context, *a);
+  }
+  // Step 1 is over (the runner took the fast worker's answers) before the slow worker
+  // answers: otherwise it could be given a copy of step 1's open tasks instead.
+  const absl::Time give_up = absl::Now() + absl::Seconds(60);
+  while ((*h)->Get(*id)->step() < 2 && absl::Now() < give_up) {
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+  ASSERT_GE((*h)->Get(*id)->step(), 2);
+  auto cancel = NextAssignmentOrCancel(**slow);
+  ASSERT_TRUE(cancel.has_value());
+  ASSERT_TRUE(cancel->has_cancel()) << cancel->DebugString();
+  EXPECT_EQ(cancel->cancel().assignment_id(), held->assignment_id());
+  const auto& counters = (*h)->coordinator().metrics();
+  EXPECT_EQ(counters.assignments_cancelled(), 1);
+  // It answers (it had not started the assignment): it is given work again in step 2.
+  v1::WorkerMessage done;
+  done.mutable_done()->set_assignment_id(held->assignment_id());
+  done.mutable_done()->set_cancelled(true);
+  ASSERT_TRUE((*slow)->Write(done));
+  auto first = (*fast)->NextAssignment();
+  ASSERT_TRUE(first.has_value());
+  EXPECT_EQ(first->version(), 2);
+  auto second = NextAssignmentOrCancel(**slow);
+  ASSERT_TRUE(second.has_value() && second->has_assignment()) << "no work after answering";
+  EXPECT_EQ(second->assignment().version(), 2);
+  AnswerTraining(**fast, context, *first);
+  AnswerTraining(**slow, context, second->assignment());
+
+  auto answer_evaluations = [](ScriptedWorker* w) {
+    while (auto a = w->NextAssignment()) {
+      if (a->eval_steps() > 0) AnswerEvaluation(*w, *a);
+    }
+  };
+  std::thread slow_answers(answer_evaluations, slow->get());
+  std::thread fast_answers(answer_evaluations, fast->get());
+  const v1::JobStatus status = (*h)->WatchToEnd(*id)->back().status();
+  (*h)->Shutdown();
+  slow_answers.join();
+  fast_answers.join();
+  ASSERT_EQ(status.state(), v1::SUCCEEDED) << status.error();
+  EXPECT_EQ(counters.rejected_results(), 0);
+  auto init = meta::InitialMetaParams(context);
+  ASSERT_TRUE(init.ok());
+  auto bytes = (*h)->coordinator().FetchCheckpoint(*id, "final");
+  ASSERT_TRUE(bytes.ok());
+  ExpectBitIdentical(SgdStep(SgdStep(SgdStep(*init, 2.5, 0.1), 2.5, 0.1), 2.5, 0.1),
+                     ParamsFromCheckpoint(context, *bytes->bytes));
+}
+
 // Waits (bounded in real time) until the job's runner has taken every message sent before
 // this call: a Done for an assignment that never existed is counted stale when the runner
 // reaches it, and a session's messages reach the runner in order.
@@ -532,6 +625,81 @@ TEST(WorkerProtocolTest, SilentWorkerLosesItsTasksWhenItsDeadlinePassesAndNotBef
   auto bytes = (*h)->Fetch(*id, "final");
   ASSERT_TRUE(bytes.ok());
   ExpectBitIdentical(SgdStep(*init, 1.5, 0.1), ParamsFromCheckpoint(context, *bytes));
+}
+
+// NOTE [Deadlines from observed task times]: tasks took 2 s each in step 0, so with the
+// factor 20 a one-task assignment of step 1 is late after 40 s, not after the 600 s
+// assignment_timeout; the hung worker is told to cancel and its task goes to the helper.
+TEST(WorkerProtocolTest, HungWorkerLosesItsTasksAtTheDeadlineItsJobsTaskTimesGive) {
+  FakeClock clock;
+  coordinator::CoordinatorOptions options;
+  options.clock = &clock;
+  options.assignment_timeout = absl::Seconds(600);
+  options.deadline_factor = 20;
+  options.min_deadline = absl::Seconds(10);
+  options.poll_interval = absl::Hours(24);
+  options.speculative_duplicates = false;  // the deadline alone must move the task
+  auto h = CoordinatorHarness::Start(options);
+  ASSERT_TRUE(h.ok()) << h.status();
+  auto hanging = ScriptedWorker::Connect((*h)->address(), 1);
+  auto helper = ScriptedWorker::Connect((*h)->address(), 1);
+  ASSERT_TRUE(hanging.ok() && helper.ok());
+  const v1::JobSpec spec = SgdSpec(/*meta_batch=*/2, /*steps=*/2);
+  const meta::JobContext context = MakeContext(spec);
+  auto id = (*h)->Submit(spec);
+  ASSERT_TRUE(id.ok()) << id.status();
+
+  auto first = (*hanging)->NextAssignment();
+  auto other = (*helper)->NextAssignment();
+  ASSERT_TRUE(first.has_value() && other.has_value());
+  clock.Advance(absl::Seconds(2));
+  AnswerTraining(**hanging, context, *first);
+  AnswerTraining(**helper, context, *other);
+  auto hung = (*hanging)->NextAssignment();
+  auto answered = (*helper)->NextAssignment();
+  ASSERT_TRUE(hung.has_value() && answered.has_value());
+  ASSERT_EQ(hung->version(), 1);
+  AnswerTraining(**helper, context, *answered);
+  const int64_t probe = answered->assignment_id() + 1000;
+  DrainRunnerInbox(**h, **helper, probe);
+  const auto& counters = (*h)->coordinator().metrics();
+  clock.Advance(absl::Seconds(39));
+  DrainRunnerInbox(**h, **helper, probe);
+  EXPECT_EQ(counters.reassigned_tasks(), 0) << "late before 20 x 2 s";
+  clock.Advance(absl::Seconds(2));
+  auto retry = (*helper)->NextAssignment();
+  ASSERT_TRUE(retry.has_value());
+  EXPECT_EQ(retry->version(), 1);
+  EXPECT_THAT(retry->task_indices(), ::testing::ElementsAreArray(hung->task_indices()));
+  EXPECT_EQ(counters.reassigned_tasks(), 1);
+  EXPECT_EQ(counters.assignments_cancelled(), 1);
+  AnswerTraining(**helper, context, *retry);
+  // The hung worker comes back: it reads the cancel and answers it, and takes part again.
+  auto cancel = (*hanging)->Read();
+  ASSERT_TRUE(cancel.has_value() && cancel->has_cancel()) << "no CancelAssignment";
+  v1::WorkerMessage done;
+  done.mutable_done()->set_assignment_id(cancel->cancel().assignment_id());
+  done.mutable_done()->set_cancelled(true);
+  ASSERT_TRUE((*hanging)->Write(done));
+  auto answer_evaluations = [](ScriptedWorker* w) {
+    while (auto a = w->NextAssignment()) {
+      if (a->eval_steps() > 0) AnswerEvaluation(*w, *a);
+    }
+  };
+  std::thread hanging_answers(answer_evaluations, hanging->get());
+  std::thread helper_answers(answer_evaluations, helper->get());
+  const v1::JobStatus status = (*h)->WatchToEnd(*id)->back().status();
+  (*h)->Shutdown();
+  hanging_answers.join();
+  helper_answers.join();
+  ASSERT_EQ(status.state(), v1::SUCCEEDED) << status.error();
+  EXPECT_EQ(counters.rejected_results(), 0);
+  auto init = meta::InitialMetaParams(context);
+  ASSERT_TRUE(init.ok());
+  auto bytes = (*h)->coordinator().FetchCheckpoint(*id, "final");
+  ASSERT_TRUE(bytes.ok()) << bytes.status();
+  ExpectBitIdentical(SgdStep(SgdStep(*init, 1.5, 0.1), 1.5, 0.1),
+                     ParamsFromCheckpoint(context, *bytes->bytes));
 }
 
 TEST(WorkerProtocolTest, SessionMustStartWithHello) {

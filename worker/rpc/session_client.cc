@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <cstdio>
 #include <ctime>
+#include <optional>
+#include <thread>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -15,9 +17,15 @@
 #include "common/rpc/credentials.h"
 #include "common/version/version.h"
 #include "metatrain/v1/worker_service.grpc.pb.h"
+#include "worker/rpc/session_inbox.h"
 
 namespace metatrain::worker {
 namespace {
+
+// What the reader may queue ahead of the computation (worker/rpc/session_inbox.h). The
+// coordinator sends a worker at most one assignment per job at a time, with its job's
+// setup and parameters; this leaves room for several jobs' worth.
+constexpr int64_t kMaxInboxBytes = int64_t{256} << 20;
 
 std::shared_ptr<grpc::Channel> MakeChannel(const SessionOptions& options) {
   grpc::ChannelArguments args;
@@ -134,16 +142,29 @@ SessionClient::SessionEnd SessionClient::RunSession(bool& welcomed, absl::Status
     options_.metrics->BytesSent(static_cast<int64_t>(hello_message.ByteSizeLong()));
   }
   runner_->ResetSession();
-  v1::CoordinatorMessage message;
   auto write = [&](const v1::WorkerMessage& out) {
     if (write_failed) return;
     if (options_.metrics) options_.metrics->BytesSent(static_cast<int64_t>(out.ByteSizeLong()));
     if (!stream->Write(out)) write_failed = true;
   };
-  while (!write_failed && stream->Read(&message)) {
-    if (options_.metrics) {
-      options_.metrics->BytesReceived(static_cast<int64_t>(message.ByteSizeLong()));
+  // The reader thread only reads and queues (applying cancels on arrival); this thread
+  // computes and writes: one reader and one writer, as gRPC's sync streams allow.
+  SessionInbox inbox(kMaxInboxBytes);
+  std::thread reader([&] {
+    v1::CoordinatorMessage incoming;
+    while (stream->Read(&incoming)) {
+      if (options_.metrics) {
+        options_.metrics->BytesReceived(static_cast<int64_t>(incoming.ByteSizeLong()));
+      }
+      if (!inbox.Push(std::move(incoming))) break;
+      incoming.Clear();
     }
+    inbox.Close();
+  });
+  while (!write_failed) {
+    std::optional<SessionInbox::Item> item = inbox.Pop();
+    if (!item) break;
+    const v1::CoordinatorMessage& message = item->message;
     switch (message.kind_case()) {
       case v1::CoordinatorMessage::kWelcome:
         welcomed = true;
@@ -164,6 +185,14 @@ SessionClient::SessionEnd SessionClient::RunSession(bool& welcomed, absl::Status
         break;
       }
       case v1::CoordinatorMessage::kAssignment:
+        if (item->cancelled) {
+          // NOTE [Cancelled assignments] (coordinator/worker_pool_source.h).
+          v1::WorkerMessage out;
+          out.mutable_done()->set_assignment_id(message.assignment().assignment_id());
+          out.mutable_done()->set_cancelled(true);
+          write(out);
+          break;
+        }
         runner_->HandleAssignment(message.assignment(), [&](v1::WorkerMessage out) {
           if (out.has_done()) {
             const v1::AssignmentDone& done = out.done();
@@ -194,10 +223,12 @@ SessionClient::SessionEnd SessionClient::RunSession(bool& welcomed, absl::Status
     }
     if (end == SessionEnd::kShutdown) break;
   }
-  if (end == SessionEnd::kShutdown) {
-    stream->WritesDone();
-    context.TryCancel();  // the coordinator may keep its side open; we are done either way
-  }
+  if (end == SessionEnd::kShutdown) stream->WritesDone();
+  // The coordinator may keep its side open (after Shutdown) or be gone (a failed write):
+  // either way the reader must stop waiting for it.
+  if (end == SessionEnd::kShutdown || write_failed) context.TryCancel();
+  inbox.Close();
+  reader.join();
   grpc::Status status = stream->Finish();
   if (welcomed && options_.metrics) options_.metrics->SessionEnded();
   {

@@ -9,6 +9,10 @@
 // jittered by ±25% so restarted fleets do not reconnect in lockstep), forever, until the
 // coordinator sends Shutdown or Stop() is called, or the coordinator refuses the worker.
 //
+// Each session reads on its own thread and computes and writes on Run()'s thread, so a
+// CancelAssignment reaches an assignment that waits behind the one being computed
+// (worker/rpc/session_inbox.h).
+//
 // Thread safety: Run() is called from one thread; Stop() may be called from any thread
 // (e.g. a signal-watching thread) at any time.
 
