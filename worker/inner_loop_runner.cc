@@ -88,18 +88,29 @@ absl::Status InnerLoopRunner::HandleJobSetup(const v1::JobSetup& setup) {
   setup.spec().SerializeToString(&spec_bytes);
   Job& job = jobs_[job_id];
   job.last_used = ++clock_;
-  if (job.spec_bytes == spec_bytes && job.context != nullptr) {
-    if (options_.metrics) options_.metrics->DatasetReused();
-    return absl::OkStatus();  // same job again (e.g. after a reconnection): keep the data
+  if (job.spec_bytes == spec_bytes && job.setup_error.ok()) {
+    // The same job again (after a reconnection, or resent): keep its parameters, and its
+    // data if still built.
+    if (job.context != nullptr && options_.metrics) options_.metrics->DatasetReused();
+    absl::Status built = EnsureContext(job_id, job);
+    EvictIfNeeded();
+    return built;
   }
   // A new job, a reused id with another spec, or a setup that failed before (the data may
   // have appeared since): build from scratch.
   job.spec_bytes = std::move(spec_bytes);
+  job.spec = setup.spec();
   job.context.reset();
   job.versions.clear();
   job.setup_error = absl::OkStatus();
+  absl::Status built = EnsureContext(job_id, job);
+  EvictIfNeeded();
+  return built;
+}
 
-  v1::JobSpec spec = setup.spec();
+absl::Status InnerLoopRunner::EnsureContext(const std::string& job_id, Job& job) {
+  if (job.context != nullptr || !job.setup_error.ok()) return job.setup_error;
+  v1::JobSpec spec = job.spec;
   // The worker's own --data_dir is the operator's, not the job's: it is not confined.
   const bool own_data = !options_.data_dir.empty();
   if (own_data) spec.mutable_tasks()->set_data_dir(options_.data_dir);
@@ -115,15 +126,31 @@ absl::Status InnerLoopRunner::HandleJobSetup(const v1::JobSetup& setup) {
     job.setup_error =
         absl::Status(context.status().code(),
                      absl::StrCat("job ", job_id, " setup failed: ", context.status().message()));
-  } else {
-    job.context = std::make_unique<meta::JobContext>(std::move(*context));
+    job.versions.clear();
+    return job.setup_error;
   }
-  EvictIfNeeded();
-  return job.setup_error;
+  job.context = std::make_unique<meta::JobContext>(std::move(*context));
+  // Room for this one: the least recently used other job gives up its data.
+  DropContextsBeyond(std::max(1, options_.max_cached_jobs), &job);
+  return absl::OkStatus();
+}
+
+void InnerLoopRunner::DropContextsBeyond(int limit, const Job* keep) {
+  while (cached_jobs() > limit) {
+    Job* oldest = nullptr;
+    for (auto& [id, job] : jobs_) {
+      if (job.context == nullptr || &job == keep) continue;
+      if (oldest == nullptr || job.last_used < oldest->last_used) oldest = &job;
+    }
+    if (oldest == nullptr) return;
+    oldest->context.reset();
+  }
 }
 
 void InnerLoopRunner::EvictIfNeeded() {
-  while (static_cast<int>(jobs_.size()) > std::max(1, options_.max_cached_jobs)) {
+  DropContextsBeyond(std::max(1, options_.max_cached_jobs), nullptr);
+  const int known = std::max(options_.max_known_jobs, std::max(1, options_.max_cached_jobs));
+  while (static_cast<int>(jobs_.size()) > known) {
     auto oldest = jobs_.begin();
     for (auto it = jobs_.begin(); it != jobs_.end(); ++it) {
       if (it->second.last_used < oldest->second.last_used) oldest = it;
@@ -132,12 +159,20 @@ void InnerLoopRunner::EvictIfNeeded() {
   }
 }
 
+int InnerLoopRunner::cached_jobs() const {
+  int built = 0;
+  for (const auto& [id, job] : jobs_) built += job.context != nullptr ? 1 : 0;
+  return built;
+}
+
 absl::Status InnerLoopRunner::HandleParameters(const v1::Parameters& parameters) {
   auto it = jobs_.find(parameters.job_id());
   // An evicted job: its assignment will ask for the setup and these parameters again.
   if (it == jobs_.end()) return absl::OkStatus();
   Job& job = it->second;
-  if (job.context == nullptr) return job.setup_error;
+  job.last_used = ++clock_;
+  // Assembling needs the model's shapes: a job whose data was dropped is built again.
+  RETURN_IF_ERROR(EnsureContext(parameters.job_id(), job));
   ParameterVersion& version = job.versions[parameters.version()];
   const v1::TensorChunk& chunk = parameters.chunk();
   const bool restart = chunk.tensor_index() == 0 && chunk.offset() == 0;
@@ -190,7 +225,7 @@ bool InnerLoopRunner::NeedsSetup(const v1::Assignment& assignment) const {
   auto it = jobs_.find(assignment.job_id());
   if (it == jobs_.end()) return true;
   const Job& job = it->second;
-  if (job.context == nullptr) return false;  // its setup failed: Compute reports why
+  if (!job.setup_error.ok()) return false;  // its setup failed: Compute reports why
   auto vit = job.versions.find(assignment.version());
   // A poisoned version is an error to report, not something to ask for again.
   return vit == job.versions.end() || (!vit->second.complete && vit->second.error.ok());
@@ -235,7 +270,7 @@ absl::Status InnerLoopRunner::Compute(const v1::Assignment& assignment, const Em
   }
   Job& job = it->second;
   job.last_used = ++clock_;
-  RETURN_IF_ERROR(job.setup_error);
+  RETURN_IF_ERROR(EnsureContext(assignment.job_id(), job));
   auto vit = job.versions.find(assignment.version());
   if (vit == job.versions.end() || !vit->second.error.ok() || !vit->second.complete) {
     if (vit != job.versions.end() && !vit->second.error.ok()) return vit->second.error;

@@ -7,7 +7,8 @@
 // worker/rpc/ only moves these messages over the wire.
 //
 // Per job it keeps one JobContext (model, task family with its dataset loaded once,
-// learner) and the most recent complete parameter versions. An assignment rebuilds its
+// learner), built again on demand after the bounded cache dropped it, and the most recent
+// complete parameter versions. An assignment rebuilds its
 // tasks from (job seed, TaskKey{split, round, index}) and runs the learner once, batched,
 // over all of them.
 //
@@ -15,7 +16,7 @@
 // spec) or an assignment that cannot be computed (a poisoned parameter version, a LibTorch
 // error) is answered with AssignmentDone.error naming the cause. What the cache no longer
 // holds is not an error: an assignment for a job without a setup here (never sent, or
-// evicted: at most max_cached_jobs jobs stay) or for a parameter version it lacks is
+// forgotten: at most max_known_jobs jobs stay) or for a parameter version it lacks is
 // answered with AssignmentDone.needs_setup, and the coordinator sends JobSetup and
 // Parameters again (proto/metatrain/v1/worker_service.proto).
 //
@@ -47,10 +48,16 @@ struct RunnerOptions {
   files::ConfinedRoots data_roots;
   // "cpu" or "cuda:N". Tasks and parameters are moved there for the computation.
   std::string device = "cpu";
-  // Jobs whose context (and dataset) stays cached; the least recently used (set up or
-  // assigned) goes first. At least 1. More jobs than this may run at once: an evicted job's
-  // next assignment asks for its setup again (needs_setup), at the cost of rebuilding it.
+  // Jobs whose context (model, task family, dataset) stays built; the least recently used
+  // (set up, sent parameters or assigned) gives its up first. At least 1. More jobs than
+  // this may run at once: a job whose context was dropped keeps its spec and parameters
+  // and is built again when its parameters or assignments come (rebuilding costs a dataset
+  // load, not a failure).
   int max_cached_jobs = 4;
+  // Jobs whose spec and latest parameter versions are kept (small next to a dataset); the
+  // least recently used beyond this is forgotten, and its next assignment asks for the
+  // setup again (needs_setup). At least max_cached_jobs.
+  int max_known_jobs = 64;
   // Size of the pieces gradients are cut into (tests use small ones to exercise chunking).
   int64_t max_chunk_bytes = rpc::kDefaultMaxChunkBytes;
   // Where job setups and assignments are recorded; optional, must outlive the runner.
@@ -89,7 +96,8 @@ class InnerLoopRunner {
   // since a restarted coordinator numbers versions afresh.
   void ResetSession();
 
-  int cached_jobs() const { return static_cast<int>(jobs_.size()); }
+  // Jobs whose context is built now.
+  int cached_jobs() const;
 
  private:
   struct ParameterVersion {
@@ -100,8 +108,9 @@ class InnerLoopRunner {
   };
   struct Job {
     std::string spec_bytes;  // the JobSetup spec, to detect a reused id with a new spec
+    v1::JobSpec spec;
     absl::Status setup_error;
-    std::unique_ptr<meta::JobContext> context;
+    std::unique_ptr<meta::JobContext> context;  // null until built, or after being dropped
     std::map<int64_t, ParameterVersion> versions;
     int64_t last_used = 0;
   };
@@ -112,6 +121,11 @@ class InnerLoopRunner {
   // Runs the assignment; on success fills `done` (metrics) and emits gradients.
   absl::Status Compute(const v1::Assignment& assignment, const Emit& emit,
                        v1::AssignmentDone& done);
+  // Builds the job's context if it has none (and no setup error); returns the setup error.
+  absl::Status EnsureContext(const std::string& job_id, Job& job);
+  // Drops the contexts of the least recently used jobs (except `keep`) beyond `limit`.
+  void DropContextsBeyond(int limit, const Job* keep);
+  // Contexts beyond max_cached_jobs, then jobs beyond max_known_jobs.
   void EvictIfNeeded();
 
   RunnerOptions options_;

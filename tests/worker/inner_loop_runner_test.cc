@@ -316,9 +316,10 @@ TEST_F(RunnerTest, OlderParameterVersionsAreDroppedButThePreviousIsKept) {
 
 // What the cache no longer holds is asked for again (AssignmentDone.needs_setup), never
 // reported as an error: the coordinator resends JobSetup and Parameters and the job goes on.
-TEST_F(RunnerTest, AssignmentOfAnEvictedJobAsksForItsSetupAndThenComputesTheSameBits) {
+TEST_F(RunnerTest, AssignmentOfAForgottenJobAsksForItsSetupAndThenComputesTheSameBits) {
   RunnerOptions options;
   options.max_cached_jobs = 2;
+  options.max_known_jobs = 2;
   InnerLoopRunner runner(options);
   Setup(runner, "job-1", 0);
   const Reply before = Run(runner, Training("job-1", 0, {0, 2}));
@@ -351,6 +352,36 @@ TEST_F(RunnerTest, AssignmentOfAnEvictedJobAsksForItsSetupAndThenComputesTheSame
   ASSERT_EQ(again.done.size(), 1u);
   EXPECT_FALSE(again.done[0].needs_setup());
   EXPECT_THAT(again.done[0].error(), IsEmpty());
+  ASSERT_EQ(again.gradients.size(), 2u);
+  for (int64_t t : {0, 2}) {
+    const meta::TensorList first = Decode(before.gradients.at(t));
+    const meta::TensorList second = Decode(again.gradients.at(t));
+    ASSERT_EQ(first.size(), second.size());
+    for (size_t i = 0; i < first.size(); ++i) {
+      EXPECT_TRUE(at::equal(first[i], second[i])) << "task " << t << " tensor " << i;
+    }
+  }
+}
+
+// More jobs than the cache builds: a job whose context was dropped keeps its spec and
+// parameters, is built again when they are needed, and computes the same bits; it never
+// asks for its setup (which, for many jobs at once, would make workers thrash).
+TEST_F(RunnerTest, JobWhoseDataWasDroppedIsBuiltAgainAndComputesTheSameBits) {
+  RunnerOptions options;
+  options.max_cached_jobs = 1;
+  InnerLoopRunner runner(options);
+  Setup(runner, "job-1", 0);
+  const Reply before = Run(runner, Training("job-1", 0, {0, 2}));
+  ASSERT_THAT(before.done.at(0).error(), IsEmpty());
+  Setup(runner, "job-2", 0);  // job-1's context goes
+  EXPECT_EQ(runner.cached_jobs(), 1);
+  SendParameters(runner, "job-1", 1, params_);  // built again to assemble them
+  Setup(runner, "job-2", 0);                    // and dropped again
+  const Reply again = Run(runner, Training("job-1", 0, {0, 2}));
+  ASSERT_EQ(again.done.size(), 1u);
+  EXPECT_FALSE(again.done[0].needs_setup());
+  EXPECT_THAT(again.done[0].error(), IsEmpty());
+  EXPECT_EQ(runner.cached_jobs(), 1);
   ASSERT_EQ(again.gradients.size(), 2u);
   for (int64_t t : {0, 2}) {
     const meta::TensorList first = Decode(before.gradients.at(t));
