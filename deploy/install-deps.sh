@@ -30,6 +30,9 @@ packages=(
   # is reachable, Prometheus's promtool (installing the package on a systemd machine also
   # starts a Prometheus service on :9090), and python3-yaml for the tests that read the files.
   docker.io docker-compose debootstrap prometheus python3-yaml
+  # The partition test (tests/e2e/worker_faults_test.cc) cuts a worker's network inside a
+  # network namespace of its own: ip netns and iptables.
+  iproute2 iptables
 )
 # kubectl renders the Kubernetes manifests (kubectl kustomize); any kubectl serves, so Debian's
 # is installed only when none is on PATH.

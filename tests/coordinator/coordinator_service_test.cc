@@ -802,6 +802,20 @@ TEST(SubmitTest, RetryWithTheSameRequestIdReturnsTheSameJob) {
   // The submitted.pb of each is on disk when SubmitJob returns.
   EXPECT_TRUE(fs::exists(fs::path(dir) / first.job_id() / "submitted.pb"));
   EXPECT_TRUE(fs::exists(fs::path(dir) / other.job_id() / "submitted.pb"));
+
+  // A retry after a coordinator restart still finds the job: no second one.
+  (*h)->Shutdown();
+  h->reset();
+  h = CoordinatorHarness::Start(FastOptions(dir));
+  ASSERT_TRUE(h.ok()) << h.status();
+  v1::SubmitJobResponse after_restart;
+  ASSERT_TRUE(submit(spec, "req-1", &after_restart).ok());
+  EXPECT_EQ(after_restart.job_id(), first.job_id());
+  EXPECT_EQ(submit(SmallSinusoidSpec("maml", 3), "req-2", &conflict).error_code(),
+            grpc::StatusCode::ALREADY_EXISTS);
+  listed = (*h)->coordinator().ListJobs();
+  ASSERT_TRUE(listed.ok());
+  EXPECT_EQ(listed->jobs_size(), 2);
 }
 
 TEST(ListTest, PagesInSubmissionOrderAndSummariesLeaveTheCurveOut) {

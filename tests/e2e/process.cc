@@ -15,6 +15,7 @@
 #include <fstream>
 #include <sstream>
 #include <thread>
+#include <utility>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -198,9 +199,12 @@ absl::StatusOr<Coordinator> StartCoordinator(const std::string& dir,
 
 absl::StatusOr<std::unique_ptr<ChildProcess>> StartWorker(
     const std::string& address, const std::string& log_path,
-    const std::vector<std::string>& extra_flags) {
-  std::vector<std::string> argv = {BinaryPath("worker/metatrain-worker"), "--coordinator", address,
-                                   "--threads", "1"};
+    const std::vector<std::string>& extra_flags, const std::vector<std::string>& prefix) {
+  std::vector<std::string> argv = prefix;
+  for (std::string arg : {BinaryPath("worker/metatrain-worker"), std::string("--coordinator"),
+                          address, std::string("--threads"), std::string("1")}) {
+    argv.push_back(std::move(arg));
+  }
   if (!ChoosesTransport(extra_flags)) argv.push_back("--insecure");
   argv.insert(argv.end(), extra_flags.begin(), extra_flags.end());
   return ChildProcess::Start(argv, log_path);

@@ -64,9 +64,11 @@ absl::StatusOr<Coordinator> StartCoordinator(const std::string& dir,
 
 // A loopback port nobody listens on now (bound to port 0, noted, closed).
 int UnusedPort();
+// `prefix` (an absolute path first, e.g. /usr/sbin/ip netns exec NS) runs the worker
+// through another program that execs it, so the worker keeps the child's pid.
 absl::StatusOr<std::unique_ptr<ChildProcess>> StartWorker(
     const std::string& address, const std::string& log_path,
-    const std::vector<std::string>& extra_flags = {});
+    const std::vector<std::string>& extra_flags = {}, const std::vector<std::string>& prefix = {});
 
 // Waits until a worker's log (its stderr) says it is connected: "connected to ... as
 // worker ...". DEADLINE_EXCEEDED after `timeout`.
