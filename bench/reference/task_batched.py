@@ -20,9 +20,9 @@ Same math as per_task.py, which --check verifies.
 Usage: /usr/bin/python3 bench/reference/task_batched.py --workload sinusoid --order 2
        /usr/bin/python3 bench/reference/task_batched.py --check [--workload W ...] [--order O]
 The first prints one JSON line like per_task.py ("impl": "pytorch-python-task-batched");
---check compares the meta-gradient with per_task.py's on the same parameters and tasks (in
-float64) and exits 1 when any parameter's differs by more than --tolerance times the norm of the whole
-meta-gradient.
+--check compares the meta-gradient with per_task.py's on the same parameters and tasks
+(in float64) and exits 1 when any parameter's differs by more than --tolerance times the
+norm of the whole meta-gradient.
 """
 import argparse
 import os
