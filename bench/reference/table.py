@@ -45,7 +45,8 @@ def main():
 
     print("| workload | order | threads | MFLOP/task | metatrain tasks/s "
           "| per-task PyTorch tasks/s | task-batched PyTorch tasks/s "
-          "| metatrain / strongest PyTorch | peak RSS MiB (metatrain / per-task / batched) | GFLOP/s (metatrain / per-task / batched) "
+          "| metatrain / strongest PyTorch | peak RSS MiB (metatrain / per-task / batched) "
+          "| GFLOP/s (metatrain / per-task / batched) "
           "| % of roofline (metatrain / per-task / batched) |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     threads_seen = sorted({k[3] for k in runs})
