@@ -41,7 +41,7 @@ for threads in $threads_list; do
   for order in 2 1; do
     run sinusoid "$order" "$threads" 40 7
     run omniglot_fc "$order" "$threads" 10 7
-    run omniglot_conv "$order" "$threads" 1 5
+    run omniglot_conv "$order" "$threads" 2 5
   done
 done
 echo "roofline" >&2
