@@ -4,7 +4,7 @@
 //   metatrain-core-bench --workload sinusoid|omniglot_fc|omniglot_conv --algorithm maml|fomaml
 //                        [--threads 1] [--steps 20] [--repeats 5]
 //
-// One JSON line per run, like bench/reference_maml.py, so bench/run_all.sh can tabulate both.
+// One JSON line per run, like bench/reference/per_task.py, so bench/run_all.sh can tabulate them.
 
 #include <ATen/Parallel.h>
 #include <sys/resource.h>

@@ -1,45 +1,52 @@
 #!/usr/bin/env bash
-# Core throughput: metatrain's batched C++ core against the same loop in PyTorch Python,
-# for every workload x {MAML, FOMAML} x {1, 2} threads. Prints a markdown table for
-# docs/benchmarks.md. Usage: bench/run_all.sh [build_dir]   (run on an idle machine)
+# Core throughput, all in one run: metatrain's batched C++ core (build/bench/metatrain-core-bench)
+# against the two PyTorch baselines of bench/reference/ (the per-task loop of learn2learn and
+# `higher`, and the task-batched loop), for every workload x {MAML, FOMAML}, with the
+# one-thread kernel roofline measured before and after. Prints the markdown tables of
+# docs/benchmarks.md ("Core"). About 10 minutes on 2 cores.
+# Usage: bench/run_all.sh [build_dir]    (THREADS="1 2" for more thread counts; idle machine)
 set -euo pipefail
 build=${1:-build}
+threads_list=${THREADS:-1}
 export OPENBLAS_NUM_THREADS=1
+python=/usr/bin/python3
 results=$(mktemp)
 trap 'rm -f "$results"' EXIT
+
+# Python gets the same allocator settings metatrain sets for itself (common/meta/runtime.h):
+# without them, page faults on freshly mmap'd multi-MiB tensors cost the batched loop up to 3x.
+py() {
+  MALLOC_MMAP_THRESHOLD_=1073741824 MALLOC_TRIM_THRESHOLD_=1073741824 MALLOC_TOP_PAD_=67108864 \
+    "$python" "$@"
+}
 
 run() {  # workload order threads steps repeats
   local workload=$1 order=$2 threads=$3 steps=$4 repeats=$5
   local algorithm=maml
   [[ $order == 1 ]] && algorithm=fomaml
+  echo "  $workload order $order, $threads thread(s)" >&2
   "$build/bench/metatrain-core-bench" --workload "$workload" --algorithm "$algorithm" \
       --threads "$threads" --steps "$steps" --repeats "$repeats" >>"$results"
-  # Python gets the same allocator settings metatrain sets for itself (common/meta/runtime.h).
-  MALLOC_MMAP_THRESHOLD_=1073741824 MALLOC_TRIM_THRESHOLD_=1073741824 MALLOC_TOP_PAD_=67108864 \
-  /usr/bin/python3 bench/reference_maml.py --workload "$workload" --order "$order" \
-      --threads "$threads" --steps "$steps" --repeats "$repeats" >>"$results"
+  local impl
+  for impl in per_task task_batched; do
+    py "bench/reference/$impl.py" --workload "$workload" --order "$order" \
+        --threads "$threads" --steps "$steps" --repeats "$repeats" >>"$results"
+  done
 }
 
-for threads in 1 2; do
+start=$(date +%s)
+echo "roofline" >&2
+py bench/reference/roofline.py --threads 1 >>"$results"
+for threads in $threads_list; do
   for order in 2 1; do
-    run sinusoid "$order" "$threads" 40 5
-    run omniglot_fc "$order" "$threads" 10 5
-    run omniglot_conv "$order" "$threads" 1 3
+    run sinusoid "$order" "$threads" 40 7
+    run omniglot_fc "$order" "$threads" 10 7
+    run omniglot_conv "$order" "$threads" 2 5
   done
 done
+echo "roofline" >&2
+py bench/reference/roofline.py --threads 1 >>"$results"
+echo "whole run: $(( $(date +%s) - start )) s, $(date -u '+%Y-%m-%d %H:%M UTC')" >&2
 
-/usr/bin/python3 - "$results" <<'PY'
-import json, sys
-rows = [json.loads(l) for l in open(sys.argv[1])]
-key = lambda r: (r["workload"], r["order"], r["threads"])
-cpp = {key(r): r for r in rows if r["impl"].startswith("metatrain")}
-py = {key(r): r for r in rows if r["impl"].startswith("pytorch")}
-print("| workload | order | threads | metatrain C++ tasks/s | PyTorch Python tasks/s | ratio | peak RSS C++ / Python (MiB) |")
-print("|---|---|---|---|---|---|---|")
-for k in sorted(cpp, key=lambda k: (k[0], -k[1], k[2])):
-    c, p = cpp[k], py.get(k)
-    ratio = f"{c['median'] / p['median']:.1f}x" if p else "-"
-    pm = f"{p['median']:.0f}" if p else "-"
-    prss = f"{p['peak_rss_mib']:.0f}" if p else "-"
-    print(f"| {k[0]} | {'2nd' if k[1] == 2 else '1st'} | {k[2]} | {c['median']:.0f} | {pm} | {ratio} | {c['peak_rss_mib']:.0f} / {prss} |")
-PY
+"$python" bench/reference/table.py "$results"
+if [[ -n ${BENCH_RESULTS:-} ]]; then cp "$results" "$BENCH_RESULTS"; fi
