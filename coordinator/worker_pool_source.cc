@@ -178,9 +178,15 @@ absl::Status WorkerPoolSource::RunRound(Round& round) {
   // One shard per worker free now: a worker that still owes the answer to a cancelled
   // assignment (NOTE [Cancelled assignments]: slow, frozen) would leave its shard to the
   // others, one more assignment each, and that costs a round trip per step.
-  const int64_t shards =
-      std::max<int64_t>(1, std::count_if(participants_.begin(), participants_.end(),
-                                         [](const Participant& p) { return !p.busy; }));
+  // Stragglers on probation (NOTE [Speculative duplicates]) count only when no one else is
+  // free.
+  const absl::Time now = clock_.Now();
+  const int64_t free_workers = std::count_if(participants_.begin(), participants_.end(),
+                                             [](const Participant& p) { return !p.busy; });
+  const int64_t free_fast =
+      std::count_if(participants_.begin(), participants_.end(),
+                    [&](const Participant& p) { return !p.busy && !IsStraggler(p.info.id, now); });
+  const int64_t shards = std::max<int64_t>(1, free_fast > 0 ? free_fast : free_workers);
   for (int64_t i = 0; i < shards; ++i) {
     const int64_t begin = n * i / shards, end = n * (i + 1) / shards;
     if (end > begin) round.pending.emplace_back(begin, end);
@@ -329,9 +335,14 @@ void WorkerPoolSource::ReportWorkers() {
 
 void WorkerPoolSource::Dispatch(Round& round) {
   bool lost = false;
+  const absl::Time now = clock_.Now();
+  const bool others_can =
+      std::any_of(participants_.begin(), participants_.end(),
+                  [&](const Participant& p) { return !IsStraggler(p.info.id, now); });
   for (auto& participant : participants_) {
     if (round.pending.empty()) break;
     if (participant.busy) continue;
+    if (others_can && IsStraggler(participant.info.id, now)) continue;
     auto [begin, end] = round.pending.front();
     round.pending.pop_front();
     const int64_t stop = std::min(end, begin + participant.info.capacity);
@@ -571,7 +582,24 @@ void WorkerPoolSource::DropFinishedCopies(Round& round) {
   }
   // Its tasks were all computed by the other copy: the worker's remaining answers are
   // stale; it is free for more once it has answered (NOTE [Cancelled assignments]).
-  for (int64_t id : finished) Abandon(round, id);
+  for (int64_t id : finished) {
+    const InFlight& a = *in_flight_.at(id);
+    if (a.copied && a.tasks_done < a.end - a.begin) MarkStraggler(a.worker_id);
+    Abandon(round, id);
+  }
+}
+
+void WorkerPoolSource::MarkStraggler(const std::string& worker_id) {
+  SessionState& session = sessions_[worker_id];
+  session.straggler_probation = session.straggler_probation == absl::ZeroDuration()
+                                    ? absl::Seconds(5)
+                                    : std::min(absl::Minutes(5), 2 * session.straggler_probation);
+  session.straggler_until = clock_.Now() + session.straggler_probation;
+}
+
+bool WorkerPoolSource::IsStraggler(const std::string& worker_id, absl::Time now) const {
+  auto it = sessions_.find(worker_id);
+  return it != sessions_.end() && now < it->second.straggler_until;
 }
 
 void WorkerPoolSource::Abandon(const Round& round, int64_t assignment_id) {
@@ -623,7 +651,9 @@ void WorkerPoolSource::HandleNeedsSetup(Round& round, int64_t assignment_id) {
 void WorkerPoolSource::RecordCompletion(Round& round, const InFlight& a) {
   const absl::Time now = clock_.Now();
   const int64_t tasks = a.end - a.begin;
-  ++sessions_[a.worker_id].completed_assignments;
+  SessionState& session = sessions_[a.worker_id];
+  ++session.completed_assignments;
+  session.straggler_probation = absl::ZeroDuration();  // it keeps up again
   task_seconds_.push_back(absl::ToDoubleSeconds(now - a.sent_at) / static_cast<double>(tasks));
   if (task_seconds_.size() > kObservedTasks) task_seconds_.pop_front();
   if (hooks_.quarantine != nullptr) hooks_.quarantine->RecordSuccess(a.worker_name);

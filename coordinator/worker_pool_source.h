@@ -26,6 +26,13 @@
 // forgotten (its worker is free again; what it still sends is stale). So a round whose
 // other workers are done does not wait for a slow worker's whole share.
 //
+// A worker whose assignment a copy beat is a straggler on probation (5 s, doubling while it
+// keeps losing, up to 5 min; a completed assignment ends it): meanwhile it gets no pending
+// tasks while another participant can take them, and rounds are sharded over the others,
+// so a ten-times-slower worker does not make the fast one compute each step in two
+// assignments (its own share, then a copy of the straggler's). It may still copy others'
+// tasks when idle.
+//
 // Only workers whose device type (Hello.device: cpu or cuda) is the job's
 // resources.device_type take part, so every meta-gradient of a job comes from one kind of
 // device; the job waits while none is connected, for at most no_worker_timeout.
@@ -164,6 +171,10 @@ class WorkerPoolSource final : public meta::GradientSource {
     // NOTE [Deadlines from observed task times].
     int64_t completed_assignments = 0;
     bool logged_setup_request = false;
+    // NOTE [Speculative duplicates]: a copy beat this worker; until then it takes no
+    // pending work while a faster worker can. The probation doubles while it keeps losing.
+    absl::Time straggler_until = absl::InfinitePast();
+    absl::Duration straggler_probation = absl::ZeroDuration();
   };
   struct Event {
     std::string worker_id;
@@ -213,6 +224,9 @@ class WorkerPoolSource final : public meta::GradientSource {
   void Abandon(const Round& round, int64_t assignment_id);
   // The worker has a cancelled assignment of this job that it has not answered yet.
   bool HoldsCancelled(const std::string& worker_id) const;
+  // NOTE [Speculative duplicates]: straggler probation.
+  void MarkStraggler(const std::string& worker_id);
+  bool IsStraggler(const std::string& worker_id, absl::Time now) const;
   // A refused result or a missed deadline of the worker of `a` (NOTE [Quarantine]).
   void RecordFailure(const InFlight& a);
 

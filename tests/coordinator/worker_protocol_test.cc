@@ -514,7 +514,9 @@ TEST(SpeculationTest, LosingCopyIsCancelledAndItsWorkerWaitsForItsAnswer) {
   EXPECT_EQ(cancel->cancel().assignment_id(), held->assignment_id());
   const auto& counters = (*h)->coordinator().metrics();
   EXPECT_EQ(counters.assignments_cancelled(), 1);
-  // It answers (it had not started the assignment): it is given work again in step 2.
+  // It answers (it had not started the assignment) after its straggler probation (5 s,
+  // NOTE [Speculative duplicates]): it is given work again in step 2.
+  clock.Advance(absl::Seconds(6));
   v1::WorkerMessage done;
   done.mutable_done()->set_assignment_id(held->assignment_id());
   done.mutable_done()->set_cancelled(true);
@@ -760,6 +762,9 @@ TEST(JobCacheTest, EightJobsOnWorkersCachingTwoAllSucceedWithTheTrainersBits) {
     session.verbose = false;
     worker::RunnerOptions runner;
     runner.max_cached_jobs = 2;
+    // Forgets whole jobs too (the default keeps 64 jobs' specs and parameters and rebuilds
+    // dropped contexts by itself): this test is about the needs_setup resends.
+    runner.max_known_jobs = 2;
     workers.push_back(std::make_unique<LibraryWorker>(session, runner));
   }
   std::vector<std::string> ids;
