@@ -2,7 +2,7 @@
 // workloads of docs/benchmarks.md. A benchmark, not a test: it reports, it asserts nothing.
 //
 //   metatrain-core-bench --workload sinusoid|omniglot_fc|omniglot_conv --algorithm maml|fomaml
-//                        [--threads 1] [--steps 20] [--repeats 5]
+//                        [--threads 1] [--steps 20] [--repeats 5] [--task_group_size 0]
 //
 // One JSON line per run, like bench/reference/per_task.py, so bench/run_all.sh can tabulate them.
 
@@ -21,6 +21,7 @@
 #include "common/meta/aggregation.h"
 #include "common/meta/job_spec.h"
 #include "common/meta/runtime.h"
+#include "common/meta/task_groups.h"
 #include "common/meta/trainer.h"
 
 namespace metatrain::meta {
@@ -32,6 +33,8 @@ struct Options {
   int threads = 1;
   int steps = 20;
   int repeats = 5;
+  // common/meta/task_groups.h: 0 computes the meta-batch at once.
+  int task_group_size = 0;
 };
 
 absl::StatusOr<v1::JobSpec> SpecFor(const Options& options) {
@@ -62,14 +65,14 @@ absl::StatusOr<v1::JobSpec> SpecFor(const Options& options) {
 // One meta-step exactly as the trainer does it: sample, per-task meta-gradients,
 // ordered aggregation, outer Adam step.
 absl::Status Step(const JobContext& job, OuterOptimizer& optimizer, TensorList& params,
-                  int64_t step, double& sample_seconds) {
+                  int64_t step, int64_t task_group_size, double& sample_seconds) {
   const std::vector<TaskKey> keys = TrainingKeys(job.spec, step);
   const auto sample_start = std::chrono::steady_clock::now();
   auto tasks = job.family->Sample(keys, job.dtype);
   sample_seconds +=
       std::chrono::duration<double>(std::chrono::steady_clock::now() - sample_start).count();
   if (!tasks.ok()) return tasks.status();
-  auto gradients = job.learner->ComputeMetaGradients(params, *tasks);
+  auto gradients = ComputeMetaGradientsInGroups(*job.learner, params, *tasks, task_group_size);
   if (!gradients.ok()) return gradients.status();
   TaskOrderAggregator aggregator(job.learner->meta_param_specs(), tasks->size());
   std::vector<TensorList> per_task = SplitPerTask(gradients->per_task);
@@ -108,7 +111,8 @@ int Run(const Options& options) {
     const auto start = std::chrono::steady_clock::now();
     double round_sample_seconds = 0;
     for (int i = 0; i < options.steps; ++i) {
-      absl::Status status = Step(*job, **optimizer, *params, step++, round_sample_seconds);
+      absl::Status status =
+          Step(*job, **optimizer, *params, step++, options.task_group_size, round_sample_seconds);
       if (!status.ok()) {
         std::fprintf(stderr, "metatrain-core-bench: %s\n", status.ToString().c_str());
         return 1;
@@ -129,11 +133,11 @@ int Run(const Options& options) {
   getrusage(RUSAGE_SELF, &usage);
   std::printf(
       "{\"impl\": \"metatrain-cpp-batched\", \"workload\": \"%s\", \"order\": %d, \"threads\": %d, "
-      "\"meta_batch\": %d, \"tasks_per_second\": [%s], \"median\": %.1f, \"sampling_share\": %.3f, "
-      "\"peak_rss_mib\": %.1f}\n",
+      "\"meta_batch\": %d, \"task_group_size\": %d, \"tasks_per_second\": [%s], \"median\": %.1f, "
+      "\"sampling_share\": %.3f, \"peak_rss_mib\": %.1f}\n",
       options.workload.c_str(), options.algorithm == "maml" ? 2 : 1, options.threads,
-      spec->meta_batch_size(), absl::StrJoin(rates, ", ").c_str(), sorted[sorted.size() / 2],
-      sample_seconds / measured_seconds, usage.ru_maxrss / 1024.0);
+      spec->meta_batch_size(), options.task_group_size, absl::StrJoin(rates, ", ").c_str(),
+      sorted[sorted.size() / 2], sample_seconds / measured_seconds, usage.ru_maxrss / 1024.0);
   return 0;
 }
 
@@ -161,6 +165,8 @@ int main(int argc, char** argv) {
       options.steps = std::atoi(value().c_str());
     else if (arg == "--repeats")
       options.repeats = std::atoi(value().c_str());
+    else if (arg == "--task_group_size")
+      options.task_group_size = std::atoi(value().c_str());
     else {
       std::fprintf(stderr, "metatrain-core-bench: unknown flag %s\n", arg.c_str());
       return 2;

@@ -13,6 +13,7 @@
 #include "absl/time/clock.h"
 #include "common/meta/job_paths.h"
 #include "common/meta/params.h"
+#include "common/meta/task_groups.h"
 #include "common/status/status_macros.h"
 #include "common/status/torch_status.h"
 
@@ -330,7 +331,8 @@ absl::Status InnerLoopRunner::Compute(const v1::Assignment& assignment, const Em
 
   ASSIGN_OR_RETURN(meta::MetaGradients gradients,
                    Flatten(CatchTorch("computing meta-gradients", [&] {
-                     return context.learner->ComputeMetaGradients(params, tasks);
+                     return meta::ComputeMetaGradientsInGroups(*context.learner, params, tasks,
+                                                               options_.task_group_size);
                    })));
   const auto& specs = context.learner->meta_param_specs();
   if (gradients.per_task.size() != specs.size()) {

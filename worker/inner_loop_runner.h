@@ -58,6 +58,9 @@ struct RunnerOptions {
   // least recently used beyond this is forgotten, and its next assignment asks for the
   // setup again (needs_setup). At least max_cached_jobs.
   int max_known_jobs = 64;
+  // Meta-gradients of an assignment computed this many tasks at a time (0: all at once):
+  // less memory, the same bits (common/meta/task_groups.h).
+  int task_group_size = 0;
   // Size of the pieces gradients are cut into (tests use small ones to exercise chunking).
   int64_t max_chunk_bytes = rpc::kDefaultMaxChunkBytes;
   // Where job setups and assignments are recorded; optional, must outlive the runner.

@@ -2,7 +2,8 @@
 //
 //   metatrain-worker [--coordinator host:port] ([--tls_ca FILE] [--tls_cert FILE --tls_key FILE]
 //                    | --insecure) [--token_file FILE] [--device cpu|cuda:N] [--threads N]
-//                    [--capacity N] [--max_cached_jobs N] [--data_dir DIR] [--name NAME]
+//                    [--capacity N] [--max_cached_jobs N] [--task_group_size N]
+//                    [--data_dir DIR] [--name NAME]
 //                    [--log_assignments] [--metrics_listen HOST:PORT]
 //
 // The coordinator address falls back to $METATRAIN_COORDINATOR, then 127.0.0.1:50051.
@@ -40,6 +41,9 @@ ABSL_FLAG(int, capacity, 32, "tasks this worker takes at once (one batched compu
 ABSL_FLAG(int, max_cached_jobs, 4,
           "jobs whose setup (model, dataset) stays in memory; more running jobs still work, "
           "at the cost of setting evicted jobs up again");
+ABSL_FLAG(int, task_group_size, 0,
+          "compute an assignment's meta-gradients this many tasks at a time (0: all at once): "
+          "peak memory follows the group, the results are the same bits");
 ABSL_FLAG(std::string, data_dir, "",
           "this worker's copy of the dataset, used instead of the job's tasks.data_dir; empty: "
           "the job's");
@@ -63,8 +67,8 @@ metatrain::cli::Program WorkerProgram() {
       "--tls_key FILE]\n"
       "                        [--insecure] [--token_file FILE] [--device cpu|cuda:N] "
       "[--threads N]\n"
-      "                        [--capacity N] [--max_cached_jobs N] [--data_dir DIR] [--name "
-      "NAME]\n"
+      "                        [--capacity N] [--max_cached_jobs N] [--task_group_size N]\n"
+      "                        [--data_dir DIR] [--name NAME]\n"
       "                        [--log_assignments] [--metrics_listen HOST:PORT] [--data_root "
       "DIRS]\n"
       "Computes inner loops for a metatrain coordinator. Runs until the coordinator sends\n"
@@ -108,6 +112,11 @@ int main(int argc, char** argv) {
   session.log_assignments = absl::GetFlag(FLAGS_log_assignments);
   runner_options.data_dir = absl::GetFlag(FLAGS_data_dir);
   runner_options.max_cached_jobs = absl::GetFlag(FLAGS_max_cached_jobs);
+  runner_options.task_group_size = absl::GetFlag(FLAGS_task_group_size);
+  if (runner_options.task_group_size < 0) {
+    return usage_error(
+        absl::StrCat("--task_group_size must be >= 0 (got ", runner_options.task_group_size, ")"));
+  }
   auto data_roots =
       metatrain::files::ConfinedRoots::FromList("--data_root", absl::GetFlag(FLAGS_data_root));
   if (!data_roots.ok() || !data_roots->confined()) {

@@ -13,6 +13,7 @@
 
 #include "common/meta/learner.h"
 #include "common/meta/model.h"
+#include "common/meta/task_groups.h"
 #include "tests/common/meta/meta_test_util.h"
 
 namespace metatrain::meta {
@@ -131,6 +132,34 @@ TEST_P(BatchIndependenceTest, ResultsDoNotDependOnIntraOpThreads) {
     for (size_t i = 0; i < theta.size(); ++i) {
       EXPECT_TRUE(at::equal(one->per_task[i], four->per_task[i]))
           << (*learner)->meta_param_specs()[i].name;
+    }
+  }
+}
+
+// The memory knob (common/meta/task_groups.h): computed in groups of 1 or of 3 (+ 1), the
+// batch's meta-gradients and losses are its bits computed at once.
+TEST_P(BatchIndependenceTest, TaskGroupsGiveTheWholeBatchsBits) {
+  for (const char* algorithm : {"maml", "fomaml", "reptile", "meta_lstm"}) {
+    SCOPED_TRACE(algorithm);
+    Fixture setup = MakeFixture(GetParam());
+    auto learner = MakeMetaLearner(Spec(algorithm), setup.model, setup.loss);
+    ASSERT_TRUE(learner.ok()) << learner.status();
+    Rng rng(97);
+    TensorList theta = (*learner)->InitialMetaParams(rng, at::kFloat);
+    auto whole = ComputeMetaGradientsInGroups(**learner, theta, setup.tasks, 0);
+    ASSERT_TRUE(whole.ok()) << whole.status();
+    for (int64_t group : {1, 3}) {
+      auto grouped = ComputeMetaGradientsInGroups(**learner, theta, setup.tasks, group);
+      ASSERT_TRUE(grouped.ok()) << grouped.status();
+      ASSERT_EQ(grouped->per_task.size(), whole->per_task.size());
+      for (size_t i = 0; i < theta.size(); ++i) {
+        EXPECT_TRUE(at::equal(grouped->per_task[i], whole->per_task[i]))
+            << "group " << group << ": " << (*learner)->meta_param_specs()[i].name;
+      }
+      EXPECT_TRUE(at::equal(grouped->query_loss, whole->query_loss)) << "group " << group;
+      if (setup.loss == LossKind::kCrossEntropy) {
+        EXPECT_TRUE(at::equal(grouped->query_accuracy, whole->query_accuracy));
+      }
     }
   }
 }
