@@ -610,19 +610,19 @@ void WorkerPoolSource::Abandon(const Round& round, int64_t assignment_id) {
   // Training: every gradient of the assignment is in, so the worker has finished it and its
   // AssignmentDone is on the way; nothing to cancel.
   const bool computed = round.train && a.tasks_done == a.end - a.begin;
-  bool cancelled = false;
-  if (!computed && a.connection != nullptr) {
-    v1::CoordinatorMessage message;
-    message.mutable_cancel()->set_assignment_id(a.id);
-    // A closed session cannot answer: its worker is gone (HandleWorkerChanges forgets it).
-    cancelled = a.connection->Send(std::move(message));
-  }
-  if (cancelled) {
-    cancelled_assignments_[a.id] = worker_id;
-    if (hooks_.metrics) hooks_.metrics->AssignmentCancelled();
-  }
+  if (!computed) SendCancel(a);
   in_flight_.erase(it);
   if (!HoldsCancelled(worker_id)) ReleaseWorker(worker_id);
+}
+
+void WorkerPoolSource::SendCancel(const InFlight& a) {
+  if (a.connection == nullptr) return;
+  v1::CoordinatorMessage message;
+  message.mutable_cancel()->set_assignment_id(a.id);
+  // A closed session cannot answer: its worker is gone (HandleWorkerChanges forgets it).
+  if (!a.connection->Send(std::move(message))) return;
+  cancelled_assignments_[a.id] = a.worker_id;
+  if (hooks_.metrics) hooks_.metrics->AssignmentCancelled();
 }
 
 bool WorkerPoolSource::HoldsCancelled(const std::string& worker_id) const {
@@ -764,17 +764,10 @@ void WorkerPoolSource::CheckDeadlines(Round& round) {
     if (a->deadline <= now) late.emplace_back(id, a->worker_id);
   }
   for (const auto& [id, late_worker] : late) {
-    InFlight& a = *in_flight_.at(id);
+    const InFlight& a = *in_flight_.at(id);
     RecordFailure(a);
-    if (a.connection != nullptr) {
-      // Presumed hung: if it ever answers, it gets work again (NOTE [Cancelled assignments]).
-      v1::CoordinatorMessage message;
-      message.mutable_cancel()->set_assignment_id(id);
-      if (a.connection->Send(std::move(message))) {
-        cancelled_assignments_[id] = late_worker;
-        if (hooks_.metrics) hooks_.metrics->AssignmentCancelled();
-      }
-    }
+    // Presumed hung: if it ever answers, it gets work again (NOTE [Cancelled assignments]).
+    SendCancel(a);
     Requeue(round, id, ReassignReason::kDeadline);
     // A worker that misses its deadline is presumed hung: it sits out the rest of the round.
     // (A named copy: clang 14 cannot capture a structured binding in a C++17 lambda.)

@@ -222,6 +222,9 @@ class WorkerPoolSource final : public meta::GradientSource {
   // cancel it; the worker stays busy for this job until it answers (NOTE [Cancelled
   // assignments]).
   void Abandon(const Round& round, int64_t assignment_id);
+  // Tells the worker of `a` to cancel it and remembers that it owes an answer; nothing
+  // when its session is closed.
+  void SendCancel(const InFlight& a);
   // The worker has a cancelled assignment of this job that it has not answered yet.
   bool HoldsCancelled(const std::string& worker_id) const;
   // NOTE [Speculative duplicates]: straggler probation.

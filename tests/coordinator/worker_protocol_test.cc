@@ -313,9 +313,17 @@ TEST(WorkerProtocolTest, LostWorkerTasksAreRecomputedElsewhereWithTheSameResult)
   ASSERT_TRUE(id.ok());
   auto a = (*quitter)->NextAssignment();
   ASSERT_TRUE(a.has_value());
-  // Half an answer, then the connection drops.
-  ASSERT_TRUE((*quitter)->SendGradient(a->assignment_id(), a->task_indices(0),
-                                       Filled(context, 1000.0), 0.5, -1, /*max_chunk_bytes=*/64));
+  // Half an answer (the first chunk of a task's gradient), then the connection drops. (A
+  // whole task's gradient would be a valid result, used if it arrived before the drop.)
+  auto chunks =
+      rpc::EncodeTensors(Filled(context, 1000.0), std::vector<std::string>{}, /*max_chunk=*/64);
+  ASSERT_TRUE(chunks.ok() && chunks->size() > 1);
+  v1::WorkerMessage half;
+  half.mutable_gradient()->set_assignment_id(a->assignment_id());
+  half.mutable_gradient()->set_task_index(a->task_indices(0));
+  *half.mutable_gradient()->mutable_chunk() = chunks->front();
+  half.mutable_gradient()->set_query_loss(0.5);
+  ASSERT_TRUE((*quitter)->Write(half));
   quitter->reset();
 
   const v1::JobStatus status = (*h)->WatchToEnd(*id)->back().status();
