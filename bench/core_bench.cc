@@ -65,14 +65,15 @@ absl::StatusOr<v1::JobSpec> SpecFor(const Options& options) {
 // One meta-step exactly as the trainer does it: sample, per-task meta-gradients,
 // ordered aggregation, outer Adam step.
 absl::Status Step(const JobContext& job, OuterOptimizer& optimizer, TensorList& params,
-                  int64_t step, int64_t task_group_size, double& sample_seconds) {
+                  int64_t step, int64_t task_group_size, int threads, double& sample_seconds) {
   const std::vector<TaskKey> keys = TrainingKeys(job.spec, step);
   const auto sample_start = std::chrono::steady_clock::now();
   auto tasks = job.family->Sample(keys, job.dtype);
   sample_seconds +=
       std::chrono::duration<double>(std::chrono::steady_clock::now() - sample_start).count();
   if (!tasks.ok()) return tasks.status();
-  auto gradients = ComputeMetaGradientsInGroups(*job.learner, params, *tasks, task_group_size);
+  auto gradients =
+      ComputeMetaGradientsInGroups(*job.learner, params, *tasks, task_group_size, threads);
   if (!gradients.ok()) return gradients.status();
   TaskOrderAggregator aggregator(job.learner->meta_param_specs(), tasks->size());
   std::vector<TensorList> per_task = SplitPerTask(gradients->per_task);
@@ -87,7 +88,7 @@ absl::Status Step(const JobContext& job, OuterOptimizer& optimizer, TensorList& 
 }
 
 int Run(const Options& options) {
-  ConfigureRuntime(options.threads);
+  ConfigureRuntime();
   auto spec = SpecFor(options);
   if (!spec.ok()) {
     std::fprintf(stderr, "metatrain-core-bench: %s\n", spec.status().ToString().c_str());
@@ -104,6 +105,8 @@ int Run(const Options& options) {
     std::fprintf(stderr, "metatrain-core-bench: initialisation failed\n");
     return 2;
   }
+  const int64_t group_size =
+      options.task_group_size > 0 ? options.task_group_size : job->model->default_task_group_size();
   int64_t step = 0;
   std::vector<double> rates;
   double sample_seconds = 0, measured_seconds = 0;
@@ -111,8 +114,8 @@ int Run(const Options& options) {
     const auto start = std::chrono::steady_clock::now();
     double round_sample_seconds = 0;
     for (int i = 0; i < options.steps; ++i) {
-      absl::Status status =
-          Step(*job, **optimizer, *params, step++, options.task_group_size, round_sample_seconds);
+      absl::Status status = Step(*job, **optimizer, *params, step++, group_size, options.threads,
+                                 round_sample_seconds);
       if (!status.ok()) {
         std::fprintf(stderr, "metatrain-core-bench: %s\n", status.ToString().c_str());
         return 1;
@@ -136,7 +139,7 @@ int Run(const Options& options) {
       "\"meta_batch\": %d, \"task_group_size\": %d, \"tasks_per_second\": [%s], \"median\": %.1f, "
       "\"sampling_share\": %.3f, \"peak_rss_mib\": %.1f}\n",
       options.workload.c_str(), options.algorithm == "maml" ? 2 : 1, options.threads,
-      spec->meta_batch_size(), options.task_group_size, absl::StrJoin(rates, ", ").c_str(),
+      spec->meta_batch_size(), static_cast<int>(group_size), absl::StrJoin(rates, ", ").c_str(),
       sorted[sorted.size() / 2], sample_seconds / measured_seconds, usage.ru_maxrss / 1024.0);
   return 0;
 }

@@ -31,7 +31,13 @@ ABSL_FLAG(std::string, job, "", "the job spec, JSON or protobuf text format (req
 ABSL_FLAG(int64_t, steps, 0, "meta-steps to run instead of the job's steps; 0: the job's");
 ABSL_FLAG(std::string, out, "",
           "where to save the best meta-parameters (a state_dict); empty: not saved");
-ABSL_FLAG(int, threads, 1, "intra-op threads for LibTorch");
+ABSL_FLAG(int, threads, 1,
+          "threads computing a meta-batch's task groups at once (each task on one thread; the "
+          "bits do not depend on it)");
+ABSL_FLAG(int64_t, task_group_size, 0,
+          "compute a meta-batch's meta-gradients this many tasks at a time (0: the model's "
+          "default, 1 for the conv net and the batch split over --threads for MLPs): peak "
+          "memory follows the group, the results are the same bits");
 ABSL_FLAG(std::optional<uint64_t>, seed, std::nullopt,
           "seed instead of the job's seed; unset: the job's");
 
@@ -42,6 +48,7 @@ struct Options {
   std::string job, out;
   int64_t steps = 0;
   int threads = 1;
+  int64_t task_group_size = 0;
   std::optional<uint64_t> seed;
 };
 
@@ -50,7 +57,7 @@ cli::Program TrainProgram() {
   program.name = "metatrain-train";
   program.usage =
       "usage: metatrain-train --job SPEC.json [--steps N] [--out CHECKPOINT.pt] [--threads N]\n"
-      "                       [--seed S]\n"
+      "                       [--task_group_size N] [--seed S]\n"
       "Runs one meta-training job in this process, without coordinator or workers. Prints\n"
       "progress, validation results and the final meta-test; any error is one line on\n"
       "stderr and exit status 2.";
@@ -69,6 +76,7 @@ absl::StatusOr<Options> OptionsFromFlags(const cli::CommandLine& command_line) {
   o.out = absl::GetFlag(FLAGS_out);
   o.steps = absl::GetFlag(FLAGS_steps);
   o.threads = absl::GetFlag(FLAGS_threads);
+  o.task_group_size = absl::GetFlag(FLAGS_task_group_size);
   o.seed = absl::GetFlag(FLAGS_seed);
   if (command_line.Has("steps") && o.steps <= 0) {
     return absl::InvalidArgumentError(
@@ -77,6 +85,10 @@ absl::StatusOr<Options> OptionsFromFlags(const cli::CommandLine& command_line) {
   if (o.threads <= 0) {
     return absl::InvalidArgumentError(
         absl::StrCat("--threads must be a positive integer (got '", o.threads, "')"));
+  }
+  if (o.task_group_size < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--task_group_size must be >= 0 (got '", o.task_group_size, "')"));
   }
   if (o.job.empty()) return absl::InvalidArgumentError("--job is required");
   return o;
@@ -90,7 +102,7 @@ std::string FormatDuration(double seconds) {
 }
 
 absl::Status Run(const Options& options) {
-  metatrain::meta::ConfigureRuntime(options.threads);
+  metatrain::meta::ConfigureRuntime();
   ASSIGN_OR_RETURN(v1::JobSpec spec, meta::ReadJobSpecFile(options.job));
   if (options.steps > 0) spec.set_steps(options.steps);
   if (options.seed.has_value()) spec.set_seed(*options.seed);
@@ -145,7 +157,8 @@ absl::Status Run(const Options& options) {
     std::fflush(stdout);
     return true;
   };
-  ASSIGN_OR_RETURN(meta::TrainingResult result, meta::Train(job, on_step));
+  ASSIGN_OR_RETURN(meta::TrainingResult result,
+                   meta::Train(job, on_step, options.threads, options.task_group_size));
   if (line_open) std::printf("\n");
   const double elapsed =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();

@@ -329,11 +329,14 @@ absl::Status InnerLoopRunner::Compute(const v1::Assignment& assignment, const Em
     return absl::OkStatus();
   }
 
-  ASSIGN_OR_RETURN(meta::MetaGradients gradients,
-                   Flatten(CatchTorch("computing meta-gradients", [&] {
-                     return meta::ComputeMetaGradientsInGroups(*context.learner, params, tasks,
-                                                               options_.task_group_size);
-                   })));
+  ASSIGN_OR_RETURN(
+      meta::MetaGradients gradients, Flatten(CatchTorch("computing meta-gradients", [&] {
+        return meta::ComputeMetaGradientsInGroups(*context.learner, params, tasks,
+                                                  options_.task_group_size > 0
+                                                      ? options_.task_group_size
+                                                      : context.model->default_task_group_size(),
+                                                  options_.threads);
+      })));
   const auto& specs = context.learner->meta_param_specs();
   if (gradients.per_task.size() != specs.size()) {
     return absl::InternalError(absl::StrCat("learner returned ", gradients.per_task.size(),

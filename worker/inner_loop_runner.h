@@ -58,9 +58,13 @@ struct RunnerOptions {
   // least recently used beyond this is forgotten, and its next assignment asks for the
   // setup again (needs_setup). At least max_cached_jobs.
   int max_known_jobs = 64;
-  // Meta-gradients of an assignment computed this many tasks at a time (0: all at once):
+  // Meta-gradients of an assignment computed this many tasks at a time (0: the model's
+  // default, Model::default_task_group_size: 1 for the conv net, all at once for MLPs):
   // less memory, the same bits (common/meta/task_groups.h).
   int task_group_size = 0;
+  // Task groups computed at once, one per thread; each task runs on one LibTorch intra-op
+  // thread whatever this is (NOTE [One intra-op thread per task], common/meta/runtime.h).
+  int threads = 1;
   // Size of the pieces gradients are cut into (tests use small ones to exercise chunking).
   int64_t max_chunk_bytes = rpc::kDefaultMaxChunkBytes;
   // Where job setups and assignments are recorded; optional, must outlive the runner.

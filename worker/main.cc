@@ -36,13 +36,16 @@
 
 ABSL_FLAG(std::string, coordinator, "127.0.0.1:50051", "the coordinator's address, host:port");
 ABSL_FLAG(std::string, device, "cpu", "where inner loops run: cpu or cuda:N");
-ABSL_FLAG(int, threads, 1, "intra-op threads for LibTorch");
+ABSL_FLAG(int, threads, 1,
+          "threads computing an assignment's task groups at once (each task on one thread; "
+          "the bits do not depend on it)");
 ABSL_FLAG(int, capacity, 32, "tasks this worker takes at once (one batched computation)");
 ABSL_FLAG(int, max_cached_jobs, 4,
           "jobs whose setup (model, dataset) stays in memory; more running jobs still work, "
           "at the cost of setting evicted jobs up again");
 ABSL_FLAG(int, task_group_size, 0,
-          "compute an assignment's meta-gradients this many tasks at a time (0: all at once): "
+          "compute an assignment's meta-gradients this many tasks at a time (0: the model's "
+          "default, 1 for the conv net and the assignment split over --threads for MLPs): "
           "peak memory follows the group, the results are the same bits");
 ABSL_FLAG(std::string, data_dir, "",
           "this worker's copy of the dataset, used instead of the job's tasks.data_dir; empty: "
@@ -113,6 +116,7 @@ int main(int argc, char** argv) {
   runner_options.data_dir = absl::GetFlag(FLAGS_data_dir);
   runner_options.max_cached_jobs = absl::GetFlag(FLAGS_max_cached_jobs);
   runner_options.task_group_size = absl::GetFlag(FLAGS_task_group_size);
+  runner_options.threads = session.threads;
   if (runner_options.task_group_size < 0) {
     return usage_error(
         absl::StrCat("--task_group_size must be >= 0 (got ", runner_options.task_group_size, ")"));
@@ -184,7 +188,7 @@ int main(int argc, char** argv) {
   runner_options.metrics = &metrics;
   session.metrics = &metrics;
 
-  metatrain::meta::ConfigureRuntime(session.threads);
+  metatrain::meta::ConfigureRuntime();
   InnerLoopRunner runner(runner_options);
   SessionClient client(session, &runner);
 

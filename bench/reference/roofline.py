@@ -9,8 +9,9 @@ at these sizes (milliseconds per call) Python's few microseconds per call do not
 - conv: 3x3 convolution, 64 -> 64 channels, padding 1, on [32, 64, 14, 14] (the shape of
   the conv net's second block), 2 * 32*14*14 * 64*64*9 FLOPs forward; forward + backward
   (input and weight gradients) counted as 3x that. Two kernels: F.conv2d (oneDNN,
-  PyTorch's default on CPU) and thnn_conv2d (im2col + OpenBLAS GEMM, what metatrain's conv
-  body calls for thread-count-independent bits, docs/core-models.md).
+  PyTorch's default on CPU, and what metatrain's conv body calls, one thread per task,
+  docs/core-models.md) and thnn_conv2d (im2col + OpenBLAS GEMM, what metatrain called
+  before, for bits independent of the intra-op thread count).
 
 Usage: /usr/bin/python3 bench/reference/roofline.py [--threads 1] [--rounds 5]
 Prints one JSON line: {"impl": "roofline", "<kernel>_gflops": [one per round], ...}.

@@ -83,10 +83,10 @@ def main():
 
     names = {"matmul_512_gflops": "matmul 512×512×512 (OpenBLAS sgemm)",
              "conv_fwd_onednn_gflops":
-                 "conv 3×3 64→64 on [32,64,14,14], forward, oneDNN (F.conv2d)",
+                 "conv 3×3 64→64 on [32,64,14,14], forward, oneDNN (F.conv2d; metatrain's)",
              "conv_fwd_bwd_onednn_gflops": "same conv, forward + backward, oneDNN",
              "conv_fwd_thnn_gflops":
-                 "same conv, forward, thnn_conv2d (im2col + sgemm; metatrain's)",
+                 "same conv, forward, thnn_conv2d (im2col + sgemm; metatrain's until 2026-12-07)",
              "conv_fwd_bwd_thnn_gflops": "same conv, forward + backward, thnn_conv2d"}
     if roofline:
         print()

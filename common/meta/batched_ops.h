@@ -29,10 +29,12 @@
 //    images, one core): im2col + bmm over all tasks (bitwise, batched) 10-12 s, grouped
 //    conv + folded batch norm (not bitwise) 3.7-4.7 s, the per-task loop 3.2-4.2 s.
 //    Each call still processes B images, so the loop costs nothing measurable.
-//    The convolution is at::thnn_conv2d (ATen's im2col + GEMM kernel), not at::conv2d:
-//    oneDNN's results on small shapes change with the intra-op thread count, and
-//    thnn_conv2d's do not (first and second order, measured); it is ~20-40% slower on
-//    the Omniglot shapes.
+//    The convolution is at::conv2d, i.e. oneDNN for float32: its results on a task's own
+//    [B, C, H, W] do not depend on the task's place in the batch, but they do change with
+//    the intra-op thread count, so every task is computed on one thread (NOTE [One
+//    intra-op thread per task], runtime.h). ATen's im2col + GEMM (thnn_conv2d), which
+//    metatrain used before and which does not depend on the thread count, is 2-3x slower
+//    on these shapes (docs/benchmarks.md).
 //  - Everything else is elementwise (ReLU, the normalisation arithmetic), per-plane
 //    (max-pool) or data movement (reshape, permute, cat, unbind, stack).
 //  - No fused multiply-add whose vector/scalar-tail split depends on position (e.g.
@@ -41,9 +43,10 @@
 // tests/common/meta/batch_independence_test.cc checks the property for every model and
 // algorithm with at::equal.
 //
-// The bits are also independent of the intra-op thread count (at::set_num_threads),
-// which the same test checks for every model with 1 vs 4 threads; OPENBLAS_NUM_THREADS
-// must stay 1 (metatrain's default), since a multi-threaded OpenBLAS GEMM may split its
+// The bits are also independent of how many threads compute task groups at once
+// (common/meta/task_groups.h), which the same test checks for every model with 1 vs 4
+// threads: each task runs on one intra-op thread (runtime.h); OPENBLAS_NUM_THREADS must
+// stay 1 (metatrain's default), since a multi-threaded OpenBLAS GEMM may split its
 // reductions by thread.
 
 #include <ATen/ATen.h>

@@ -64,11 +64,10 @@ at::Tensor ConvNet::Embed(const TensorList& params, const at::Tensor& x) const {
     at::Tensor h = inputs[task];  // [B, C, H, W]
     for (int block = 0; block < kBlocks; ++block) {
       auto p = [&](int i) -> const at::Tensor& { return body[4 * block + i][task]; };
-      // ATen's own im2col + GEMM convolution rather than at::conv2d's oneDNN path:
-      // oneDNN's results change with the intra-op thread count on small shapes, this
-      // one's do not (NOTE in batched_ops.h).
-      h = at::thnn_conv2d(h, p(0), /*kernel_size=*/{3, 3}, p(1), /*stride=*/{1, 1},
-                          /*padding=*/{1, 1});
+      // at::conv2d takes oneDNN for float32 on the CPU: 2-3x ATen's im2col + GEMM
+      // (thnn_conv2d) on these shapes. Its sums are split by the intra-op thread count,
+      // which is why every task runs on one (NOTE [One intra-op thread per task]).
+      h = at::conv2d(h, p(0), p(1), /*stride=*/{1, 1}, /*padding=*/{1, 1});
       h = at::batch_norm(h, p(2), p(3), /*running_mean=*/{}, /*running_var=*/{},
                          /*training=*/true, /*momentum=*/0.1, internal::kBatchNormEps,
                          /*cudnn_enabled=*/true);

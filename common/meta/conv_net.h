@@ -50,6 +50,10 @@ class ConvNet : public Model {
   at::Tensor Forward(const TensorList& params, const at::Tensor& x) const override;
   at::Tensor Embed(const TensorList& params, const at::Tensor& x) const override;
   int64_t embedding_size() const override { return feature_size_; }
+  // The body runs task by task (Embed): groups of one cost nothing in speed and hold one
+  // task's second-order graph instead of the meta-batch's (2.4 GiB -> 0.36 GiB at meta-batch
+  // 32, docs/benchmarks.md "Memory: task groups").
+  int64_t default_task_group_size() const override { return 1; }
 
   // Flattened feature size entering the head.
   int64_t feature_size() const { return feature_size_; }

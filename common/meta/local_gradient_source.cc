@@ -1,6 +1,7 @@
 #include "common/meta/local_gradient_source.h"
 
 #include "common/meta/aggregation.h"
+#include "common/meta/task_groups.h"
 #include "common/status/status_macros.h"
 #include "common/status/torch_status.h"
 
@@ -17,7 +18,12 @@ std::vector<double> ToDoubles(const at::Tensor& values) {
 absl::StatusOr<TrainingRound> LocalGradientSource::ComputeTraining(int64_t step,
                                                                    const TensorList& params) {
   ASSIGN_OR_RETURN(TaskBatch tasks, job_.family->Sample(TrainingKeys(job_.spec, step), job_.dtype));
-  ASSIGN_OR_RETURN(MetaGradients grads, job_.learner->ComputeMetaGradients(params, tasks));
+  ASSIGN_OR_RETURN(
+      MetaGradients grads,
+      ComputeMetaGradientsInGroups(
+          *job_.learner, params, tasks,
+          task_group_size_ > 0 ? task_group_size_ : job_.model->default_task_group_size(),
+          threads_));
   return CatchTorch("training step results", [&] {
     TrainingRound round;
     round.task_gradients = SplitPerTask(grads.per_task);

@@ -47,6 +47,11 @@ class Model {
   // applied to this, bit for bit. Prototypical networks classify in this space.
   virtual at::Tensor Embed(const TensorList& params, const at::Tensor& x) const = 0;
   virtual int64_t embedding_size() const = 0;
+
+  // How many tasks a process computes together when nobody says (task_groups.h); 0: all of
+  // them. Batching tasks pays where a layer is one product for every task (the MLP); where
+  // the model runs task by task anyway it only keeps every task's graph alive.
+  virtual int64_t default_task_group_size() const { return 0; }
 };
 
 // Builds the model of `spec` for inputs of `input_shape` (one example, e.g. {1} or

@@ -1,9 +1,14 @@
 #include "common/meta/task_groups.h"
 
 #include <algorithm>
+#include <atomic>
+#include <exception>
+#include <optional>
+#include <thread>
 #include <utility>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "common/status/status_macros.h"
 #include "common/status/torch_status.h"
 
@@ -19,22 +24,15 @@ TaskBatch Slice(const TaskBatch& tasks, int64_t begin, int64_t end) {
   return out;
 }
 
-}  // namespace
+absl::StatusOr<MetaGradients> ComputeGroup(const MetaLearner& learner,
+                                           const TensorList& meta_params, const TaskBatch& tasks,
+                                           int64_t begin, int64_t end) {
+  ASSIGN_OR_RETURN(TaskBatch group,
+                   CatchTorch("slicing a task group", [&] { return Slice(tasks, begin, end); }));
+  return learner.ComputeMetaGradients(meta_params, group);
+}
 
-absl::StatusOr<MetaGradients> ComputeMetaGradientsInGroups(const MetaLearner& learner,
-                                                           const TensorList& meta_params,
-                                                           const TaskBatch& tasks,
-                                                           int64_t group_size) {
-  const int64_t n = tasks.size();
-  if (group_size <= 0 || group_size >= n) return learner.ComputeMetaGradients(meta_params, tasks);
-  std::vector<MetaGradients> groups;
-  for (int64_t begin = 0; begin < n; begin += group_size) {
-    const int64_t end = std::min(n, begin + group_size);
-    ASSIGN_OR_RETURN(TaskBatch group,
-                     CatchTorch("slicing a task group", [&] { return Slice(tasks, begin, end); }));
-    ASSIGN_OR_RETURN(MetaGradients result, learner.ComputeMetaGradients(meta_params, group));
-    groups.push_back(std::move(result));
-  }
+absl::StatusOr<MetaGradients> Join(const std::vector<MetaGradients>& groups) {
   return CatchTorch("joining task groups", [&] {
     MetaGradients joined;
     const size_t params = groups.front().per_task.size();
@@ -52,6 +50,48 @@ absl::StatusOr<MetaGradients> ComputeMetaGradientsInGroups(const MetaLearner& le
     if (accuracies.size() == groups.size()) joined.query_accuracy = at::cat(accuracies, 0);
     return joined;
   });
+}
+
+}  // namespace
+
+absl::StatusOr<MetaGradients> ComputeMetaGradientsInGroups(const MetaLearner& learner,
+                                                           const TensorList& meta_params,
+                                                           const TaskBatch& tasks,
+                                                           int64_t group_size, int threads) {
+  const int64_t n = tasks.size();
+  threads = std::max(1, threads);
+  if (group_size <= 0) group_size = (n + threads - 1) / threads;
+  if (group_size <= 0 || group_size >= n) return learner.ComputeMetaGradients(meta_params, tasks);
+  const int64_t group_count = (n + group_size - 1) / group_size;
+  std::vector<std::optional<absl::StatusOr<MetaGradients>>> results(group_count);
+  // Each thread takes the next group until none is left; results land by group index, so
+  // the joined batch is in task order whichever thread finished first.
+  std::atomic<int64_t> next_group{0};
+  auto work = [&] {
+    for (int64_t g = next_group++; g < group_count; g = next_group++) {
+      const int64_t begin = g * group_size;
+      // Nothing may escape a thread: the learners catch LibTorch's errors, this the rest.
+      try {
+        results[g] =
+            ComputeGroup(learner, meta_params, tasks, begin, std::min(n, begin + group_size));
+      } catch (const std::exception& e) {
+        results[g] = absl::InternalError(absl::StrCat("computing a task group: ", e.what()));
+      }
+    }
+  };
+  const int64_t helpers = std::min<int64_t>(threads, group_count) - 1;
+  std::vector<std::thread> pool;
+  pool.reserve(helpers);
+  for (int64_t i = 0; i < helpers; ++i) pool.emplace_back(work);
+  work();
+  for (std::thread& t : pool) t.join();
+  std::vector<MetaGradients> groups;
+  groups.reserve(group_count);
+  for (auto& result : results) {
+    if (!result->ok()) return result->status();
+    groups.push_back(*std::move(*result));
+  }
+  return Join(groups);
 }
 
 }  // namespace metatrain::meta

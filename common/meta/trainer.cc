@@ -115,7 +115,8 @@ absl::StatusOr<EvaluationSummary> MetaTest(const JobContext& job, const TensorLi
 }
 
 absl::StatusOr<TrainingResult> Train(const JobContext& job,
-                                     const std::function<bool(const StepReport&)>& on_step) {
+                                     const std::function<bool(const StepReport&)>& on_step,
+                                     int threads, int64_t task_group_size) {
   class CallbackObserver final : public TrainingObserver {
    public:
     explicit CallbackObserver(const std::function<bool(const StepReport&)>& on_step)
@@ -131,7 +132,7 @@ absl::StatusOr<TrainingResult> Train(const JobContext& job,
     const std::function<bool(const StepReport&)>& on_step_;
   };
   CallbackObserver observer(on_step);
-  LocalGradientSource source(job);
+  LocalGradientSource source(job, threads, task_group_size);
   LoopOptions options;
   options.observer = &observer;
   return RunTrainingLoop(job, source, std::move(options));

@@ -99,8 +99,11 @@ absl::StatusOr<EvaluationSummary> MetaTest(const JobContext& job, const TensorLi
 
 // Runs the whole job in this process: the one training loop over a LocalGradientSource.
 // `on_step` (optional) sees every step's report and may return false to cancel (CANCELLED).
+// Meta-gradients are computed `task_group_size` tasks at a time (0: the model's default),
+// `threads` groups at once (common/meta/task_groups.h); the bits depend on neither.
 absl::StatusOr<TrainingResult> Train(const JobContext& job,
-                                     const std::function<bool(const StepReport&)>& on_step = {});
+                                     const std::function<bool(const StepReport&)>& on_step = {},
+                                     int threads = 1, int64_t task_group_size = 0);
 
 }  // namespace metatrain::meta
 

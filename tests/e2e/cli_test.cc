@@ -92,7 +92,7 @@ std::vector<Binary> Binaries() {
        {"--deadline", "soon"}},
       {"metatrain-train",
        "tools/metatrain-train",
-       {"job", "steps", "out", "threads", "seed"},
+       {"job", "steps", "out", "threads", "task_group_size", "seed"},
        "  --threads (default: 1)\n",
        {"--threads=abc"}},
   };

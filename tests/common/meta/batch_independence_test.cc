@@ -110,28 +110,29 @@ TEST_P(BatchIndependenceTest, PerTaskResultsAreBitIdenticalToTasksAlone) {
   }
 }
 
-// Workers may run with different intra-op thread counts; the bits must not care. (With
-// at::conv2d's oneDNN path the conv net failed this; see batched_ops.h.)
-// Meta-LSTM runs its own elementwise kernels (meta_lstm_learner.h), so it is checked too.
-TEST_P(BatchIndependenceTest, ResultsDoNotDependOnIntraOpThreads) {
-  for (const char* algorithm : {"maml", "meta_lstm"}) {
+// Workers may run with different --threads; the bits must not care. Each task runs on one
+// intra-op thread (NOTE [One intra-op thread per task], runtime.h) and a worker's threads
+// compute different task groups, concurrently. Meta-LSTM runs its own elementwise kernels
+// (meta_lstm_learner.h), so it is checked too.
+TEST_P(BatchIndependenceTest, ResultsDoNotDependOnThreadsComputingGroups) {
+  at::set_num_threads(1);  // what ConfigureRuntime does in every binary
+  for (const char* algorithm : {"maml", "fomaml", "meta_lstm"}) {
     SCOPED_TRACE(algorithm);
     Fixture setup = MakeFixture(GetParam());
     auto learner = MakeMetaLearner(Spec(algorithm), setup.model, setup.loss);
     ASSERT_TRUE(learner.ok()) << learner.status();
     Rng rng(98);
     TensorList theta = (*learner)->InitialMetaParams(rng, at::kFloat);
-    const int threads_before = at::get_num_threads();
-    at::set_num_threads(1);
-    auto one = (*learner)->ComputeMetaGradients(theta, setup.tasks);
-    at::set_num_threads(4);
-    auto four = (*learner)->ComputeMetaGradients(theta, setup.tasks);
-    at::set_num_threads(threads_before);
+    auto one = ComputeMetaGradientsInGroups(**learner, theta, setup.tasks, 0, /*threads=*/1);
     ASSERT_TRUE(one.ok()) << one.status();
-    ASSERT_TRUE(four.ok()) << four.status();
-    for (size_t i = 0; i < theta.size(); ++i) {
-      EXPECT_TRUE(at::equal(one->per_task[i], four->per_task[i]))
-          << (*learner)->meta_param_specs()[i].name;
+    for (int threads : {2, 4}) {
+      auto many = ComputeMetaGradientsInGroups(**learner, theta, setup.tasks, 0, threads);
+      ASSERT_TRUE(many.ok()) << many.status();
+      for (size_t i = 0; i < theta.size(); ++i) {
+        EXPECT_TRUE(at::equal(one->per_task[i], many->per_task[i]))
+            << threads << " threads: " << (*learner)->meta_param_specs()[i].name;
+      }
+      EXPECT_TRUE(at::equal(one->query_loss, many->query_loss)) << threads << " threads";
     }
   }
 }

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <cstdlib>
+#include <utility>
 
 #include "common/meta/checkpoint.h"
 #include "common/meta/job_spec.h"
@@ -100,6 +101,29 @@ TEST(TrainerTest, SameSeedSameBits) {
   auto rc = Train(c);
   ASSERT_TRUE(rc.ok());
   EXPECT_FALSE(at::equal(ra->final_params[0], rc->final_params[0]));
+}
+
+// metatrain-train --threads / --task_group_size change how a step is computed, never its
+// bits (NOTE [One intra-op thread per task] in runtime.h): a conv-net MAML job trained with
+// 1 thread and the whole batch at once, with 2 threads in groups of 1 and with 3 threads
+// in groups of 2 ends on the same parameters.
+TEST(TrainerTest, ThreadsAndTaskGroupsDoNotChangeTheBits) {
+  const std::string json = R"({"algorithm": "maml", "model": {"kind": "conv", "filters": 8},
+      "tasks": {"family": "synthetic_images", "ways": 3, "shots": 1, "query_size": 3,
+                "image_size": 16},
+      "meta_batch_size": 5, "steps": 4, "test_tasks": 5, "seed": 12})";
+  JobContext job = Context(json);
+  auto whole = Train(job, {}, /*threads=*/1, /*task_group_size=*/5);
+  ASSERT_TRUE(whole.ok()) << whole.status();
+  for (auto [threads, group] : {std::pair<int, int64_t>{2, 1}, {3, 2}}) {
+    JobContext again = Context(json);
+    auto grouped = Train(again, {}, threads, group);
+    ASSERT_TRUE(grouped.ok()) << grouped.status();
+    for (size_t i = 0; i < whole->final_params.size(); ++i) {
+      EXPECT_TRUE(at::equal(whole->final_params[i], grouped->final_params[i]))
+          << threads << " threads, groups of " << group << ": parameter " << i;
+    }
+  }
 }
 
 TEST(TrainerTest, EarlyStoppingKeepsBestParams) {
