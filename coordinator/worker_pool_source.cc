@@ -288,16 +288,28 @@ const std::string& WorkerPoolSource::JobDeviceType() const {
 
 absl::Duration WorkerPoolSource::AssignmentDeadline(const SessionState& session,
                                                     int64_t tasks) const {
-  if (options_.deadline_factor <= 0 || session.completed_assignments == 0 ||
-      task_seconds_.empty()) {
+  const std::optional<double> median = MedianTaskSeconds();
+  if (options_.deadline_factor <= 0 || session.completed_assignments == 0 || !median) {
     return options_.assignment_timeout;
   }
+  const absl::Duration derived =
+      absl::Seconds(options_.deadline_factor * *median * static_cast<double>(tasks));
+  return std::min(options_.assignment_timeout, std::max(options_.min_deadline, derived));
+}
+
+std::optional<double> WorkerPoolSource::MedianTaskSeconds() const {
+  if (task_seconds_.empty()) return std::nullopt;
   std::vector<double> seconds(task_seconds_.begin(), task_seconds_.end());
   std::nth_element(seconds.begin(), seconds.begin() + seconds.size() / 2, seconds.end());
-  const double median = seconds[seconds.size() / 2];
-  const absl::Duration derived =
-      absl::Seconds(options_.deadline_factor * median * static_cast<double>(tasks));
-  return std::min(options_.assignment_timeout, std::max(options_.min_deadline, derived));
+  return seconds[seconds.size() / 2];
+}
+
+bool WorkerPoolSource::Overdue(const InFlight& a, absl::Time now) const {
+  constexpr double kSpeculationMultiplier = 1.5;
+  const std::optional<double> median = MedianTaskSeconds();
+  if (!median) return false;
+  return now - a.sent_at >=
+         absl::Seconds(kSpeculationMultiplier * *median * static_cast<double>(a.end - a.begin));
 }
 
 absl::Status WorkerPoolSource::CheckWorkerWait() {
@@ -537,6 +549,7 @@ void WorkerPoolSource::HandleDone(Round& round, const std::string& worker_id,
 }
 
 void WorkerPoolSource::Speculate(Round& round) {
+  const absl::Time now = clock_.Now();
   for (auto& participant : participants_) {
     if (participant.busy) continue;
     // The copyable assignment of another worker with the most open tasks (the oldest of
@@ -544,7 +557,10 @@ void WorkerPoolSource::Speculate(Round& round) {
     InFlight* slowest = nullptr;
     int64_t slowest_open = 0, first_open = 0;
     for (auto& [id, a] : in_flight_) {
-      if (a->speculative || a->copied || a->worker_id == participant.info.id) continue;
+      if (a->speculative || a->copied || a->worker_id == participant.info.id ||
+          !Overdue(*a, now)) {
+        continue;
+      }
       int64_t open = 0, first = -1;
       for (int64_t t = a->begin; t < a->end; ++t) {
         if (round.completed[t]) continue;

@@ -17,9 +17,16 @@
 // times fails the job.
 //
 // NOTE [Speculative duplicates]. Once a round has no pending tasks left, a participant
-// that is idle gets a copy of the open tasks of the assignment with the most open tasks
-// (the straggler's: the last `capacity` of them, since a worker computes its tasks in
-// order), at most one copy per assignment. The first result of a task wins and the other
+// that is idle gets a copy of the open tasks of the overdue assignment with the most open
+// tasks (the straggler's: the last `capacity` of them, since a worker computes its tasks in
+// order), at most one copy per assignment. Overdue: running for kSpeculationMultiplier
+// (1.5, as Spark's spark.speculation.multiplier) times the median observed time per task
+// (NOTE [Deadlines from observed task times]) times its tasks. Without that bar, the first
+// of two equally fast workers to finish copied the other's whole share (a worker sends its
+// gradients when the assignment is done, so every task looks open until then); the other
+// finished at about the same time, the copy was cancelled but kept its worker busy, and
+// the next step ran on one worker: two workers gave the throughput of one (measured on
+// conv-net Omniglot, 2026-12-07: 6 tasks/s with two workers, 7 with metatrain-train). The first result of a task wins and the other
 // is dropped unread: every worker of the job computes a task's gradient from the same
 // parameters, key and data on the same device type, so both are the same bits and the
 // sum does not depend on which arrived first. A copy whose every task is complete is
@@ -79,6 +86,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -211,6 +219,11 @@ class WorkerPoolSource final : public meta::GradientSource {
   // When an assignment of `tasks` tasks sent now to `session`'s worker is late (NOTE
   // [Deadlines from observed task times]).
   absl::Duration AssignmentDeadline(const SessionState& session, int64_t tasks) const;
+  // The median of task_seconds_; nullopt before any assignment of the job completed.
+  std::optional<double> MedianTaskSeconds() const;
+  // NOTE [Speculative duplicates]: `a` has run kSpeculationMultiplier x the median time per
+  // task x its tasks, so a copy may be worth it.
+  bool Overdue(const InFlight& a, absl::Time now) const;
   // UNAVAILABLE once the job has had no participant for options_.no_worker_timeout.
   absl::Status CheckWorkerWait();
   void ReportWorkers();
