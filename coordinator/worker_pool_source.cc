@@ -557,8 +557,7 @@ void WorkerPoolSource::Speculate(Round& round) {
     InFlight* slowest = nullptr;
     int64_t slowest_open = 0, first_open = 0;
     for (auto& [id, a] : in_flight_) {
-      if (a->speculative || a->copied || a->worker_id == participant.info.id ||
-          !Overdue(*a, now)) {
+      if (a->speculative || a->copied || a->worker_id == participant.info.id || !Overdue(*a, now)) {
         continue;
       }
       int64_t open = 0, first = -1;

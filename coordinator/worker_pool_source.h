@@ -26,10 +26,10 @@
 // gradients when the assignment is done, so every task looks open until then); the other
 // finished at about the same time, the copy was cancelled but kept its worker busy, and
 // the next step ran on one worker: two workers gave the throughput of one (measured on
-// conv-net Omniglot, 2026-12-07: 6 tasks/s with two workers, 7 with metatrain-train). The first result of a task wins and the other
-// is dropped unread: every worker of the job computes a task's gradient from the same
-// parameters, key and data on the same device type, so both are the same bits and the
-// sum does not depend on which arrived first. A copy whose every task is complete is
+// conv-net Omniglot, 2026-12-07: 6 tasks/s with two workers, 7 with metatrain-train). The first
+// result of a task wins and the other is dropped unread: every worker of the job computes a task's
+// gradient from the same parameters, key and data on the same device type, so both are the same
+// bits and the sum does not depend on which arrived first. A copy whose every task is complete is
 // forgotten (its worker is free again; what it still sends is stale). So a round whose
 // other workers are done does not wait for a slow worker's whole share.
 //

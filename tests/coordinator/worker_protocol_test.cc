@@ -465,6 +465,54 @@ TEST(SpeculationTest, IdleWorkerCopiesTheStragglersTasksAndTheBitsDoNotChange) {
   ExpectBitIdentical(SgdStep(*init, 2.5, 0.1), ParamsFromCheckpoint(context, *bytes->bytes));
 }
 
+// NOTE [Speculative duplicates]: no copy of an assignment that is not overdue. Two workers
+// start their shards at once; the first answers after 10 s (5 s per task observed), so the
+// other's two tasks are overdue at 1.5 x 5 s x 2 = 15 s: no copy at 10 s, one at 20 s.
+TEST(SpeculationTest, NoCopyUntilTheOtherAssignmentIsOverdue) {
+  FakeClock clock;
+  coordinator::CoordinatorOptions options;
+  options.clock = &clock;
+  options.assignment_timeout = absl::Hours(1);
+  options.poll_interval = absl::Seconds(1);  // fake seconds: the runner looks again each one
+  auto h = CoordinatorHarness::Start(options);
+  ASSERT_TRUE(h.ok()) << h.status();
+  auto slow = ScriptedWorker::Connect((*h)->address(), 2);
+  auto fast = ScriptedWorker::Connect((*h)->address(), 2);
+  ASSERT_TRUE(slow.ok() && fast.ok());
+  const v1::JobSpec spec = SgdSpec(/*meta_batch=*/4, /*steps=*/1);
+  const meta::JobContext context = MakeContext(spec);
+  auto id = (*h)->Submit(spec);
+  ASSERT_TRUE(id.ok()) << id.status();
+
+  auto held = (*slow)->NextAssignment();
+  auto own = (*fast)->NextAssignment();
+  ASSERT_TRUE(held.has_value() && own.has_value());
+  clock.Advance(absl::Seconds(10));
+  AnswerTraining(**fast, context, *own);
+  const auto& counters = (*h)->coordinator().metrics();
+  absl::SleepFor(absl::Milliseconds(500));  // real time for the runner to take the answer
+  EXPECT_EQ(counters.speculative_tasks(), 0) << "copied an assignment that is not overdue";
+  clock.Advance(absl::Seconds(10));
+  auto copy = (*fast)->NextAssignment();
+  ASSERT_TRUE(copy.has_value());
+  EXPECT_THAT(copy->task_indices(), ::testing::ElementsAre(0, 1));
+  EXPECT_EQ(counters.speculative_tasks(), 2);
+  AnswerTraining(**fast, context, *copy);
+
+  auto answer_evaluations = [](ScriptedWorker* w) {
+    while (auto a = w->NextAssignment()) {
+      if (a->eval_steps() > 0) AnswerEvaluation(*w, *a);
+    }
+  };
+  std::thread slow_answers(answer_evaluations, slow->get());
+  std::thread fast_answers(answer_evaluations, fast->get());
+  const v1::JobStatus status = (*h)->WatchToEnd(*id)->back().status();
+  (*h)->Shutdown();
+  slow_answers.join();
+  fast_answers.join();
+  ASSERT_EQ(status.state(), v1::SUCCEEDED) << status.error();
+}
+
 // Skips JobSetup and Parameters; the next Assignment or CancelAssignment (nullopt when the
 // stream ends first).
 std::optional<v1::CoordinatorMessage> NextAssignmentOrCancel(ScriptedWorker& w) {
