@@ -14,6 +14,11 @@ workers=${3:-2}
 root=$(cd "$(dirname "$0")/.." && pwd)
 bin=${METATRAIN_BUILD_DIR:-$root/build}
 export OPENBLAS_NUM_THREADS=1
+# As the Makefile does: OpenBLAS 0.3.21 does not recognise recent AVX-512 CPUs and falls back
+# to generic kernels (4x slower GEMMs here) unless told the core type.
+if [[ -z ${OPENBLAS_CORETYPE:-} ]] && grep -qm1 avx512f /proc/cpuinfo 2>/dev/null; then
+  export OPENBLAS_CORETYPE=SkylakeX
+fi
 mkdir -p "$out/ckpt"
 cp "$job" "$out/job.json"
 git -C "$root" rev-parse --short HEAD > "$out/commit" 2>/dev/null || true

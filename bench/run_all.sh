@@ -9,6 +9,11 @@ set -euo pipefail
 build=${1:-build}
 threads_list=${THREADS:-1}
 export OPENBLAS_NUM_THREADS=1
+# As the Makefile does: OpenBLAS 0.3.21 does not recognise recent AVX-512 CPUs and falls back
+# to generic kernels (4x slower GEMMs here) unless told the core type.
+if [[ -z ${OPENBLAS_CORETYPE:-} ]] && grep -qm1 avx512f /proc/cpuinfo 2>/dev/null; then
+  export OPENBLAS_CORETYPE=SkylakeX
+fi
 python=/usr/bin/python3
 results=$(mktemp)
 trap 'rm -f "$results"' EXIT
