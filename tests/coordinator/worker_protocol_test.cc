@@ -403,6 +403,24 @@ TEST(WorkerProtocolTest, WorkerThatFailsAgainAndAgainIsQuarantined) {
   ExpectBitIdentical(expected->final_params, ParamsFromCheckpoint(context, *bytes->bytes));
 }
 
+// Both workers answer whatever evaluation comes (copies included) until the job ends; then
+// the coordinator shuts down. The job's final status.
+v1::JobStatus AnswerEvaluationsToTheEnd(CoordinatorHarness& h, const std::string& job_id,
+                                        std::vector<ScriptedWorker*> workers) {
+  std::vector<std::thread> answering;
+  for (ScriptedWorker* w : workers) {
+    answering.emplace_back([w] {
+      while (auto a = w->NextAssignment()) {
+        if (a->eval_steps() > 0) AnswerEvaluation(*w, *a);
+      }
+    });
+  }
+  const v1::JobStatus status = h.WatchToEnd(job_id)->back().status();
+  h.Shutdown();
+  for (std::thread& t : answering) t.join();
+  return status;
+}
+
 // NOTE [Speculative duplicates]: a worker that sits on its tasks does not hold up the step:
 // once the other worker is done, it gets a copy of the open tasks, the first result wins,
 // the late one is stale, and the bits are those of an undisturbed run.
@@ -443,17 +461,7 @@ TEST(SpeculationTest, IdleWorkerCopiesTheStragglersTasksAndTheBitsDoNotChange) {
   ASSERT_TRUE((*slow)->SendDone(held->assignment_id()));
 
   // The meta-test: both answer whatever evaluation comes (copies included) until the end.
-  auto answer_evaluations = [](ScriptedWorker* w) {
-    while (auto a = w->NextAssignment()) {
-      if (a->eval_steps() > 0) AnswerEvaluation(*w, *a);
-    }
-  };
-  std::thread slow_answers(answer_evaluations, slow->get());
-  std::thread fast_answers(answer_evaluations, fast->get());
-  const v1::JobStatus status = (*h)->WatchToEnd(*id)->back().status();
-  (*h)->Shutdown();
-  slow_answers.join();
-  fast_answers.join();
+  const v1::JobStatus status = AnswerEvaluationsToTheEnd(**h, *id, {slow->get(), fast->get()});
   ASSERT_EQ(status.state(), v1::SUCCEEDED) << status.error();
   EXPECT_EQ(counters.rejected_results(), 0);
   EXPECT_EQ(counters.reassigned_tasks(), 0);
@@ -499,17 +507,7 @@ TEST(SpeculationTest, NoCopyUntilTheOtherAssignmentIsOverdue) {
   EXPECT_EQ(counters.speculative_tasks(), 2);
   AnswerTraining(**fast, context, *copy);
 
-  auto answer_evaluations = [](ScriptedWorker* w) {
-    while (auto a = w->NextAssignment()) {
-      if (a->eval_steps() > 0) AnswerEvaluation(*w, *a);
-    }
-  };
-  std::thread slow_answers(answer_evaluations, slow->get());
-  std::thread fast_answers(answer_evaluations, fast->get());
-  const v1::JobStatus status = (*h)->WatchToEnd(*id)->back().status();
-  (*h)->Shutdown();
-  slow_answers.join();
-  fast_answers.join();
+  const v1::JobStatus status = AnswerEvaluationsToTheEnd(**h, *id, {slow->get(), fast->get()});
   ASSERT_EQ(status.state(), v1::SUCCEEDED) << status.error();
 }
 
@@ -586,17 +584,7 @@ TEST(SpeculationTest, LosingCopyIsCancelledAndItsWorkerWaitsForItsAnswer) {
   AnswerTraining(**fast, context, *first);
   AnswerTraining(**slow, context, second->assignment());
 
-  auto answer_evaluations = [](ScriptedWorker* w) {
-    while (auto a = w->NextAssignment()) {
-      if (a->eval_steps() > 0) AnswerEvaluation(*w, *a);
-    }
-  };
-  std::thread slow_answers(answer_evaluations, slow->get());
-  std::thread fast_answers(answer_evaluations, fast->get());
-  const v1::JobStatus status = (*h)->WatchToEnd(*id)->back().status();
-  (*h)->Shutdown();
-  slow_answers.join();
-  fast_answers.join();
+  const v1::JobStatus status = AnswerEvaluationsToTheEnd(**h, *id, {slow->get(), fast->get()});
   ASSERT_EQ(status.state(), v1::SUCCEEDED) << status.error();
   EXPECT_EQ(counters.rejected_results(), 0);
   auto init = meta::InitialMetaParams(context);
@@ -739,17 +727,7 @@ TEST(WorkerProtocolTest, HungWorkerLosesItsTasksAtTheDeadlineItsJobsTaskTimesGiv
   done.mutable_done()->set_assignment_id(cancel->cancel().assignment_id());
   done.mutable_done()->set_cancelled(true);
   ASSERT_TRUE((*hanging)->Write(done));
-  auto answer_evaluations = [](ScriptedWorker* w) {
-    while (auto a = w->NextAssignment()) {
-      if (a->eval_steps() > 0) AnswerEvaluation(*w, *a);
-    }
-  };
-  std::thread hanging_answers(answer_evaluations, hanging->get());
-  std::thread helper_answers(answer_evaluations, helper->get());
-  const v1::JobStatus status = (*h)->WatchToEnd(*id)->back().status();
-  (*h)->Shutdown();
-  hanging_answers.join();
-  helper_answers.join();
+  const v1::JobStatus status = AnswerEvaluationsToTheEnd(**h, *id, {hanging->get(), helper->get()});
   ASSERT_EQ(status.state(), v1::SUCCEEDED) << status.error();
   EXPECT_EQ(counters.rejected_results(), 0);
   auto init = meta::InitialMetaParams(context);
