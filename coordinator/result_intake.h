@@ -27,43 +27,45 @@ struct Refusal {
   std::string message;
 };
 
-// The gradients of one training assignment of tasks [begin, end). A worker sends each task's
-// gradient as TaskGradient messages in order (the tensors' chunks, `last` on the final one);
-// tasks do not interleave. Thread-compatible.
+// The gradients of one training assignment of gradient groups [begin, end) (JobSpec.
+// gradient_group_size; group g holds tasks [g * group_size, ...) of the round's num_tasks).
+// A worker sends each group's gradient sum as TaskGradient messages in order (the tensors'
+// chunks, `last` on the final one, which also carries the group's per-task query metrics);
+// groups do not interleave. Thread-compatible.
 class GradientIntake {
  public:
-  GradientIntake(int64_t begin, int64_t end, std::vector<meta::ParamSpec> specs,
-                 at::ScalarType dtype, bool classification);
+  GradientIntake(int64_t begin, int64_t end, int64_t group_size, int64_t num_tasks,
+                 std::vector<meta::ParamSpec> specs, at::ScalarType dtype, bool classification);
 
-  struct Task {
-    int64_t index = 0;
-    meta::TensorList gradient;  // CPU, of the job's dtype and the specs' shapes, finite
-    double query_loss = 0;
-    double query_accuracy = 0;
+  struct Group {
+    int64_t index = 0;                   // the group's index in the round
+    meta::TensorList gradient;           // CPU, of the job's dtype and the specs' shapes, finite
+    std::vector<double> query_loss;      // per task of the group
+    std::vector<double> query_accuracy;  // per task of the group
   };
   struct Outcome {
-    std::optional<Task> task;        // `gradient` completed this task
+    std::optional<Group> group;      // `gradient` completed this group
     std::optional<Refusal> refusal;  // `gradient` is refused; nothing of it is kept
-    // `gradient` ended a task that another copy of the assignment had already delivered
+    // `gradient` ended a group that another copy of the assignment had already delivered
     // (NOTE [Speculative duplicates] in worker_pool_source.h): nothing to apply, but the
-    // task counts as done for this assignment.
+    // group counts as done for this assignment.
     bool redundant = false;
   };
 
-  // Takes the next message. `completed[t]` is true for tasks of the round already in
+  // Takes the next message. `completed[g]` is true for groups of the round already in
   // (completed.size() >= end): from another copy of this assignment, whose chunks for such a
-  // task are dropped unread. A task sent twice by this assignment is refused. Nothing set:
-  // the task's chunks are still arriving.
+  // group are dropped unread. A group sent twice by this assignment is refused. Nothing set:
+  // the group's chunks are still arriving.
   // After a refusal the assignment is void; the caller drops the intake.
   Outcome Add(const v1::TaskGradient& gradient, const std::vector<char>& completed);
 
  private:
-  const int64_t begin_, end_;
+  const int64_t begin_, end_, group_size_, num_tasks_;
   const bool classification_;
   rpc::TensorAssembler assembler_;
-  int64_t current_task_ = -1;  // the task whose chunks are arriving; -1: none
-  bool skipping_ = false;      // ...and they are another copy's (dropped unread)
-  std::vector<char> sent_;     // tasks of [begin, end) this assignment has delivered
+  int64_t current_group_ = -1;  // the group whose chunks are arriving; -1: none
+  bool skipping_ = false;       // ...and they are another copy's (dropped unread)
+  std::vector<char> sent_;      // groups of [begin, end) this assignment has delivered
 };
 
 // An evaluation assignment's AssignmentDone: exactly one finite TaskMetrics per task of

@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/logging/log.h"
+#include "common/meta/gradient_groups.h"
 #include "common/meta/job_spec.h"
 #include "common/status/status_macros.h"
 #include "common/status/torch_status.h"
@@ -40,16 +41,32 @@ struct WorkerPoolSource::Round {
   const meta::TensorList* params = nullptr;
   int eval_steps = 0;
   int64_t num_tasks = 0;
+  // The unit of work: training rounds hand out, receive and requeue whole gradient groups
+  // (JobSpec.gradient_group_size), evaluation rounds single tasks. The ranges, `completed`,
+  // `attempts`, `remaining` and `gradients` below count groups.
+  int64_t group_size = 1;
+  int64_t num_groups = 0;
 
-  std::deque<std::pair<int64_t, int64_t>> pending;  // [begin, end) ranges
+  std::deque<std::pair<int64_t, int64_t>> pending;  // [begin, end) ranges of groups
   std::vector<char> completed;
   std::vector<int> attempts;
   int64_t remaining = 0;
   absl::Status failure;
 
-  std::vector<meta::TensorList> gradients;  // training
-  std::vector<double> loss, accuracy;       // training: query metrics after adaptation
+  std::vector<meta::TensorList> gradients;  // training: per group, the sum of its tasks'
+  std::vector<double> loss, accuracy;       // training: per task, query metrics after adaptation
   std::vector<v1::TaskMetrics> metrics;     // evaluation
+
+  // The tasks of groups [begin, end).
+  int64_t Tasks(int64_t begin, int64_t end) const {
+    return std::min(end * group_size, num_tasks) - std::min(begin * group_size, num_tasks);
+  }
+  // How a log line names group g.
+  std::string GroupName(int64_t g) const {
+    if (group_size == 1) return absl::StrCat("task ", g);
+    return absl::StrCat("gradient group ", g, " (tasks ", g * group_size, "-",
+                        g * group_size + Tasks(g, g + 1) - 1, ")");
+  }
 
   absl::Time start;
   RoundTimings timings;
@@ -61,12 +78,13 @@ struct WorkerPoolSource::InFlight {
   std::string worker_name;
   // Where a CancelAssignment goes (NOTE [Cancelled assignments]).
   std::shared_ptr<WorkerConnection> connection;
-  int64_t begin = 0, end = 0;
+  int64_t begin = 0, end = 0;  // groups
+  int64_t tasks = 0;           // ...and their tasks
   absl::Time sent_at;
   absl::Time deadline;
   // Training: the gradients arriving, and how many of the assignment's tasks are complete.
   std::unique_ptr<GradientIntake> intake;
-  int64_t tasks_done = 0;
+  int64_t groups_done = 0;
   // NOTE [Speculative duplicates]: this assignment copies another's open tasks, or another
   // already copies this one's. Either way it is not copied (again).
   bool speculative = false;
@@ -114,10 +132,11 @@ absl::StatusOr<meta::TrainingRound> WorkerPoolSource::ComputeTraining(
   round.version = step;
   round.params = &params;
   round.num_tasks = static_cast<int64_t>(meta::TrainingKeys(job_.spec, step).size());
+  round.group_size = std::max<int64_t>(1, job_.spec.gradient_group_size());
   RETURN_IF_ERROR(RunRound(round));
   last_training_timings_ = std::move(round.timings);
   meta::TrainingRound result;
-  result.task_gradients = std::move(round.gradients);
+  result.group_gradients = std::move(round.gradients);
   result.query_loss = std::move(round.loss);
   if (classification_) result.query_accuracy = std::move(round.accuracy);
   return result;
@@ -162,17 +181,18 @@ absl::StatusOr<meta::EvaluationSummary> WorkerPoolSource::Evaluate(
 // Rounds
 
 absl::Status WorkerPoolSource::RunRound(Round& round) {
-  const int64_t n = round.num_tasks;
+  round.num_groups = meta::NumGroups(round.num_tasks, round.group_size);
+  const int64_t n = round.num_groups;
   round.start = clock_.Now();
   round.completed.assign(n, 0);
   round.attempts.assign(n, 0);
   round.remaining = n;
   if (round.train) {
     round.gradients.assign(n, meta::TensorList());
-    round.loss.assign(n, 0.0);
-    round.accuracy.assign(n, -1.0);
+    round.loss.assign(round.num_tasks, 0.0);
+    round.accuracy.assign(round.num_tasks, -1.0);
   } else {
-    round.metrics.assign(n, v1::TaskMetrics());
+    round.metrics.assign(round.num_tasks, v1::TaskMetrics());
   }
   PickParticipants();
   // One shard per worker free now: a worker that still owes the answer to a cancelled
@@ -309,7 +329,7 @@ bool WorkerPoolSource::Overdue(const InFlight& a, absl::Time now) const {
   const std::optional<double> median = MedianTaskSeconds();
   if (!median) return false;
   return now - a.sent_at >=
-         absl::Seconds(kSpeculationMultiplier * *median * static_cast<double>(a.end - a.begin));
+         absl::Seconds(kSpeculationMultiplier * *median * static_cast<double>(a.tasks));
 }
 
 absl::Status WorkerPoolSource::CheckWorkerWait() {
@@ -357,7 +377,7 @@ void WorkerPoolSource::Dispatch(Round& round) {
     if (others_can && IsStraggler(participant.info.id, now)) continue;
     auto [begin, end] = round.pending.front();
     round.pending.pop_front();
-    const int64_t stop = std::min(end, begin + participant.info.capacity);
+    const int64_t stop = std::min(end, begin + CapacityInGroups(participant, round));
     if (stop < end) round.pending.emplace_front(stop, end);
     if (!SendAssignment(participant, round, begin, stop)) {
       round.pending.emplace_front(begin, stop);
@@ -413,11 +433,12 @@ bool WorkerPoolSource::SendAssignment(Participant& participant, Round& round, in
       participant.info.hello.name().empty() ? participant.info.id : participant.info.hello.name();
   in_flight->begin = begin;
   in_flight->end = end;
+  in_flight->tasks = round.Tasks(begin, end);
   in_flight->sent_at = clock_.Now();
-  in_flight->deadline = in_flight->sent_at + AssignmentDeadline(session, end - begin);
+  in_flight->deadline = in_flight->sent_at + AssignmentDeadline(session, in_flight->tasks);
   if (round.train) {
-    in_flight->intake =
-        std::make_unique<GradientIntake>(begin, end, specs_, job_.dtype, classification_);
+    in_flight->intake = std::make_unique<GradientIntake>(
+        begin, end, round.group_size, round.num_tasks, specs_, job_.dtype, classification_);
   }
   v1::CoordinatorMessage message;
   v1::Assignment* assignment = message.mutable_assignment();
@@ -426,7 +447,9 @@ bool WorkerPoolSource::SendAssignment(Participant& participant, Round& round, in
   assignment->set_version(round.version);
   assignment->set_split(round.split);
   assignment->set_round(round.round);
-  for (int64_t t = begin; t < end; ++t) assignment->add_task_indices(t);
+  for (int64_t t = begin * round.group_size; t < begin * round.group_size + in_flight->tasks; ++t) {
+    assignment->add_task_indices(t);
+  }
   assignment->set_eval_steps(round.train ? 0 : round.eval_steps);
   if (!connection.Send(std::move(message))) return false;
   if (hooks_.metrics) hooks_.metrics->AssignmentSent();
@@ -492,20 +515,22 @@ void WorkerPoolSource::HandleGradient(Round& round, const std::string& worker_id
   if (outcome.refusal) return Reject(round, a.id, *outcome.refusal);
   if (outcome.redundant) {
     // NOTE [Speculative duplicates]: the other copy delivered this task first.
-    if (++a.tasks_done == a.end - a.begin) RecordCompletion(round, a);
+    if (++a.groups_done == a.end - a.begin) RecordCompletion(round, a);
     return;
   }
-  if (!outcome.task) return;
-  GradientIntake::Task& task = *outcome.task;
-  const int64_t t = task.index;
-  round.gradients[t] = std::move(task.gradient);
-  round.loss[t] = task.query_loss;
-  round.accuracy[t] = task.query_accuracy;
-  round.completed[t] = 1;
+  if (!outcome.group) return;
+  GradientIntake::Group& group = *outcome.group;
+  const int64_t g = group.index;
+  const int64_t first_task = g * round.group_size;
+  round.gradients[g] = std::move(group.gradient);
+  std::copy(group.query_loss.begin(), group.query_loss.end(), round.loss.begin() + first_task);
+  std::copy(group.query_accuracy.begin(), group.query_accuracy.end(),
+            round.accuracy.begin() + first_task);
+  round.completed[g] = 1;
   --round.remaining;
-  if (hooks_.job_metrics) hooks_.job_metrics->AddTasksCompleted(1);
+  if (hooks_.job_metrics) hooks_.job_metrics->AddTasksCompleted(round.Tasks(g, g + 1));
   // The round may end with this gradient, before the assignment's AssignmentDone arrives.
-  if (++a.tasks_done == a.end - a.begin) RecordCompletion(round, a);
+  if (++a.groups_done == a.end - a.begin) RecordCompletion(round, a);
   if (a.copied || a.speculative) DropFinishedCopies(round);
 }
 
@@ -527,7 +552,7 @@ void WorkerPoolSource::HandleDone(Round& round, const std::string& worker_id,
     for (int64_t t = a.begin; t < a.end; ++t) {
       if (!round.completed[t]) {
         return Reject(round, a.id, RejectReason::kMalformed,
-                      absl::StrCat("assignment done without a gradient for task ", t));
+                      absl::StrCat("assignment done without a gradient for ", round.GroupName(t)));
       }
     }
   } else {
@@ -577,10 +602,10 @@ void WorkerPoolSource::Speculate(Round& round) {
     // The worker computes its tasks in order, so its open tasks are the last ones: the copy
     // takes them from the end, and the two meet in the middle.
     const int64_t end = slowest->end;
-    const int64_t begin = std::max(first_open, end - participant.info.capacity);
+    const int64_t begin = std::max(first_open, end - CapacityInGroups(participant, round));
     const int64_t original = slowest->id;
     // Counted before the send, so the counter already says so when the worker has the copy.
-    if (hooks_.metrics) hooks_.metrics->SpeculativeTasks(end - begin);
+    if (hooks_.metrics) hooks_.metrics->SpeculativeTasks(round.Tasks(begin, end));
     if (!SendAssignment(participant, round, begin, end)) continue;  // dropped at the next dispatch
     in_flight_.at(original)->copied = true;
     in_flight_.rbegin()->second->speculative = true;  // ids grow: the newest is the copy
@@ -599,7 +624,7 @@ void WorkerPoolSource::DropFinishedCopies(Round& round) {
   // stale; it is free for more once it has answered (NOTE [Cancelled assignments]).
   for (int64_t id : finished) {
     const InFlight& a = *in_flight_.at(id);
-    if (a.copied && a.tasks_done < a.end - a.begin) MarkStraggler(a.worker_id);
+    if (a.copied && a.groups_done < a.end - a.begin) MarkStraggler(a.worker_id);
     Abandon(round, id);
   }
 }
@@ -624,7 +649,7 @@ void WorkerPoolSource::Abandon(const Round& round, int64_t assignment_id) {
   const std::string worker_id = a.worker_id;
   // Training: every gradient of the assignment is in, so the worker has finished it and its
   // AssignmentDone is on the way; nothing to cancel.
-  const bool computed = round.train && a.tasks_done == a.end - a.begin;
+  const bool computed = round.train && a.groups_done == a.end - a.begin;
   if (!computed) SendCancel(a);
   in_flight_.erase(it);
   if (!HoldsCancelled(worker_id)) ReleaseWorker(worker_id);
@@ -665,7 +690,7 @@ void WorkerPoolSource::HandleNeedsSetup(Round& round, int64_t assignment_id) {
 
 void WorkerPoolSource::RecordCompletion(Round& round, const InFlight& a) {
   const absl::Time now = clock_.Now();
-  const int64_t tasks = a.end - a.begin;
+  const int64_t tasks = a.tasks;
   SessionState& session = sessions_[a.worker_id];
   ++session.completed_assignments;
   session.straggler_probation = absl::ZeroDuration();  // it keeps up again
@@ -708,17 +733,17 @@ void WorkerPoolSource::Requeue(Round& round, int64_t assignment_id, ReassignReas
       run_begin = -1;
     }
     if (!open) continue;
-    if (hooks_.metrics) hooks_.metrics->TasksReassigned(why, 1);
+    if (hooks_.metrics) hooks_.metrics->TasksReassigned(why, round.Tasks(t, t + 1));
     if (!rejection.empty() && ++round.attempts[t] >= options_.max_task_attempts &&
         round.failure.ok()) {
       round.failure = absl::FailedPreconditionError(
-          absl::StrCat("task ", t, " of ", v1::TaskSplit_Name(round.split), " round ", round.round,
-                       " failed ", round.attempts[t], " times; last: ", rejection));
+          absl::StrCat(round.GroupName(t), " of ", v1::TaskSplit_Name(round.split), " round ",
+                       round.round, " failed ", round.attempts[t], " times; last: ", rejection));
     }
   }
   for (auto r = runs.rbegin(); r != runs.rend(); ++r) round.pending.push_front(*r);
   int64_t requeued = 0;
-  for (const auto& [begin, end] : runs) requeued += end - begin;
+  for (const auto& [begin, end] : runs) requeued += round.Tasks(begin, end);
   if (why == ReassignReason::kNeedsSetup) {
     // Routine when more jobs run than workers cache: once per worker session is enough
     // (the reassignment counter has the rest).
@@ -746,6 +771,12 @@ void WorkerPoolSource::Requeue(Round& round, int64_t assignment_id, ReassignReas
         participants_.end());
     ReportWorkers();
   }
+}
+
+int64_t WorkerPoolSource::CapacityInGroups(const Participant& participant, const Round& round) {
+  // A worker always gets at least one whole group, even one larger than its capacity: its
+  // --task_group_size, not the assignment, bounds what it computes at once.
+  return std::max<int64_t>(1, participant.info.capacity / round.group_size);
 }
 
 void WorkerPoolSource::ReleaseWorker(const std::string& worker_id) {

@@ -16,6 +16,15 @@
 // the only one left). Rejected data is never applied; a task rejected max_task_attempts
 // times fails the job.
 //
+// NOTE [Gradient groups]. A training round's unit of work is the gradient group
+// (JobSpec.gradient_group_size consecutive tasks, fixed by the job): ranges, assignments,
+// copies and requeues cover whole groups, and a worker sends one gradient per group, the
+// in-order sum of its tasks' (common/meta/aggregation.h). Hello.capacity (tasks) becomes
+// capacity / group_size groups per assignment, at least one. Group boundaries depend only on
+// the job, never on the workers, so the round's sum of group sums has the same bits with
+// any number of workers; the coordinator decodes, checks and keeps group_size times fewer
+// gradients. Evaluation rounds hand out single tasks. Below, "task" in a range means group.
+//
 // NOTE [Speculative duplicates]. Once a round has no pending tasks left, a participant
 // that is idle gets a copy of the open tasks of the overdue assignment with the most open
 // tasks (the straggler's: the last `capacity` of them, since a worker computes its tasks in
@@ -212,6 +221,9 @@ class WorkerPoolSource final : public meta::GradientSource {
   // message as stale (no such assignment) or rejected (someone else's) and returns null.
   InFlight* OwnedAssignment(int64_t assignment_id, const std::string& worker_id);
   void ReleaseWorker(const std::string& worker_id);
+  // How many of the round's units (gradient groups; tasks when evaluating) the participant
+  // takes per assignment: Hello.capacity in tasks, at least one group.
+  static int64_t CapacityInGroups(const Participant& participant, const Round& round);
   void HandleWorkerChanges(Round& round);
   void CheckDeadlines(Round& round);
   // resources.device_type, or "cpu" when empty.

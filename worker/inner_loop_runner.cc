@@ -2,6 +2,7 @@
 
 #include <torch/cuda.h>
 
+#include <algorithm>
 #include <chrono>
 #include <utility>
 #include <vector>
@@ -11,6 +12,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/strings/strip.h"
 #include "absl/time/clock.h"
+#include "common/meta/aggregation.h"
 #include "common/meta/job_paths.h"
 #include "common/meta/params.h"
 #include "common/meta/task_groups.h"
@@ -343,8 +345,7 @@ absl::Status InnerLoopRunner::Compute(const v1::Assignment& assignment, const Em
                                             " gradient tensors for ", specs.size(),
                                             " meta-parameters"));
   }
-  // Encode every task before emitting anything, so a failure leaves no partial answer.
-  std::vector<std::vector<v1::TensorChunk>> encoded(n);
+  // Encode every group before emitting anything, so a failure leaves no partial answer.
   ASSIGN_OR_RETURN(meta::TensorList cpu_grads, CatchTorch("copying gradients", [&] {
                      meta::TensorList out;
                      for (const at::Tensor& g : gradients.per_task) {
@@ -352,18 +353,16 @@ absl::Status InnerLoopRunner::Compute(const v1::Assignment& assignment, const Em
                      }
                      return out;
                    }));
-  for (int64_t t = 0; t < n; ++t) {
-    meta::TensorList task_grad;
-    task_grad.reserve(cpu_grads.size());
-    for (const at::Tensor& g : cpu_grads) {
-      if (g.dim() == 0 || g.size(0) != n) {
-        return absl::InternalError("learner returned gradients without a task dimension");
-      }
-      task_grad.push_back(g[t]);
+  for (const at::Tensor& g : cpu_grads) {
+    if (g.dim() == 0 || g.size(0) != n) {
+      return absl::InternalError("learner returned gradients without a task dimension");
     }
-    for (size_t i = 0; i < task_grad.size(); ++i) {
+  }
+  std::vector<meta::TensorList> per_task = meta::SplitPerTask(cpu_grads);
+  for (int64_t t = 0; t < n; ++t) {
+    for (size_t i = 0; i < per_task[t].size(); ++i) {
       const bool finite = CatchTorch("checking gradients", [&] {
-                            return meta::AllFinite(task_grad[i]);
+                            return meta::AllFinite(per_task[t][i]);
                           }).value_or(false);
       if (!finite) {
         return absl::InternalError(absl::StrCat("meta-gradient of ", specs[i].name, " for task ",
@@ -371,20 +370,47 @@ absl::Status InnerLoopRunner::Compute(const v1::Assignment& assignment, const Em
                                                 " is not finite (diverged?)"));
       }
     }
-    ASSIGN_OR_RETURN(encoded[t], rpc::EncodeTensors(task_grad, specs, options_.max_chunk_bytes));
+  }
+  // Gradient groups (JobSpec.gradient_group_size) are runs of consecutive task indices with
+  // the same index / group size; the coordinator only assigns whole groups, and refuses a
+  // partial one.
+  const int64_t group_size = std::max<int64_t>(1, context.spec.gradient_group_size());
+  struct Group {
+    int64_t begin = 0, end = 0;  // positions in the assignment
+    std::vector<v1::TensorChunk> chunks;
+  };
+  std::vector<Group> groups;
+  for (int64_t t = 0; t < n; ++t) {
+    const int64_t group = assignment.task_indices(t) / group_size;
+    if (groups.empty() || assignment.task_indices(t) != assignment.task_indices(t - 1) + 1 ||
+        assignment.task_indices(groups.back().begin) / group_size != group) {
+      groups.push_back(Group{t, t, {}});
+    }
+    groups.back().end = t + 1;
+  }
+  for (Group& group : groups) {
+    ASSIGN_OR_RETURN(meta::TensorList sum, CatchTorch("summing a gradient group", [&] {
+                       return meta::SumInOrder(per_task, group.begin, group.end);
+                     }));
+    ASSIGN_OR_RETURN(group.chunks, rpc::EncodeTensors(sum, specs, options_.max_chunk_bytes));
   }
   const auto loss = ToDoubles(gradients.query_loss, n, 0);
   const auto accuracy = ToDoubles(gradients.query_accuracy, n, -1);
-  for (int64_t t = 0; t < n; ++t) {
-    for (size_t c = 0; c < encoded[t].size(); ++c) {
+  for (Group& group : groups) {
+    for (size_t c = 0; c < group.chunks.size(); ++c) {
       v1::WorkerMessage message;
       v1::TaskGradient* g = message.mutable_gradient();
       g->set_assignment_id(assignment.assignment_id());
-      g->set_task_index(assignment.task_indices(t));
-      *g->mutable_chunk() = std::move(encoded[t][c]);
-      g->set_last(c + 1 == encoded[t].size());
-      g->set_query_loss(loss[t]);
-      g->set_query_accuracy(accuracy[t]);
+      g->set_task_index(assignment.task_indices(group.begin));
+      g->set_task_count(group.end - group.begin);
+      *g->mutable_chunk() = std::move(group.chunks[c]);
+      g->set_last(c + 1 == group.chunks.size());
+      if (g->last()) {
+        for (int64_t t = group.begin; t < group.end; ++t) {
+          g->add_query_loss(loss[t]);
+          g->add_query_accuracy(accuracy[t]);
+        }
+      }
       emit(std::move(message));
     }
   }

@@ -1,18 +1,23 @@
 #include "common/meta/aggregation.h"
 
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 
 namespace metatrain::meta {
 
-TaskOrderAggregator::TaskOrderAggregator(std::vector<ParamSpec> specs, int64_t num_tasks)
-    : specs_(std::move(specs)), gradients_(num_tasks > 0 ? num_tasks : 0) {}
+TaskOrderAggregator::TaskOrderAggregator(std::vector<ParamSpec> specs, int64_t num_groups,
+                                         int64_t num_tasks)
+    : specs_(std::move(specs)),
+      gradients_(num_groups > 0 ? num_groups : 0),
+      num_tasks_(num_tasks > 0 ? num_tasks : static_cast<int64_t>(gradients_.size())) {}
 
 absl::Status TaskOrderAggregator::Add(int64_t index, TensorList gradient) {
   const auto num_tasks = static_cast<int64_t>(gradients_.size());
   if (index < 0 || index >= num_tasks) {
     return absl::InvalidArgumentError(
-        absl::StrCat("task index ", index, " out of range [0, ", num_tasks, ")"));
+        absl::StrCat("gradient index ", index, " out of range [0, ", num_tasks, ")"));
   }
   if (!gradients_[index].empty()) {
     return absl::AlreadyExistsError(absl::StrCat("gradient of task ", index, " already received"));
@@ -50,18 +55,36 @@ bool TaskOrderAggregator::complete() const {
 absl::StatusOr<TensorList> TaskOrderAggregator::Mean() const {
   if (!complete()) {
     return absl::FailedPreconditionError(absl::StrCat("aggregation incomplete: ", received_, " of ",
-                                                      gradients_.size(), " tasks received"));
+                                                      gradients_.size(), " gradients received"));
   }
-  const auto num_tasks = static_cast<double>(gradients_.size());
-  TensorList mean;
-  mean.reserve(specs_.size());
-  for (size_t i = 0; i < specs_.size(); ++i) {
-    // Fixed left-to-right order: ((g0 + g1) + g2) + ... so every path gets the same bits.
-    at::Tensor sum = gradients_[0][i].clone(at::MemoryFormat::Contiguous);
-    for (size_t t = 1; t < gradients_.size(); ++t) sum.add_(gradients_[t][i]);
-    mean.push_back(sum.div_(num_tasks));
-  }
+  TensorList mean = SumInOrder(gradients_, 0, gradients_.size());
+  for (at::Tensor& m : mean) m.div_(static_cast<double>(num_tasks_));
   return mean;
+}
+
+TensorList SumInOrder(const std::vector<TensorList>& gradients, size_t begin, size_t end) {
+  TensorList sum;
+  if (begin >= end) return sum;
+  sum.reserve(gradients[begin].size());
+  for (size_t i = 0; i < gradients[begin].size(); ++i) {
+    // Fixed left-to-right order: ((g0 + g1) + g2) + ... so every path gets the same bits.
+    at::Tensor s = gradients[begin][i].clone(at::MemoryFormat::Contiguous);
+    for (size_t t = begin + 1; t < end; ++t) s.add_(gradients[t][i]);
+    sum.push_back(std::move(s));
+  }
+  return sum;
+}
+
+std::vector<TensorList> SumGroups(std::vector<TensorList> per_task, int64_t group_size) {
+  if (group_size <= 1) return per_task;
+  const auto num_tasks = static_cast<int64_t>(per_task.size());
+  std::vector<TensorList> groups;
+  groups.reserve(NumGroups(num_tasks, group_size));
+  for (int64_t g = 0; g < NumGroups(num_tasks, group_size); ++g) {
+    const int64_t begin = GroupBegin(g, group_size);
+    groups.push_back(SumInOrder(per_task, begin, begin + GroupTasks(g, group_size, num_tasks)));
+  }
+  return groups;
 }
 
 std::vector<TensorList> SplitPerTask(const TensorList& per_task) {

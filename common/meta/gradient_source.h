@@ -24,9 +24,12 @@ namespace metatrain::meta {
 
 // The results of one training step's meta-batch, in task order.
 struct TrainingRound {
-  std::vector<TensorList> task_gradients;  // task t's meta-gradient, one tensor per parameter
-  std::vector<double> query_loss;          // per task, on the query set after adaptation
-  std::vector<double> query_accuracy;      // per task; empty for regression families
+  // Gradient group g's sum of its tasks' meta-gradients (aggregation.h; JobSpec.
+  // gradient_group_size; with groups of one, task g's meta-gradient), one tensor per
+  // parameter.
+  std::vector<TensorList> group_gradients;
+  std::vector<double> query_loss;      // per task, on the query set after adaptation
+  std::vector<double> query_accuracy;  // per task; empty for regression families
 };
 
 struct EvaluationRequest {

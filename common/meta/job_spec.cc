@@ -135,6 +135,12 @@ absl::Status ValidateSpec(const v1::JobSpec& spec) {
   RETURN_IF_ERROR(NonNegative("tasks.noise_std", t.noise_std()));
 
   RETURN_IF_ERROR(Positive("meta_batch_size", spec.meta_batch_size()));
+  RETURN_IF_ERROR(Positive("gradient_group_size", spec.gradient_group_size()));
+  if (spec.gradient_group_size() > spec.meta_batch_size()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("gradient_group_size must be at most meta_batch_size (",
+                     spec.meta_batch_size(), "; got ", spec.gradient_group_size(), ")"));
+  }
   RETURN_IF_ERROR(CheckOptionsApply(spec));
   if (algorithm->Accepts("inner.steps"))
     RETURN_IF_ERROR(Positive("inner.steps", spec.inner().steps()));
@@ -345,6 +351,7 @@ absl::StatusOr<v1::JobSpec> NormalizeJobSpec(v1::JobSpec spec, const JobLimits& 
   if (t->input_dim() == 0) t->set_input_dim(1);
 
   if (spec.meta_batch_size() == 0) spec.set_meta_batch_size(classification ? 32 : 25);
+  if (spec.gradient_group_size() == 0) spec.set_gradient_group_size(1);
   auto* in = spec.mutable_inner();
   const bool meta_lstm = spec.algorithm() == "meta_lstm";
   if (algorithm.Accepts("inner.steps") && in->steps() == 0) in->set_steps(meta_lstm ? 5 : 1);

@@ -26,7 +26,8 @@ absl::StatusOr<TrainingRound> LocalGradientSource::ComputeTraining(int64_t step,
           threads_));
   return CatchTorch("training step results", [&] {
     TrainingRound round;
-    round.task_gradients = SplitPerTask(grads.per_task);
+    round.group_gradients =
+        SumGroups(SplitPerTask(grads.per_task), job_.spec.gradient_group_size());
     // Widening to double is exact, so the loop's mean in the job's dtype sees the same
     // values whether they came from here or from a worker.
     round.query_loss = ToDoubles(grads.query_loss);

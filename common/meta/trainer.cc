@@ -76,11 +76,12 @@ double SelectionScore(const v1::JobSpec& spec, const EvaluationSummary& validati
                                              : validation.loss_after.mean;
 }
 
-absl::StatusOr<TensorList> AggregateTaskGradients(const std::vector<ParamSpec>& specs,
-                                                  std::vector<TensorList> task_gradients) {
-  TaskOrderAggregator aggregator(specs, static_cast<int64_t>(task_gradients.size()));
-  for (size_t t = 0; t < task_gradients.size(); ++t) {
-    RETURN_IF_ERROR(aggregator.Add(static_cast<int64_t>(t), std::move(task_gradients[t])));
+absl::StatusOr<TensorList> AggregateGroupGradients(const std::vector<ParamSpec>& specs,
+                                                   std::vector<TensorList> group_gradients,
+                                                   int64_t num_tasks) {
+  TaskOrderAggregator aggregator(specs, static_cast<int64_t>(group_gradients.size()), num_tasks);
+  for (size_t g = 0; g < group_gradients.size(); ++g) {
+    RETURN_IF_ERROR(aggregator.Add(static_cast<int64_t>(g), std::move(group_gradients[g])));
   }
   return aggregator.Mean();
 }
@@ -97,7 +98,11 @@ absl::StatusOr<double> ClipAndStep(const v1::JobSpec& spec, TensorList mean,
 absl::StatusOr<double> ApplyMetaUpdate(const v1::JobSpec& spec, const std::vector<ParamSpec>& specs,
                                        std::vector<TensorList> task_gradients,
                                        OuterOptimizer& optimizer, TensorList& meta_params) {
-  ASSIGN_OR_RETURN(TensorList mean, AggregateTaskGradients(specs, std::move(task_gradients)));
+  const auto num_tasks = static_cast<int64_t>(task_gradients.size());
+  ASSIGN_OR_RETURN(
+      TensorList mean,
+      AggregateGroupGradients(
+          specs, SumGroups(std::move(task_gradients), spec.gradient_group_size()), num_tasks));
   return ClipAndStep(spec, std::move(mean), optimizer, meta_params);
 }
 

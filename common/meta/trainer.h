@@ -77,15 +77,18 @@ double LinearScheduleLr(const v1::JobSpec& spec, int64_t step);
 double SelectionScore(const v1::JobSpec& spec, const EvaluationSummary& validation);
 
 // One outer update from a meta-batch's per-task gradients (MetaGradients::per_task layout
-// split with SplitPerTask, or gathered from workers): aggregates in task order, clips to
-// outer.clip_grad_norm, steps the optimizer. Returns the pre-clipping gradient norm.
+// split with SplitPerTask): sums them in spec.gradient_group_size() groups and aggregates
+// (aggregation.h), clips to outer.clip_grad_norm, steps the optimizer. Returns the
+// pre-clipping gradient norm.
 absl::StatusOr<double> ApplyMetaUpdate(const v1::JobSpec& spec, const std::vector<ParamSpec>& specs,
                                        std::vector<TensorList> task_gradients,
                                        OuterOptimizer& optimizer, TensorList& meta_params);
-// ApplyMetaUpdate's two halves, for a caller that times them: the task-order mean, then
-// clipping and the optimizer step (returns the pre-clipping norm).
-absl::StatusOr<TensorList> AggregateTaskGradients(const std::vector<ParamSpec>& specs,
-                                                  std::vector<TensorList> task_gradients);
+// ApplyMetaUpdate's two halves, for a caller that times them: the mean of `num_tasks` tasks
+// from their gradient groups' sums (group order), then clipping and the optimizer step
+// (returns the pre-clipping norm).
+absl::StatusOr<TensorList> AggregateGroupGradients(const std::vector<ParamSpec>& specs,
+                                                   std::vector<TensorList> group_gradients,
+                                                   int64_t num_tasks);
 absl::StatusOr<double> ClipAndStep(const v1::JobSpec& spec, TensorList mean,
                                    OuterOptimizer& optimizer, TensorList& meta_params);
 

@@ -129,11 +129,11 @@ absl::Status Loop::Step(int64_t step) {
   ASSIGN_OR_RETURN(TrainingRound round, source_.ComputeTraining(step, state_.params));
   at_step_boundary_ = false;  // from here on state_ moves to step + 1
   const absl::Time computed = clock_.Now();
-  const int64_t tasks = static_cast<int64_t>(round.task_gradients.size());
+  const int64_t tasks = static_cast<int64_t>(round.query_loss.size());
   auto step_error = [&](const absl::Status& status) {
     return absl::Status(status.code(), absl::StrCat("step ", step + 1, ": ", status.message()));
   };
-  auto mean = AggregateTaskGradients(specs_, std::move(round.task_gradients));
+  auto mean = AggregateGroupGradients(specs_, std::move(round.group_gradients), tasks);
   if (!mean.ok()) return step_error(mean.status());
   const absl::Time aggregated = clock_.Now();
   auto update = ClipAndStep(spec_, std::move(mean).value(), *optimizer_, state_.params);

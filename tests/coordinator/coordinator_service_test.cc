@@ -75,6 +75,8 @@ TEST(JobApiTest, BadSpecsAreInvalidArgumentNamingTheField) {
        },
        "tasks.data_dir"},
       {[](v1::JobSpec& s) { s.set_initial_weights("/nonexistent/weights.pt"); }, "initial_weights"},
+      {[](v1::JobSpec& s) { s.set_gradient_group_size(5); }, "gradient_group_size"},
+      {[](v1::JobSpec& s) { s.set_gradient_group_size(-2); }, "gradient_group_size"},
   };
   for (const auto& c : cases) {
     v1::JobSpec spec = SmallSinusoidSpec("maml", 2);
@@ -99,11 +101,15 @@ TEST(JobApiTest, UnknownJobIsNotFound) {
 }
 
 // The distributed run reaches the very bits of meta::Train, whatever the sharding.
-class MatchesTrainerTest : public ::testing::TestWithParam<std::tuple<std::string, int, int>> {};
+// With gradient groups (NOTE [Gradient groups]) too: 4 tasks in groups of 3 are [0, 3) and
+// [3, 4), whatever the workers' capacities.
+class MatchesTrainerTest : public ::testing::TestWithParam<std::tuple<std::string, int, int, int>> {
+};
 
 TEST_P(MatchesTrainerTest, BitIdenticalToSingleProcessTrainer) {
-  const auto& [algorithm, num_workers, capacity] = GetParam();
+  const auto& [algorithm, num_workers, capacity, gradient_group_size] = GetParam();
   v1::JobSpec spec = SmallSinusoidSpec(algorithm, 5);
+  spec.set_gradient_group_size(gradient_group_size);
   if (algorithm == "maml") {
     // Exercise the whole outer loop: clipping, the plateau schedule and early stopping.
     spec.mutable_outer()->set_clip_grad_norm(0.5);
@@ -149,15 +155,16 @@ TEST_P(MatchesTrainerTest, BitIdenticalToSingleProcessTrainer) {
   EXPECT_GT(status.best_step(), 0);
 }
 
-INSTANTIATE_TEST_SUITE_P(Sharding, MatchesTrainerTest,
-                         ::testing::Values(std::make_tuple("maml", 1, 1000),
-                                           std::make_tuple("maml", 3, 1),
-                                           std::make_tuple("reptile", 2, 3)),
-                         [](const auto& info) {
-                           return std::get<0>(info.param) + "_" +
-                                  std::to_string(std::get<1>(info.param)) + "workers_capacity" +
-                                  std::to_string(std::get<2>(info.param));
-                         });
+INSTANTIATE_TEST_SUITE_P(
+    Sharding, MatchesTrainerTest,
+    ::testing::Values(std::make_tuple("maml", 1, 1000, 1), std::make_tuple("maml", 3, 1, 1),
+                      std::make_tuple("reptile", 2, 3, 1), std::make_tuple("maml", 1, 1000, 3),
+                      std::make_tuple("maml", 3, 1, 3), std::make_tuple("maml", 2, 2, 2)),
+    [](const auto& info) {
+      return std::get<0>(info.param) + "_" + std::to_string(std::get<1>(info.param)) +
+             "workers_capacity" + std::to_string(std::get<2>(info.param)) + "_groups" +
+             std::to_string(std::get<3>(info.param));
+    });
 
 TEST(MatchesTrainerClassificationTest, SyntheticImagesOnTwoWorkers) {
   v1::JobSpec spec = SmallImageSpec(/*steps=*/3, /*seed=*/5);

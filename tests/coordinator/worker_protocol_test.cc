@@ -322,7 +322,7 @@ TEST(WorkerProtocolTest, LostWorkerTasksAreRecomputedElsewhereWithTheSameResult)
   half.mutable_gradient()->set_assignment_id(a->assignment_id());
   half.mutable_gradient()->set_task_index(a->task_indices(0));
   *half.mutable_gradient()->mutable_chunk() = chunks->front();
-  half.mutable_gradient()->set_query_loss(0.5);
+  half.mutable_gradient()->set_task_count(1);
   ASSERT_TRUE((*quitter)->Write(half));
   quitter->reset();
 

@@ -157,10 +157,13 @@ void ResultIntakeSeeds(const fs::path& dir) {
         v1::TaskGradient* g = message.mutable_gradient();
         g->set_assignment_id(7);
         g->set_task_index(t);
+        g->set_task_count(1);
         *g->mutable_chunk() = chunks[i];
         g->set_last(i + 1 == chunks.size());
-        g->set_query_loss(loss);
-        g->set_query_accuracy(classification ? 0.6 : -1);
+        if (g->last()) {
+          g->add_query_loss(loss);
+          g->add_query_accuracy(classification ? 0.6 : -1);
+        }
         AppendDelimited(bytes, message);
       }
     }

@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "common/meta/gradient_groups.h"
 #include "coordinator/result_intake.h"
 #include "tests/fuzz/fuzz_util.h"
 
@@ -45,36 +46,44 @@ void CheckRefusal(const coordinator::Refusal& refusal) {
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size < 1) return 0;
   // Bit 0: a classification job (accuracies must be finite too); bits 1-2: where the
-  // assignment's three tasks start in the round.
+  // assignment's three gradient groups start in the round; bit 3: groups of 2 tasks (the
+  // round's last group of one), else of one.
   const bool classification = data[0] & 1;
   const int64_t begin = (data[0] >> 1) & 3;
   const int64_t end = begin + 3;
+  const int64_t group_size = (data[0] & 8) ? 2 : 1;
+  const int64_t num_tasks = end * group_size - (group_size - 1);
   const auto messages = metatrain::fuzz::ParseDelimited<v1::WorkerMessage>(data + 1, size - 1, 64);
 
   std::vector<char> completed(end, 0);
   // Tasks before the assignment belong to other workers; one of them is already in.
   if (begin > 0) completed[0] = 1;
-  auto intake = std::make_unique<coordinator::GradientIntake>(begin, end, Specs(), at::kFloat,
-                                                              classification);
+  auto intake = std::make_unique<coordinator::GradientIntake>(begin, end, group_size, num_tasks,
+                                                              Specs(), at::kFloat, classification);
   for (const auto& message : messages) {
     if (message.has_gradient()) {
       auto outcome = intake->Add(message.gradient(), completed);
-      FUZZ_CHECK(!(outcome.task && outcome.refusal), "a task both accepted and refused");
+      FUZZ_CHECK(!(outcome.group && outcome.refusal), "a group both accepted and refused");
       if (outcome.refusal) {
         CheckRefusal(*outcome.refusal);
         // The source drops the assignment; its open tasks go to a fresh one.
-        intake = std::make_unique<coordinator::GradientIntake>(begin, end, Specs(), at::kFloat,
-                                                               classification);
+        intake = std::make_unique<coordinator::GradientIntake>(begin, end, group_size, num_tasks,
+                                                               Specs(), at::kFloat, classification);
         continue;
       }
-      if (!outcome.task) continue;
-      const auto& task = *outcome.task;
-      FUZZ_CHECK(task.index >= begin && task.index < end, "task outside the assignment");
-      FUZZ_CHECK(!completed[task.index], "a task accepted twice");
+      if (!outcome.group) continue;
+      const auto& task = *outcome.group;
+      FUZZ_CHECK(task.index >= begin && task.index < end, "group outside the assignment");
+      FUZZ_CHECK(!completed[task.index], "a group accepted twice");
       completed[task.index] = 1;
-      FUZZ_CHECK(std::isfinite(task.query_loss), "non-finite loss accepted");
-      FUZZ_CHECK(!classification || std::isfinite(task.query_accuracy),
-                 "non-finite accuracy accepted");
+      const auto tasks = static_cast<size_t>(meta::GroupTasks(task.index, group_size, num_tasks));
+      FUZZ_CHECK(task.query_loss.size() == tasks && task.query_accuracy.size() == tasks,
+                 "wrong number of query metrics");
+      for (size_t k = 0; k < tasks; ++k) {
+        FUZZ_CHECK(std::isfinite(task.query_loss[k]), "non-finite loss accepted");
+        FUZZ_CHECK(!classification || std::isfinite(task.query_accuracy[k]),
+                   "non-finite accuracy accepted");
+      }
       FUZZ_CHECK(task.gradient.size() == Specs().size(), "wrong number of tensors");
       for (size_t i = 0; i < Specs().size(); ++i) {
         const at::Tensor& t = task.gradient[i];

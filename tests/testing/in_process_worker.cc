@@ -142,17 +142,24 @@ absl::Status InProcessWorker::Compute(const v1::Assignment& assignment) {
     std::vector<meta::TensorList> per_task = meta::SplitPerTask(grads.per_task);
     const std::vector<double> loss = ToDoubles(grads.query_loss);
     const std::vector<double> accuracy = ToDoubles(grads.query_accuracy);
-    for (size_t t = 0; t < keys.size(); ++t) {
-      ASSIGN_OR_RETURN(std::vector<v1::TensorChunk> chunks, rpc::EncodeTensors(per_task[t]));
+    // The coordinator assigns whole gradient groups, starting at a group's first task.
+    const int64_t group_size = std::max<int64_t>(1, context.spec.gradient_group_size());
+    for (size_t begin = 0; begin < keys.size(); begin += group_size) {
+      const size_t end = std::min(keys.size(), begin + static_cast<size_t>(group_size));
+      ASSIGN_OR_RETURN(std::vector<v1::TensorChunk> chunks,
+                       rpc::EncodeTensors(meta::SumInOrder(per_task, begin, end)));
       for (size_t c = 0; c < chunks.size(); ++c) {
         v1::WorkerMessage message;
         v1::TaskGradient* g = message.mutable_gradient();
         g->set_assignment_id(assignment.assignment_id());
-        g->set_task_index(keys[t].index);
+        g->set_task_index(keys[begin].index);
+        g->set_task_count(static_cast<int64_t>(end - begin));
         *g->mutable_chunk() = std::move(chunks[c]);
         g->set_last(c + 1 == chunks.size());
-        g->set_query_loss(loss[t]);
-        g->set_query_accuracy(accuracy.empty() ? -1 : accuracy[t]);
+        for (size_t t = begin; g->last() && t < end; ++t) {
+          g->add_query_loss(loss[t]);
+          g->add_query_accuracy(accuracy.empty() ? -1 : accuracy[t]);
+        }
         if (!stream_->Write(message)) return absl::UnavailableError("stream closed");
       }
     }

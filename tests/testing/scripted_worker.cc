@@ -111,17 +111,29 @@ bool ScriptedWorker::Write(const v1::WorkerMessage& message) { return stream_->W
 bool ScriptedWorker::SendGradient(int64_t assignment_id, int64_t task_index,
                                   const meta::TensorList& gradient, double query_loss,
                                   double query_accuracy, int64_t max_chunk_bytes) {
-  auto chunks = rpc::EncodeTensors(gradient, std::vector<std::string>{}, max_chunk_bytes);
+  return SendGroupGradient(assignment_id, task_index, gradient, {query_loss}, {query_accuracy},
+                           max_chunk_bytes);
+}
+
+bool ScriptedWorker::SendGroupGradient(int64_t assignment_id, int64_t first_task,
+                                       const meta::TensorList& gradient_sum,
+                                       const std::vector<double>& query_loss,
+                                       const std::vector<double>& query_accuracy,
+                                       int64_t max_chunk_bytes) {
+  auto chunks = rpc::EncodeTensors(gradient_sum, std::vector<std::string>{}, max_chunk_bytes);
   if (!chunks.ok()) return false;
   for (size_t i = 0; i < chunks->size(); ++i) {
     v1::WorkerMessage message;
     v1::TaskGradient* g = message.mutable_gradient();
     g->set_assignment_id(assignment_id);
-    g->set_task_index(task_index);
+    g->set_task_index(first_task);
+    g->set_task_count(static_cast<int64_t>(query_loss.size()));
     *g->mutable_chunk() = (*chunks)[i];
     g->set_last(i + 1 == chunks->size());
-    g->set_query_loss(query_loss);
-    g->set_query_accuracy(query_accuracy);
+    if (g->last()) {
+      for (double loss : query_loss) g->add_query_loss(loss);
+      for (double accuracy : query_accuracy) g->add_query_accuracy(accuracy);
+    }
     if (!Write(message)) return false;
   }
   return true;

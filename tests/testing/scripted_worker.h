@@ -52,10 +52,16 @@ class ScriptedWorker {
   std::optional<v1::JobSpec> SpecOf(const std::string& job_id) const;
 
   bool Write(const v1::WorkerMessage& message);
-  // One task's gradient, chunked by the real codec.
+  // One task's gradient (a gradient group of one), chunked by the real codec.
   bool SendGradient(int64_t assignment_id, int64_t task_index, const meta::TensorList& gradient,
                     double query_loss, double query_accuracy = -1,
                     int64_t max_chunk_bytes = 1 << 20);
+  // A gradient group's sum, from `first_task`, with one query loss and accuracy per task.
+  bool SendGroupGradient(int64_t assignment_id, int64_t first_task,
+                         const meta::TensorList& gradient_sum,
+                         const std::vector<double>& query_loss,
+                         const std::vector<double>& query_accuracy,
+                         int64_t max_chunk_bytes = 1 << 20);
   bool SendDone(int64_t assignment_id, const std::vector<v1::TaskMetrics>& metrics = {},
                 const std::string& error = "");
   // Half-closes and waits for the end of the stream.

@@ -7,6 +7,7 @@
 #include <map>
 #include <vector>
 
+#include "common/meta/aggregation.h"
 #include "common/meta/job_spec.h"
 #include "common/meta/trainer.h"
 #include "common/rpc/tensor_codec.h"
@@ -136,8 +137,14 @@ TEST_F(RunnerTest, TrainingAssignmentReturnsTheCoresPerTaskGradients) {
     for (size_t i = 0; i < pieces.size(); ++i) {
       EXPECT_EQ(pieces[i].last(), i + 1 == pieces.size());
       EXPECT_EQ(pieces[i].assignment_id(), 7);
-      EXPECT_DOUBLE_EQ(pieces[i].query_loss(), expected->query_loss[t].item<double>());
-      EXPECT_EQ(pieces[i].query_accuracy(), -1);
+      EXPECT_EQ(pieces[i].task_count(), 1);
+      if (pieces[i].last()) {
+        ASSERT_EQ(pieces[i].query_loss_size(), 1);
+        EXPECT_DOUBLE_EQ(pieces[i].query_loss(0), expected->query_loss[t].item<double>());
+        EXPECT_THAT(pieces[i].query_accuracy(), ::testing::ElementsAre(-1));
+      } else {
+        EXPECT_EQ(pieces[i].query_loss_size(), 0);
+      }
     }
     meta::TensorList got = Decode(pieces);
     ASSERT_EQ(got.size(), expected->per_task.size());
@@ -149,6 +156,46 @@ TEST_F(RunnerTest, TrainingAssignmentReturnsTheCoresPerTaskGradients) {
   }
   // All of a task's chunks are contiguous: task 1 entirely before task 3.
   EXPECT_TRUE(std::is_sorted(reply.order.begin(), reply.order.end()));
+}
+
+// JobSpec.gradient_group_size: the worker sends one gradient per group, the in-order sum
+// of its tasks' (aggregation.h), with every task's query loss.
+TEST_F(RunnerTest, SendsOneSumPerGradientGroup) {
+  spec_.set_gradient_group_size(3);
+  InnerLoopRunner runner(RunnerOptions{});
+  Setup(runner, "job-1", 1);
+  // Groups of 3: tasks 3-5 are group 1, task 6 starts group 2.
+  Reply reply = Run(runner, Training("job-1", 1, {3, 4, 5, 6}));
+  ASSERT_EQ(reply.done.size(), 1u);
+  EXPECT_THAT(reply.done[0].error(), IsEmpty());
+  ASSERT_EQ(reply.gradients.size(), 2u);
+
+  std::vector<meta::TaskKey> keys;
+  for (int64_t index : {3, 4, 5, 6}) keys.push_back({meta::Split::kTrain, 1, index});
+  auto tasks = context_->family->Sample(keys, context_->dtype);
+  ASSERT_TRUE(tasks.ok());
+  auto expected = context_->learner->ComputeMetaGradients(params_, *tasks);
+  ASSERT_TRUE(expected.ok());
+  const std::vector<meta::TensorList> per_task = meta::SplitPerTask(expected->per_task);
+  const std::vector<meta::TensorList> sums = {meta::SumInOrder(per_task, 0, 3),
+                                              meta::SumInOrder(per_task, 3, 4)};
+  int group = 0;
+  for (auto [first, count] : {std::pair<int64_t, int64_t>{3, 3}, {6, 1}}) {
+    const auto& pieces = reply.gradients[first];
+    ASSERT_FALSE(pieces.empty()) << first;
+    EXPECT_EQ(pieces.back().task_count(), count);
+    ASSERT_EQ(pieces.back().query_loss_size(), count);
+    for (int64_t k = 0; k < count; ++k) {
+      EXPECT_DOUBLE_EQ(pieces.back().query_loss(k),
+                       expected->query_loss[first - 3 + k].item<double>());
+    }
+    meta::TensorList got = Decode(pieces);
+    ASSERT_EQ(got.size(), sums[group].size());
+    for (size_t p = 0; p < got.size(); ++p) {
+      EXPECT_TRUE(at::equal(got[p], sums[group][p])) << "param " << p << " group " << group;
+    }
+    ++group;
+  }
 }
 
 TEST_F(RunnerTest, ShardingDoesNotChangeATasksGradientBits) {

@@ -66,6 +66,39 @@ TEST(AggregationTest, RejectsBadInput) {
   EXPECT_EQ(agg.received(), 1);
 }
 
+// JobSpec.gradient_group_size: 5 tasks in groups of 2 are summed ((g0 + g1) + (g2 + g3)) + g4,
+// then divided by 5; groups of one are the plain task-order sum.
+TEST(AggregationTest, GroupSumsAddInGroupOrderAndDivideByTheTaskCount) {
+  const int64_t n = 5;
+  std::vector<TensorList> per_task;
+  for (int64_t t = 0; t < n; ++t) per_task.push_back(Grad(0.37 + 1.3 * t));
+  EXPECT_EQ(NumGroups(n, 2), 3);
+  EXPECT_EQ(GroupTasks(2, 2, n), 1);
+  EXPECT_EQ(GroupTasks(3, 2, n), 0);
+  EXPECT_EQ(NumGroups(n, 1), n);
+
+  std::vector<TensorList> groups = SumGroups(per_task, 2);
+  ASSERT_EQ(groups.size(), 3u);
+  TaskOrderAggregator grouped(Specs(), 3, n);
+  for (int64_t g = 2; g >= 0; --g) ASSERT_TRUE(grouped.Add(g, groups[g]).ok());
+  auto mean = grouped.Mean();
+  ASSERT_TRUE(mean.ok()) << mean.status();
+  for (size_t i = 0; i < 2; ++i) {
+    at::Tensor g01 = per_task[0][i].clone().add_(per_task[1][i]);
+    at::Tensor g23 = per_task[2][i].clone().add_(per_task[3][i]);
+    at::Tensor expected = g01.add_(g23).add_(per_task[4][i]).div_(static_cast<double>(n));
+    EXPECT_TRUE(at::equal((*mean)[i], expected)) << i;
+  }
+
+  TaskOrderAggregator single(Specs(), n);
+  for (int64_t t = 0; t < n; ++t) ASSERT_TRUE(single.Add(t, SumGroups(per_task, 1)[t]).ok());
+  auto plain = single.Mean();
+  ASSERT_TRUE(plain.ok());
+  at::Tensor expected = per_task[0][0].clone();
+  for (int64_t t = 1; t < n; ++t) expected.add_(per_task[t][0]);
+  EXPECT_TRUE(at::equal((*plain)[0], expected.div_(static_cast<double>(n))));
+}
+
 TEST(AggregationTest, SplitPerTaskGivesViews) {
   TensorList per_task = {at::arange(12.).reshape({3, 4}), at::arange(3.)};
   auto split = SplitPerTask(per_task);

@@ -126,6 +126,30 @@ TEST(TrainerTest, ThreadsAndTaskGroupsDoNotChangeTheBits) {
   }
 }
 
+// gradient_group_size is part of the job's arithmetic (aggregation.h): another grouping
+// rounds the meta-gradient's sum differently, by a few ulps, while compute groups and
+// threads (above) change nothing.
+TEST(TrainerTest, GradientGroupSizeChangesOnlyTheRoundingOfTheSum) {
+  const std::string base = R"({"algorithm": "maml", "tasks": {"family": "sinusoid"},
+      "meta_batch_size": 7, "steps": 4, "test_tasks": 5, "seed": 3)";
+  JobContext ungrouped = Context(base + "}");
+  auto plain = Train(ungrouped);
+  ASSERT_TRUE(plain.ok()) << plain.status();
+  JobContext grouped_job = Context(base + R"(, "gradient_group_size": 3})");
+  auto grouped = Train(grouped_job);
+  ASSERT_TRUE(grouped.ok()) << grouped.status();
+  JobContext again_job = Context(base + R"(, "gradient_group_size": 3})");
+  auto again = Train(again_job, {}, /*threads=*/2, /*task_group_size=*/2);
+  ASSERT_TRUE(again.ok()) << again.status();
+  bool any_bit_differs = false;
+  for (size_t i = 0; i < plain->final_params.size(); ++i) {
+    EXPECT_TRUE(at::allclose(plain->final_params[i], grouped->final_params[i], 1e-4, 1e-6)) << i;
+    any_bit_differs |= !at::equal(plain->final_params[i], grouped->final_params[i]);
+    EXPECT_TRUE(at::equal(grouped->final_params[i], again->final_params[i])) << i;
+  }
+  EXPECT_TRUE(any_bit_differs);
+}
+
 TEST(TrainerTest, EarlyStoppingKeepsBestParams) {
   // A far too large outer lr makes validation loss stop improving quickly.
   JobContext job = Context(R"({"algorithm": "fomaml", "tasks": {"family": "sinusoid"},

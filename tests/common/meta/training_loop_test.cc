@@ -47,7 +47,7 @@ class ScriptedSource final : public GradientSource {
     for (int64_t t = 0; t < job_.spec.meta_batch_size(); ++t) {
       TensorList g;
       for (const auto& p : params) g.push_back(at::ones_like(p));
-      round.task_gradients.push_back(std::move(g));
+      round.group_gradients.push_back(std::move(g));
       round.query_loss.push_back(0.25 * (t + 1));
     }
     return round;
