@@ -55,3 +55,9 @@ echo "whole run: $(( $(date +%s) - start )) s, $(date -u '+%Y-%m-%d %H:%M UTC')"
 
 "$python" bench/reference/table.py "$results"
 if [[ -n ${BENCH_RESULTS:-} ]]; then cp "$results" "$BENCH_RESULTS"; fi
+
+# One coordinator's intake with 64 simulated workers, per gradient group size
+# (docs/benchmarks.md, "Coordinator intake with many workers"; about 1 min).
+echo >&2
+echo "coordinator intake, 64 simulated workers" >&2
+"$build/bench/coordinator_intake_bench" --workers 64 --workload omniglot_fc --group_sizes 1,4,16

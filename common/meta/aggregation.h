@@ -23,15 +23,16 @@ class TaskOrderAggregator {
   // (the divisor of Mean; num_tasks <= 0: one task per group).
   TaskOrderAggregator(std::vector<ParamSpec> specs, int64_t num_groups, int64_t num_tasks = 0);
 
-  // Stores group `index`'s gradient sum (one tensor per spec, shapes must match, values
-  // finite). INVALID_ARGUMENT on a bad index, shape or value; ALREADY_EXISTS on a duplicate.
+  // Stores group `index`'s gradient sum (one tensor per spec, shapes must match).
+  // INVALID_ARGUMENT on a bad index, shape or dtype; ALREADY_EXISTS on a duplicate.
   absl::Status Add(int64_t index, TensorList gradient);
 
   bool complete() const;
   int64_t received() const { return received_; }
 
   // Mean gradient: the group sums added in group order, divided by the task count.
-  // FAILED_PRECONDITION unless complete().
+  // FAILED_PRECONDITION unless complete(); INVALID_ARGUMENT when it is not finite (a
+  // non-finite gradient was added, or the sum overflowed).
   absl::StatusOr<TensorList> Mean() const;
 
  private:

@@ -27,6 +27,9 @@ int64_t TotalNumElements(const std::vector<ParamSpec>& specs);
 // read pass without temporaries: at::isfinite materialises three full-size intermediates,
 // which made it most of the coordinator's cost per received gradient (docs/benchmarks.md).
 bool AllFinite(const at::Tensor& tensor);
+// The same for elements [begin, end) of a contiguous CPU tensor, in memory order: a
+// receiver checks each chunk right after copying it, while it is still in cache.
+bool AllFinite(const at::Tensor& tensor, int64_t begin, int64_t end);
 
 }  // namespace metatrain::meta
 

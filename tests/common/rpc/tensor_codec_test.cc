@@ -220,15 +220,42 @@ TEST_F(BadChunkTest, MissingTensor) {
 TEST(TensorCodecTest, NonFiniteValuesAreRejected) {
   for (float bad : {std::numeric_limits<float>::quiet_NaN(), std::numeric_limits<float>::infinity(),
                     -std::numeric_limits<float>::infinity()}) {
-    at::Tensor t = Ramp({6}, at::kFloat);
-    t[4] = bad;
-    TensorList tensors = {Ramp({2}, at::kFloat), t};
-    auto chunks = EncodeTensors(tensors, SpecsOf(tensors), 8);
-    ASSERT_TRUE(chunks.ok());
-    auto decoded = DecodeTensors(*chunks, SpecsOf(tensors), at::kFloat);
-    EXPECT_EQ(decoded.status().code(), absl::StatusCode::kInvalidArgument);
-    EXPECT_THAT(decoded.status().message(), HasSubstr("tensor 1 (p1): non-finite values"));
+    // Checked chunk by chunk as they arrive, including elements split across two chunks
+    // (chunks of 6 and 7 bytes).
+    for (int64_t position : {0, 4, 5}) {
+      for (int64_t chunk_bytes : {8, 6, 7}) {
+        at::Tensor t = Ramp({6}, at::kFloat);
+        t[position] = bad;
+        TensorList tensors = {Ramp({2}, at::kFloat), t};
+        auto chunks = EncodeTensors(tensors, SpecsOf(tensors), chunk_bytes);
+        ASSERT_TRUE(chunks.ok());
+        auto decoded = DecodeTensors(*chunks, SpecsOf(tensors), at::kFloat);
+        EXPECT_EQ(decoded.status().code(), absl::StatusCode::kInvalidArgument)
+            << position << " " << chunk_bytes;
+        EXPECT_THAT(decoded.status().message(), HasSubstr("tensor 1 (p1): non-finite values"));
+      }
+    }
   }
+}
+
+// A sender may cut chunks mid-element: the element is checked once its last byte arrives.
+TEST(TensorCodecTest, NonFiniteElementSplitAcrossChunksIsRejected) {
+  at::Tensor t = Ramp({4}, at::kFloat);
+  t[1] = std::numeric_limits<float>::quiet_NaN();
+  TensorList tensors = {t};
+  auto whole = EncodeTensors(tensors, SpecsOf(tensors));
+  ASSERT_TRUE(whole.ok());
+  ASSERT_EQ(whole->size(), 1u);
+  // Bytes [0, 6) and [6, 16): element 1 (bytes 4-7) straddles the cut.
+  v1::TensorChunk first = (*whole)[0], second = (*whole)[0];
+  first.set_data(whole->front().data().substr(0, 6));
+  second.set_data(whole->front().data().substr(6));
+  second.set_offset(6);
+  TensorAssembler assembler(SpecsOf(tensors), at::kFloat);
+  EXPECT_TRUE(assembler.Add(first).ok());
+  absl::Status status = assembler.Add(second);
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(status.message(), HasSubstr("non-finite values"));
 }
 
 TEST(TensorCodecTest, ResetRecoversAfterAnErrorAndAssemblerIsReusable) {
