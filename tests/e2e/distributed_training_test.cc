@@ -131,6 +131,38 @@ TEST_F(Cluster, KilledWorkersTasksAreReassignedAndTheBitsDoNotChange) {
                      "after a worker was killed");
 }
 
+// Gradient groups (JobSpec.gradient_group_size, docs/service.md): 7 tasks in groups of 3
+// are [0, 3), [3, 6), [6, 7). Real workers sum each group before sending; with one worker,
+// with three of capacity 2 (each still gets a whole group) and with one of them killed
+// mid-job, the bits are metatrain-train's with the same groups.
+TEST_F(Cluster, GradientGroupsGiveTheTrainersBitsWithAnyWorkersAndAKilledOne) {
+  v1::JobSpec spec = TestSpec(40);
+  spec.set_gradient_group_size(3);
+  const Reference reference = TrainInProcess(spec);
+  AddWorker();
+  {
+    const std::string alone = Submit(spec);
+    v1::JobStatus status = WaitForEnd(alone);
+    ASSERT_EQ(status.state(), v1::SUCCEEDED) << status.error();
+    ExpectBitIdentical(Fetch(alone, "final", reference), reference.result.final_params,
+                       "groups of 3, one worker");
+  }
+  AddWorker({"--capacity", "2"});
+  ChildProcess& doomed = AddWorker({"--capacity", "2"});
+  const std::string job = Submit(spec);
+  v1::JobStatus seen = WatchUntil(job, [](const v1::JobStatus& s) {
+    return s.state() == v1::RUNNING && s.step() >= 3 && s.workers() == 3;
+  });
+  ASSERT_EQ(seen.state(), v1::RUNNING) << "the job ended before all three workers took part";
+  doomed.Signal(SIGKILL);
+  ASSERT_TRUE(doomed.Wait(absl::Seconds(30)).ok());
+  v1::JobStatus status = WaitForEnd(job);
+  ASSERT_EQ(status.state(), v1::SUCCEEDED) << status.error();
+  ExpectBitIdentical(Fetch(job, "final", reference), reference.result.final_params,
+                     "groups of 3, three workers, one killed");
+  EXPECT_EQ(status.test().loss_after().mean(), reference.result.test.loss_after.mean);
+}
+
 // Twenty SIGKILLs at random moments of one job, each victim replaced by a fresh worker
 // (without waiting for it: sometimes no worker is left for a moment). Whatever was in
 // flight, whoever computed what, the job ends with the undisturbed run's bits.
