@@ -411,17 +411,21 @@ bool WorkerPoolSource::SendAssignment(Participant& participant, Round& round, in
         round.failure = chunks.status();
         return true;  // not the worker's fault
       }
-      encoded_params_ = std::move(chunks).value();
+      // NOTE [Parameters serialised once].
+      encoded_params_.clear();
+      for (size_t i = 0; i < chunks->size(); ++i) {
+        v1::CoordinatorMessage message;
+        v1::Parameters* parameters = message.mutable_parameters();
+        parameters->set_job_id(job_id_);
+        parameters->set_version(round.version);
+        *parameters->mutable_chunk() = std::move((*chunks)[i]);
+        parameters->set_last(i + 1 == chunks->size());
+        encoded_params_.push_back(std::make_shared<const std::string>(message.SerializeAsString()));
+      }
       encoded_version_ = round.version;
     }
-    for (size_t i = 0; i < encoded_params_.size(); ++i) {
-      v1::CoordinatorMessage message;
-      v1::Parameters* parameters = message.mutable_parameters();
-      parameters->set_job_id(job_id_);
-      parameters->set_version(round.version);
-      *parameters->mutable_chunk() = encoded_params_[i];
-      parameters->set_last(i + 1 == encoded_params_.size());
-      if (!connection.Send(std::move(message))) return false;
+    for (const auto& message : encoded_params_) {
+      if (!connection.SendSerialized(message)) return false;
     }
     session.version_sent = round.version;
   }

@@ -64,6 +64,15 @@
 // times for one job without completing an assignment of it is treated as failing (a
 // rejection, kWorkerError), which bounds the resends a broken worker can cause.
 //
+// NOTE [Parameters serialised once]. A step's parameters go to every worker that gets an
+// assignment of the step: 64 workers of the fully-connected Omniglot job are 64 MB per step.
+// They are encoded and serialised once per version into shared, immutable bytes
+// (WorkerConnection::SendSerialized), and every session's stream sends the same bytes: the
+// Session method is registered raw (coordinator/rpc/worker_service.h), so gRPC neither
+// copies nor re-serialises them per worker. Before, each stream serialised its own copy of
+// every chunk, 0.5-0.9 ms of coordinator CPU per MB per worker (docs/benchmarks.md,
+// "Coordinator intake with many workers").
+//
 // NOTE [Cancelled assignments]. An assignment whose result is no longer needed (the other
 // copy of a speculative pair won, the round ended without it, its deadline passed) is
 // dropped and its worker is sent CancelAssignment. The worker skips it if it has not
@@ -289,7 +298,9 @@ class WorkerPoolSource final : public meta::GradientSource {
   // rounds, so a job that waits between rounds is timed as one wait.
   absl::Time no_worker_since_ = absl::InfinitePast();
   RoundTimings last_training_timings_;
-  std::vector<v1::TensorChunk> encoded_params_;
+  // The Parameters messages of version encoded_version_, serialised (NOTE [Parameters
+  // serialised once]).
+  std::vector<std::shared_ptr<const std::string>> encoded_params_;
 
   // The inbox, shared with the RPC threads.
   absl::Mutex mu_;

@@ -25,6 +25,10 @@ class WorkerConnection {
   // Queues `message` for delivery, in order. Never blocks. Thread-safe. Returns false
   // once the session is closed (the message is dropped).
   virtual bool Send(v1::CoordinatorMessage message) = 0;
+  // The same for a CoordinatorMessage already serialised, whose bytes several sessions may
+  // send at once without copying them: a step's Parameters, serialised once for every
+  // worker (NOTE [Parameters serialised once] in worker_pool_source.h).
+  virtual bool SendSerialized(std::shared_ptr<const std::string> message) = 0;
 };
 
 struct WorkerInfo {

@@ -1,5 +1,8 @@
 #include "coordinator/rpc/worker_service.h"
 
+#include <grpcpp/support/byte_buffer.h>
+#include <grpcpp/support/slice.h>
+
 #include <deque>
 #include <memory>
 #include <string>
@@ -15,6 +18,16 @@ namespace {
 
 class SessionReactor;
 
+// A slice over shared serialised bytes: no copy; the bytes live until gRPC has sent the
+// last stream's copy of the slice.
+grpc::ByteBuffer SharedBuffer(std::shared_ptr<const std::string> bytes) {
+  auto* owner = new std::shared_ptr<const std::string>(std::move(bytes));
+  grpc::Slice slice(
+      const_cast<char*>((*owner)->data()), (*owner)->size(),
+      [](void* p) { delete static_cast<std::shared_ptr<const std::string>*>(p); }, owner);
+  return grpc::ByteBuffer(&slice, 1);
+}
+
 // The coordinator's handle on a session. It outlives the reactor (jobs may hold it), so
 // the reactor detaches itself in OnDone and later sends fail.
 class SessionOutbox final : public WorkerConnection {
@@ -22,11 +35,12 @@ class SessionOutbox final : public WorkerConnection {
   SessionOutbox(SessionReactor* reactor, Coordinator* coordinator)
       : coordinator_(coordinator), reactor_(reactor) {}
   bool Send(v1::CoordinatorMessage message) override ABSL_LOCKS_EXCLUDED(mu_);
+  bool SendSerialized(std::shared_ptr<const std::string> message) override ABSL_LOCKS_EXCLUDED(mu_);
 
   // Reactor side.
   // The write at the front completed (`ok`: delivered). Returns the next message to
   // write, or null; sets *finish when the stream should now be finished.
-  const v1::CoordinatorMessage* WriteDone(bool ok, bool* finish) ABSL_LOCKS_EXCLUDED(mu_);
+  const grpc::ByteBuffer* WriteDone(bool ok, bool* finish) ABSL_LOCKS_EXCLUDED(mu_);
   // No more messages will be accepted; *finish as above.
   void Close(bool* finish) ABSL_LOCKS_EXCLUDED(mu_);
   void Detach() ABSL_LOCKS_EXCLUDED(mu_);
@@ -37,11 +51,13 @@ class SessionOutbox final : public WorkerConnection {
   }
 
  private:
+  bool Enqueue(grpc::ByteBuffer message) ABSL_LOCKS_EXCLUDED(mu_);
+
   Coordinator* const coordinator_;
   mutable absl::Mutex mu_;
   SessionReactor* reactor_ ABSL_GUARDED_BY(mu_);  // null once detached
   // The front is being written. Bounded by bytes: CoordinatorOptions::max_worker_outbox_bytes.
-  std::deque<v1::CoordinatorMessage> queue_ ABSL_GUARDED_BY(mu_);
+  std::deque<grpc::ByteBuffer> queue_ ABSL_GUARDED_BY(mu_);
   std::deque<int64_t> sizes_ ABSL_GUARDED_BY(mu_);
   int64_t bytes_ ABSL_GUARDED_BY(mu_) = 0;
   bool overflowed_ ABSL_GUARDED_BY(mu_) = false;
@@ -50,17 +66,25 @@ class SessionOutbox final : public WorkerConnection {
   bool finish_requested_ ABSL_GUARDED_BY(mu_) = false;
 };
 
-class SessionReactor final
-    : public grpc::ServerBidiReactor<v1::WorkerMessage, v1::CoordinatorMessage> {
+// The session reads and writes serialised messages (the method is registered raw), so that
+// one serialisation of a step's parameters serves every worker (SendSerialized); it parses
+// what it reads itself.
+class SessionReactor final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer> {
  public:
   explicit SessionReactor(Coordinator* coordinator)
       : coordinator_(coordinator), outbox_(std::make_shared<SessionOutbox>(this, coordinator)) {
-    StartRead(&incoming_);
+    StartRead(&incoming_bytes_);
   }
 
   void OnReadDone(bool ok) override ABSL_LOCKS_EXCLUDED(leave_mu_) {
     if (!ok) return EndSession(grpc::Status::OK);
-    coordinator_->CountSessionBytes(static_cast<int64_t>(incoming_.ByteSizeLong()), 0);
+    coordinator_->CountSessionBytes(static_cast<int64_t>(incoming_bytes_.Length()), 0);
+    incoming_.Clear();
+    if (!grpc::SerializationTraits<v1::WorkerMessage>::Deserialize(&incoming_bytes_, &incoming_)
+             .ok()) {
+      return EndSession(
+          grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "unparseable WorkerMessage"));
+    }
     std::string worker_id;
     {
       // OnCancel may run concurrently: a worker is registered only if it has not left.
@@ -86,13 +110,13 @@ class SessionReactor final
       }
     }
     if (!worker_id.empty()) coordinator_->OnWorkerMessage(worker_id, std::move(incoming_));
-    incoming_.Clear();
-    StartRead(&incoming_);
+    incoming_bytes_.Clear();
+    StartRead(&incoming_bytes_);
   }
 
   void OnWriteDone(bool ok) override {
     bool finish = false;
-    const v1::CoordinatorMessage* next = outbox_->WriteDone(ok, &finish);
+    const grpc::ByteBuffer* next = outbox_->WriteDone(ok, &finish);
     if (next) StartWrite(next);
     if (finish) {
       Finish(outbox_->overflowed()
@@ -117,7 +141,7 @@ class SessionReactor final
   }
 
   // Called by the outbox, outside its lock, for the first write after an idle period.
-  void Write(const v1::CoordinatorMessage* message) { StartWrite(message); }
+  void Write(const grpc::ByteBuffer* message) { StartWrite(message); }
 
  private:
   void Leave() ABSL_LOCKS_EXCLUDED(leave_mu_) {
@@ -149,6 +173,7 @@ class SessionReactor final
 
   Coordinator* const coordinator_;
   std::shared_ptr<SessionOutbox> outbox_;
+  grpc::ByteBuffer incoming_bytes_;
   v1::WorkerMessage incoming_;
   // Set by the read path, final_status_ before Finish (once).
   grpc::Status final_status_;
@@ -158,9 +183,23 @@ class SessionReactor final
 };
 
 bool SessionOutbox::Send(v1::CoordinatorMessage message) {
+  grpc::ByteBuffer buffer;
+  bool own_buffer = false;
+  if (!grpc::SerializationTraits<v1::CoordinatorMessage>::Serialize(message, &buffer, &own_buffer)
+           .ok()) {
+    return false;  // unreachable for a valid message; dropped like a closed session's
+  }
+  return Enqueue(std::move(buffer));
+}
+
+bool SessionOutbox::SendSerialized(std::shared_ptr<const std::string> message) {
+  return Enqueue(SharedBuffer(std::move(message)));
+}
+
+bool SessionOutbox::Enqueue(grpc::ByteBuffer message) {
   SessionReactor* reactor = nullptr;
-  const v1::CoordinatorMessage* first = nullptr;
-  const auto bytes = static_cast<int64_t>(message.ByteSizeLong());
+  const grpc::ByteBuffer* first = nullptr;
+  const auto bytes = static_cast<int64_t>(message.Length());
   {
     absl::MutexLock lock(&mu_);
     if (closed_ || reactor_ == nullptr) return false;
@@ -192,7 +231,7 @@ bool SessionOutbox::Send(v1::CoordinatorMessage message) {
   return true;
 }
 
-const v1::CoordinatorMessage* SessionOutbox::WriteDone(bool ok, bool* finish) {
+const grpc::ByteBuffer* SessionOutbox::WriteDone(bool ok, bool* finish) {
   absl::MutexLock lock(&mu_);
   queue_.pop_front();
   bytes_ -= sizes_.front();
@@ -235,8 +274,7 @@ void SessionOutbox::Detach() {
 }
 
 // A session refused before it starts: finishes with `status`, reading nothing.
-class RefusedReactor final
-    : public grpc::ServerBidiReactor<v1::WorkerMessage, v1::CoordinatorMessage> {
+class RefusedReactor final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer> {
  public:
   explicit RefusedReactor(grpc::Status status) { Finish(std::move(status)); }
   void OnDone() override { delete this; }
@@ -244,7 +282,7 @@ class RefusedReactor final
 
 }  // namespace
 
-grpc::ServerBidiReactor<v1::WorkerMessage, v1::CoordinatorMessage>* WorkerServiceImpl::Session(
+grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* WorkerServiceImpl::Session(
     grpc::CallbackServerContext* context) {
   if (authorizer_ != nullptr) {
     static const std::string method =

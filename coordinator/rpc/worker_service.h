@@ -18,14 +18,17 @@
 
 namespace metatrain::coordinator {
 
-class WorkerServiceImpl final : public v1::WorkerService::CallbackService {
+// Session is registered raw (serialised bytes in and out, parsed here): NOTE [Parameters
+// serialised once] in coordinator/worker_pool_source.h.
+class WorkerServiceImpl final
+    : public v1::WorkerService::WithRawCallbackMethod_Session<v1::WorkerService::Service> {
  public:
   // `coordinator` and `authorizer` must outlive the service; a null `authorizer` lets
   // every worker in.
   explicit WorkerServiceImpl(Coordinator* coordinator, const Authorizer* authorizer = nullptr)
       : coordinator_(coordinator), authorizer_(authorizer) {}
 
-  grpc::ServerBidiReactor<v1::WorkerMessage, v1::CoordinatorMessage>* Session(
+  grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* Session(
       grpc::CallbackServerContext* context) override;
 
  private:
