@@ -13,6 +13,14 @@ fi
 program=$1
 shift
 
+# OpenBLAS 0.3.21 (Debian 12) does not recognise recent AVX-512 CPUs and falls back to
+# generic kernels, 3-4x slower for the MLPs' matrix products (docs/benchmarks.md): name the
+# kernel family when the CPU has AVX-512 and nobody chose one (the Makefile does the same).
+# METATRAIN_CPUINFO: another file to read the CPU flags from (tests).
+if [[ -z ${OPENBLAS_CORETYPE:-} ]] && grep -qm1 avx512f "${METATRAIN_CPUINFO:-/proc/cpuinfo}" 2>/dev/null; then
+  export OPENBLAS_CORETYPE=SkylakeX
+fi
+
 case "$(basename "$program")" in
   metatrain-coordinator | metatrain-worker)
     if [[ -n ${METATRAIN_METRICS_LISTEN:-} ]]; then
