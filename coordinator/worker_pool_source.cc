@@ -10,6 +10,7 @@
 #include "common/meta/job_spec.h"
 #include "common/status/status_macros.h"
 #include "common/status/torch_status.h"
+#include "coordinator/worker_pool_round.h"
 
 namespace metatrain::coordinator {
 namespace {
@@ -26,70 +27,7 @@ v1::TaskSplit ToProto(meta::Split split) {
   return v1::TASK_SPLIT_TRAIN;  // unreachable: the switch covers every Split
 }
 
-// NOTE [Quarantine]: workers are known by name across reconnections.
-const std::string& QuarantineKey(const std::string& name, const std::string& id) {
-  return name.empty() ? id : name;
-}
-
 }  // namespace
-
-struct WorkerPoolSource::Round {
-  bool train = true;
-  v1::TaskSplit split = v1::TASK_SPLIT_TRAIN;
-  int64_t round = 0;
-  int64_t version = 0;
-  const meta::TensorList* params = nullptr;
-  int eval_steps = 0;
-  int64_t num_tasks = 0;
-  // The unit of work: training rounds hand out, receive and requeue whole gradient groups
-  // (JobSpec.gradient_group_size), evaluation rounds single tasks. The ranges, `completed`,
-  // `attempts`, `remaining` and `gradients` below count groups.
-  int64_t group_size = 1;
-  int64_t num_groups = 0;
-
-  std::deque<std::pair<int64_t, int64_t>> pending;  // [begin, end) ranges of groups
-  std::vector<char> completed;
-  std::vector<int> attempts;
-  int64_t remaining = 0;
-  absl::Status failure;
-
-  std::vector<meta::TensorList> gradients;  // training: per group, the sum of its tasks'
-  std::vector<double> loss, accuracy;       // training: per task, query metrics after adaptation
-  std::vector<v1::TaskMetrics> metrics;     // evaluation
-
-  // The tasks of groups [begin, end).
-  int64_t Tasks(int64_t begin, int64_t end) const {
-    return std::min(end * group_size, num_tasks) - std::min(begin * group_size, num_tasks);
-  }
-  // How a log line names group g.
-  std::string GroupName(int64_t g) const {
-    if (group_size == 1) return absl::StrCat("task ", g);
-    return absl::StrCat("gradient group ", g, " (tasks ", g * group_size, "-",
-                        g * group_size + Tasks(g, g + 1) - 1, ")");
-  }
-
-  absl::Time start;
-  RoundTimings timings;
-};
-
-struct WorkerPoolSource::InFlight {
-  int64_t id = 0;
-  std::string worker_id;
-  std::string worker_name;
-  // Where a CancelAssignment goes (NOTE [Cancelled assignments]).
-  std::shared_ptr<WorkerConnection> connection;
-  int64_t begin = 0, end = 0;  // groups
-  int64_t tasks = 0;           // ...and their tasks
-  absl::Time sent_at;
-  absl::Time deadline;
-  // Training: the gradients arriving, and how many of the assignment's tasks are complete.
-  std::unique_ptr<GradientIntake> intake;
-  int64_t groups_done = 0;
-  // NOTE [Speculative duplicates]: this assignment copies another's open tasks, or another
-  // already copies this one's. Either way it is not copied (again).
-  bool speculative = false;
-  bool copied = false;
-};
 
 WorkerPoolSource::WorkerPoolSource(std::string job_id, const meta::JobContext& job,
                                    WorkerPoolOptions options, Hooks hooks)
@@ -306,32 +244,6 @@ const std::string& WorkerPoolSource::JobDeviceType() const {
   return type.empty() ? *kCpu : type;
 }
 
-absl::Duration WorkerPoolSource::AssignmentDeadline(const SessionState& session,
-                                                    int64_t tasks) const {
-  const std::optional<double> median = MedianTaskSeconds();
-  if (options_.deadline_factor <= 0 || session.completed_assignments == 0 || !median) {
-    return options_.assignment_timeout;
-  }
-  const absl::Duration derived =
-      absl::Seconds(options_.deadline_factor * *median * static_cast<double>(tasks));
-  return std::min(options_.assignment_timeout, std::max(options_.min_deadline, derived));
-}
-
-std::optional<double> WorkerPoolSource::MedianTaskSeconds() const {
-  if (task_seconds_.empty()) return std::nullopt;
-  std::vector<double> seconds(task_seconds_.begin(), task_seconds_.end());
-  std::nth_element(seconds.begin(), seconds.begin() + seconds.size() / 2, seconds.end());
-  return seconds[seconds.size() / 2];
-}
-
-bool WorkerPoolSource::Overdue(const InFlight& a, absl::Time now) const {
-  constexpr double kSpeculationMultiplier = 1.5;
-  const std::optional<double> median = MedianTaskSeconds();
-  if (!median) return false;
-  return now - a.sent_at >=
-         absl::Seconds(kSpeculationMultiplier * *median * static_cast<double>(a.tasks));
-}
-
 absl::Status WorkerPoolSource::CheckWorkerWait() {
   if (!participants_.empty() || !in_flight_.empty()) {
     no_worker_since_ = absl::InfinitePast();
@@ -346,18 +258,6 @@ absl::Status WorkerPoolSource::CheckWorkerWait() {
   return absl::UnavailableError(
       absl::StrCat("no live worker of device type ", JobDeviceType(), " for ",
                    absl::FormatDuration(options_.no_worker_timeout), " (--no_worker_timeout)"));
-}
-
-void WorkerPoolSource::RecordFailure(const InFlight& a) {
-  if (hooks_.quarantine == nullptr) return;
-  const absl::Time now = clock_.Now();
-  const absl::Time until =
-      hooks_.quarantine->RecordFailure(QuarantineKey(a.worker_name, a.worker_id), now);
-  if (until == absl::InfinitePast()) return;
-  if (hooks_.metrics) hooks_.metrics->WorkerQuarantined();
-  LogLine(absl::StrCat("worker ", a.worker_id, " (", a.worker_name,
-                       ") failed again and again: left out of every job for ",
-                       absl::FormatDuration(until - now), " (--quarantine_after)"));
 }
 
 void WorkerPoolSource::ReportWorkers() {
@@ -577,105 +477,6 @@ void WorkerPoolSource::HandleDone(Round& round, const std::string& worker_id,
   if (had_copy) DropFinishedCopies(round);
 }
 
-void WorkerPoolSource::Speculate(Round& round) {
-  const absl::Time now = clock_.Now();
-  for (auto& participant : participants_) {
-    if (participant.busy) continue;
-    // The copyable assignment of another worker with the most open tasks (the oldest of
-    // equals): the straggler.
-    InFlight* slowest = nullptr;
-    int64_t slowest_open = 0, first_open = 0;
-    for (auto& [id, a] : in_flight_) {
-      if (a->speculative || a->copied || a->worker_id == participant.info.id || !Overdue(*a, now)) {
-        continue;
-      }
-      int64_t open = 0, first = -1;
-      for (int64_t t = a->begin; t < a->end; ++t) {
-        if (round.completed[t]) continue;
-        ++open;
-        if (first < 0) first = t;
-      }
-      if (open > slowest_open || (open == slowest_open && slowest != nullptr && open > 0 &&
-                                  a->sent_at < slowest->sent_at)) {
-        slowest = a.get();
-        slowest_open = open;
-        first_open = first;
-      }
-    }
-    if (slowest == nullptr || slowest_open == 0) return;
-    // The worker computes its tasks in order, so its open tasks are the last ones: the copy
-    // takes them from the end, and the two meet in the middle.
-    const int64_t end = slowest->end;
-    const int64_t begin = std::max(first_open, end - CapacityInGroups(participant, round));
-    const int64_t original = slowest->id;
-    // Counted before the send, so the counter already says so when the worker has the copy.
-    if (hooks_.metrics) hooks_.metrics->SpeculativeTasks(round.Tasks(begin, end));
-    if (!SendAssignment(participant, round, begin, end)) continue;  // dropped at the next dispatch
-    in_flight_.at(original)->copied = true;
-    in_flight_.rbegin()->second->speculative = true;  // ids grow: the newest is the copy
-  }
-}
-
-void WorkerPoolSource::DropFinishedCopies(Round& round) {
-  std::vector<int64_t> finished;
-  for (const auto& [id, a] : in_flight_) {
-    if (!a->speculative && !a->copied) continue;
-    bool open = false;
-    for (int64_t t = a->begin; t < a->end && !open; ++t) open = !round.completed[t];
-    if (!open) finished.push_back(id);
-  }
-  // Its tasks were all computed by the other copy: the worker's remaining answers are
-  // stale; it is free for more once it has answered (NOTE [Cancelled assignments]).
-  for (int64_t id : finished) {
-    const InFlight& a = *in_flight_.at(id);
-    if (a.copied && a.groups_done < a.end - a.begin) MarkStraggler(a.worker_id);
-    Abandon(round, id);
-  }
-}
-
-void WorkerPoolSource::MarkStraggler(const std::string& worker_id) {
-  SessionState& session = sessions_[worker_id];
-  session.straggler_probation = session.straggler_probation == absl::ZeroDuration()
-                                    ? absl::Seconds(5)
-                                    : std::min(absl::Minutes(5), 2 * session.straggler_probation);
-  session.straggler_until = clock_.Now() + session.straggler_probation;
-}
-
-bool WorkerPoolSource::IsStraggler(const std::string& worker_id, absl::Time now) const {
-  auto it = sessions_.find(worker_id);
-  return it != sessions_.end() && now < it->second.straggler_until;
-}
-
-void WorkerPoolSource::Abandon(const Round& round, int64_t assignment_id) {
-  auto it = in_flight_.find(assignment_id);
-  if (it == in_flight_.end()) return;
-  const InFlight& a = *it->second;
-  const std::string worker_id = a.worker_id;
-  // Training: every gradient of the assignment is in, so the worker has finished it and its
-  // AssignmentDone is on the way; nothing to cancel.
-  const bool computed = round.train && a.groups_done == a.end - a.begin;
-  if (!computed) SendCancel(a);
-  in_flight_.erase(it);
-  if (!HoldsCancelled(worker_id)) ReleaseWorker(worker_id);
-}
-
-void WorkerPoolSource::SendCancel(const InFlight& a) {
-  if (a.connection == nullptr) return;
-  v1::CoordinatorMessage message;
-  message.mutable_cancel()->set_assignment_id(a.id);
-  // A closed session cannot answer: its worker is gone (HandleWorkerChanges forgets it).
-  if (!a.connection->Send(std::move(message))) return;
-  cancelled_assignments_[a.id] = a.worker_id;
-  if (hooks_.metrics) hooks_.metrics->AssignmentCancelled();
-}
-
-bool WorkerPoolSource::HoldsCancelled(const std::string& worker_id) const {
-  for (const auto& [id, holder] : cancelled_assignments_) {
-    if (holder == worker_id) return true;
-  }
-  return false;
-}
-
 void WorkerPoolSource::HandleNeedsSetup(Round& round, int64_t assignment_id) {
   const std::string worker_id = in_flight_.at(assignment_id)->worker_id;
   SessionState& session = sessions_[worker_id];
@@ -805,29 +606,6 @@ void WorkerPoolSource::HandleWorkerChanges(Round& round) {
                                      [&](const Participant& p) { return !live.count(p.info.id); }),
                       participants_.end());
   if (participants_.size() != before) ReportWorkers();
-}
-
-void WorkerPoolSource::CheckDeadlines(Round& round) {
-  const absl::Time now = clock_.Now();
-  std::vector<std::pair<int64_t, std::string>> late;
-  for (const auto& [id, a] : in_flight_) {
-    if (a->deadline <= now) late.emplace_back(id, a->worker_id);
-  }
-  for (const auto& [id, late_worker] : late) {
-    const InFlight& a = *in_flight_.at(id);
-    RecordFailure(a);
-    // Presumed hung: if it ever answers, it gets work again (NOTE [Cancelled assignments]).
-    SendCancel(a);
-    Requeue(round, id, ReassignReason::kDeadline);
-    // A worker that misses its deadline is presumed hung: it sits out the rest of the round.
-    // (A named copy: clang 14 cannot capture a structured binding in a C++17 lambda.)
-    const std::string worker_id = late_worker;
-    participants_.erase(
-        std::remove_if(participants_.begin(), participants_.end(),
-                       [&](const Participant& p) { return p.info.id == worker_id; }),
-        participants_.end());
-  }
-  if (!late.empty()) ReportWorkers();
 }
 
 }  // namespace metatrain::coordinator
