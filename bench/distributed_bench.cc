@@ -3,7 +3,8 @@
 // single-process core (meta::Train) on the same jobs, and the coordinator's share of the
 // step time.
 //
-//   distributed_bench [--build_dir DIR] [--workers 1,2,4] [--only sinusoid|omniglot_conv]
+//   distributed_bench [--workers 1,2,4] [--only sinusoid|omniglot_conv|omniglot_fc]
+//                     [--gradient_group_size N] (JobSpec.gradient_group_size of every job)
 //
 // Throughput counts training tasks only: the clock runs from the first to the last
 // meta-step event (watch stream for the service, on_step callback for the core), so
@@ -44,7 +45,7 @@ struct BenchJob {
   std::string json;
 };
 
-std::vector<BenchJob> Jobs(int64_t sinusoid_steps, int64_t conv_steps) {
+std::vector<BenchJob> Jobs(int64_t sinusoid_steps, int64_t conv_steps, int64_t fc_steps) {
   return {
       {"sinusoid", absl::StrCat(R"({"name": "bench-sinusoid", "algorithm": "maml",
         "model": {"kind": "mlp", "hidden_sizes": [40, 40]},
@@ -59,6 +60,13 @@ std::vector<BenchJob> Jobs(int64_t sinusoid_steps, int64_t conv_steps) {
         "meta_batch_size": 32, "inner": {"steps": 1, "lr": 0.4, "test_steps": 1},
         "steps": )",
                                      conv_steps, R"(, "test_tasks": 10, "seed": 1})")},
+      {"omniglot_fc", absl::StrCat(R"({"name": "bench-fc", "algorithm": "maml",
+        "model": {"kind": "mlp"},
+        "tasks": {"family": "synthetic_images", "ways": 5, "shots": 1, "query_size": 15,
+                  "image_size": 28},
+        "meta_batch_size": 32, "inner": {"steps": 1, "lr": 0.4, "test_steps": 1},
+        "steps": )",
+                                   fc_steps, R"(, "test_tasks": 10, "seed": 1})")},
   };
 }
 
@@ -199,7 +207,7 @@ Result RunDistributed(const v1::JobSpec& spec, int workers, const std::string& d
 int Main(int argc, char** argv) {
   std::vector<int> worker_counts = {1, 2, 4};
   std::string only;
-  int64_t sinusoid_steps = 300, conv_steps = 8;
+  int64_t sinusoid_steps = 300, conv_steps = 8, fc_steps = 40, gradient_group_size = 1;
   for (int i = 1; i < argc; ++i) {
     std::string arg = argv[i];
     auto next = [&]() -> std::string { return i + 1 < argc ? argv[++i] : ""; };
@@ -215,10 +223,15 @@ int Main(int argc, char** argv) {
       (void)absl::SimpleAtoi(next(), &sinusoid_steps);
     } else if (arg == "--conv_steps") {
       (void)absl::SimpleAtoi(next(), &conv_steps);
+    } else if (arg == "--fc_steps") {
+      (void)absl::SimpleAtoi(next(), &fc_steps);
+    } else if (arg == "--gradient_group_size") {
+      (void)absl::SimpleAtoi(next(), &gradient_group_size);
     } else {
       std::fprintf(stderr,
-                   "usage: distributed_bench [--workers 1,2,4] [--only sinusoid|omniglot_conv] "
-                   "[--sinusoid_steps N] [--conv_steps N]\n");
+                   "usage: distributed_bench [--workers 1,2,4] "
+                   "[--only sinusoid|omniglot_conv|omniglot_fc] [--sinusoid_steps N] "
+                   "[--conv_steps N] [--fc_steps N] [--gradient_group_size N]\n");
       return 2;
     }
   }
@@ -227,9 +240,10 @@ int Main(int argc, char** argv) {
       "| job | setup | tasks/s | step time (ms) | busiest worker compute / step (ms) | "
       "coordinator share of step |\n|---|---|---|---|---|---|\n");
   std::fflush(stdout);
-  for (const BenchJob& job : Jobs(sinusoid_steps, conv_steps)) {
+  for (const BenchJob& job : Jobs(sinusoid_steps, conv_steps, fc_steps)) {
     if (!only.empty() && only != job.name) continue;
     auto parsed = meta::ParseJobSpec(job.json);
+    if (parsed.ok()) parsed->set_gradient_group_size(static_cast<int32_t>(gradient_group_size));
     auto spec = parsed.ok() ? meta::NormalizeJobSpec(*parsed) : parsed;
     if (!spec.ok()) {
       std::fprintf(stderr, "%s: %s\n", job.name.c_str(), spec.status().ToString().c_str());
