@@ -76,7 +76,9 @@
 // NOTE [Cancelled assignments]. An assignment whose result is no longer needed (the other
 // copy of a speculative pair won, the round ended without it, its deadline passed) is
 // dropped and its worker is sent CancelAssignment. The worker skips it if it has not
-// started it, and answers either way (AssignmentDone, with `cancelled` when it skipped it).
+// started it, stops it before its next compute group if it is computing it (the conv net
+// computes one task per group by default: a lost copy frees its worker within one task),
+// and answers either way (AssignmentDone, with `cancelled` when it skipped or stopped it).
 // Until that answer arrives the worker gets no more work of the job: it is computing, or
 // frozen, or its queue holds the cancelled assignment. So a slow or frozen worker never
 // accumulates a backlog of stale assignments (one per round, when rounds are short),

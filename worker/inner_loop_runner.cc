@@ -234,7 +234,8 @@ bool InnerLoopRunner::NeedsSetup(const v1::Assignment& assignment) const {
   return vit == job.versions.end() || (!vit->second.complete && vit->second.error.ok());
 }
 
-void InnerLoopRunner::HandleAssignment(const v1::Assignment& assignment, const Emit& emit) {
+void InnerLoopRunner::HandleAssignment(const v1::Assignment& assignment, const Emit& emit,
+                                       const std::function<bool()>& cancelled) {
   if (NeedsSetup(assignment)) {
     // Nothing is computed (and nothing recorded): the coordinator resends the setup, the
     // parameters and this assignment.
@@ -246,8 +247,11 @@ void InnerLoopRunner::HandleAssignment(const v1::Assignment& assignment, const E
   }
   const auto start = std::chrono::steady_clock::now();
   v1::AssignmentDone done;
-  absl::Status status = Compute(assignment, emit, done);
-  if (!status.ok()) {
+  absl::Status status = Compute(assignment, emit, done, cancelled);
+  if (absl::IsCancelled(status) && cancelled && cancelled()) {
+    done.Clear();
+    done.set_cancelled(true);  // stopped between compute groups; nothing was sent
+  } else if (!status.ok()) {
     done.Clear();
     done.set_error(status.ToString());
   }
@@ -265,7 +269,8 @@ void InnerLoopRunner::HandleAssignment(const v1::Assignment& assignment, const E
 }
 
 absl::Status InnerLoopRunner::Compute(const v1::Assignment& assignment, const Emit& emit,
-                                      v1::AssignmentDone& done) {
+                                      v1::AssignmentDone& done,
+                                      const std::function<bool()>& cancelled) {
   auto it = jobs_.find(assignment.job_id());
   if (it == jobs_.end()) {
     return absl::FailedPreconditionError(
@@ -337,7 +342,7 @@ absl::Status InnerLoopRunner::Compute(const v1::Assignment& assignment, const Em
                                                   options_.task_group_size > 0
                                                       ? options_.task_group_size
                                                       : context.model->default_task_group_size(),
-                                                  options_.threads);
+                                                  options_.threads, cancelled);
       })));
   const auto& specs = context.learner->meta_param_specs();
   if (gradients.per_task.size() != specs.size()) {

@@ -97,7 +97,12 @@ class InnerLoopRunner {
   // (training) and then exactly one AssignmentDone (with metrics for evaluation, or an
   // error). When the job's setup or the parameter version is missing, emits only an
   // AssignmentDone with needs_setup. Never fails otherwise.
-  void HandleAssignment(const v1::Assignment& assignment, const Emit& emit);
+  // `cancelled` (optional, thread-safe): the coordinator cancelled the assignment while it
+  // runs (NOTE [Cancelled assignments], coordinator/worker_pool_source.h). It is asked
+  // before each compute group (--task_group_size); once true, no further group starts and
+  // only an AssignmentDone with `cancelled` is emitted.
+  void HandleAssignment(const v1::Assignment& assignment, const Emit& emit,
+                        const std::function<bool()>& cancelled = {});
 
   // Forgets parameter versions (kept: job contexts). Called when a new session starts,
   // since a restarted coordinator numbers versions afresh.
@@ -126,8 +131,8 @@ class InnerLoopRunner {
   // of an error that the coordinator must hear about).
   bool NeedsSetup(const v1::Assignment& assignment) const;
   // Runs the assignment; on success fills `done` (metrics) and emits gradients.
-  absl::Status Compute(const v1::Assignment& assignment, const Emit& emit,
-                       v1::AssignmentDone& done);
+  absl::Status Compute(const v1::Assignment& assignment, const Emit& emit, v1::AssignmentDone& done,
+                       const std::function<bool()>& cancelled);
   // Builds the job's context if it has none (and no setup error); returns the setup error.
   absl::Status EnsureContext(const std::string& job_id, Job& job);
   // Drops the contexts of the least recently used jobs (except `keep`) beyond `limit`.

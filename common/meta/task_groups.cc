@@ -57,18 +57,27 @@ absl::StatusOr<MetaGradients> Join(const std::vector<MetaGradients>& groups) {
 absl::StatusOr<MetaGradients> ComputeMetaGradientsInGroups(const MetaLearner& learner,
                                                            const TensorList& meta_params,
                                                            const TaskBatch& tasks,
-                                                           int64_t group_size, int threads) {
+                                                           int64_t group_size, int threads,
+                                                           const std::function<bool()>& cancelled) {
   const int64_t n = tasks.size();
   threads = std::max(1, threads);
   if (group_size <= 0) group_size = (n + threads - 1) / threads;
+  auto stop = [&] { return cancelled && cancelled(); };
+  if (stop()) return absl::CancelledError("assignment cancelled");
   if (group_size <= 0 || group_size >= n) return learner.ComputeMetaGradients(meta_params, tasks);
   const int64_t group_count = (n + group_size - 1) / group_size;
   std::vector<std::optional<absl::StatusOr<MetaGradients>>> results(group_count);
   // Each thread takes the next group until none is left; results land by group index, so
   // the joined batch is in task order whichever thread finished first.
   std::atomic<int64_t> next_group{0};
+  std::atomic<bool> stopped{false};
   auto work = [&] {
     for (int64_t g = next_group++; g < group_count; g = next_group++) {
+      if (stopped || (g > 0 && stop())) {
+        stopped = true;
+        results[g] = absl::CancelledError("assignment cancelled");
+        continue;
+      }
       const int64_t begin = g * group_size;
       // Nothing may escape a thread: the learners catch LibTorch's errors, this the rest.
       try {

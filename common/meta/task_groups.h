@@ -21,6 +21,7 @@
 // --task_group_size, metatrain-train --threads, metatrain-core-bench), not part of the job.
 
 #include <cstdint>
+#include <functional>
 
 #include "absl/status/statusor.h"
 #include "common/meta/learner.h"
@@ -29,10 +30,12 @@ namespace metatrain::meta {
 
 // `group_size` <= 0: the batch split evenly over `threads` (one group when `threads` <= 1).
 // `threads` <= 1: the groups one after another on the calling thread.
-absl::StatusOr<MetaGradients> ComputeMetaGradientsInGroups(const MetaLearner& learner,
-                                                           const TensorList& meta_params,
-                                                           const TaskBatch& tasks,
-                                                           int64_t group_size, int threads = 1);
+// `cancelled` (optional, thread-safe) is asked before each group starts: once it returns
+// true no further group starts and the call returns CANCELLED (a worker whose assignment
+// was cancelled stops within one group).
+absl::StatusOr<MetaGradients> ComputeMetaGradientsInGroups(
+    const MetaLearner& learner, const TensorList& meta_params, const TaskBatch& tasks,
+    int64_t group_size, int threads = 1, const std::function<bool()>& cancelled = {});
 
 }  // namespace metatrain::meta
 

@@ -198,6 +198,37 @@ TEST_F(RunnerTest, SendsOneSumPerGradientGroup) {
   }
 }
 
+// A cancel that arrives while an assignment runs stops it before its next compute group:
+// only AssignmentDone with `cancelled` goes out, no gradient.
+TEST_F(RunnerTest, CancelDuringComputationStopsBeforeTheNextGroup) {
+  RunnerOptions options;
+  options.task_group_size = 1;
+  InnerLoopRunner runner(options);
+  Setup(runner, "job-1", 0);
+  int asked = 0;
+  Reply reply;
+  runner.HandleAssignment(
+      Training("job-1", 0, {0, 1, 2, 3}),
+      [&](v1::WorkerMessage m) {
+        if (m.has_gradient()) reply.gradients[m.gradient().task_index()].push_back(m.gradient());
+        if (m.has_done()) reply.done.push_back(m.done());
+      },
+      [&] { return ++asked > 2; });  // cancelled after two groups started
+  ASSERT_EQ(reply.done.size(), 1u);
+  EXPECT_TRUE(reply.done[0].cancelled());
+  EXPECT_THAT(reply.done[0].error(), IsEmpty());
+  EXPECT_TRUE(reply.gradients.empty());
+  // Asked before the groups of tasks 0, 1 and 2 (true: tasks 2 and 3 never start), then
+  // once more by the runner to tell a cancel from an error.
+  EXPECT_EQ(asked, 4);
+
+  // Never cancelled: the same assignment answers as usual.
+  Reply whole = Run(runner, Training("job-1", 0, {0, 1, 2, 3}));
+  ASSERT_EQ(whole.done.size(), 1u);
+  EXPECT_FALSE(whole.done[0].cancelled());
+  EXPECT_EQ(whole.gradients.size(), 4u);
+}
+
 TEST_F(RunnerTest, ShardingDoesNotChangeATasksGradientBits) {
   InnerLoopRunner runner(RunnerOptions{});
   Setup(runner, "job-1", 0);

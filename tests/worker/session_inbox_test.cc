@@ -38,12 +38,16 @@ TEST(SessionInboxTest, CancelMarksOnlyTheQueuedAssignmentAndIsNotQueued) {
   ASSERT_TRUE(first.has_value());
   EXPECT_EQ(first->message.assignment().assignment_id(), 7);
   EXPECT_FALSE(first->cancelled);
-  // A cancel for the assignment being computed changes nothing.
+  EXPECT_FALSE(inbox.CancelRequested(7));
+  // A cancel for the assignment being computed is noted for its compute thread.
   ASSERT_TRUE(inbox.Push(CancelMessage(7)));
+  EXPECT_TRUE(inbox.CancelRequested(7));
+  EXPECT_FALSE(inbox.CancelRequested(8));
   auto second = inbox.Pop();
   ASSERT_TRUE(second.has_value());
   EXPECT_EQ(second->message.assignment().assignment_id(), 8);
   EXPECT_TRUE(second->cancelled);
+  EXPECT_FALSE(inbox.CancelRequested(7));  // no longer the one being computed
   EXPECT_EQ(inbox.queued_bytes(), 0);
 }
 

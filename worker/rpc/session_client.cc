@@ -193,25 +193,31 @@ SessionClient::SessionEnd SessionClient::RunSession(bool& welcomed, absl::Status
           write(out);
           break;
         }
-        runner_->HandleAssignment(message.assignment(), [&](v1::WorkerMessage out) {
-          if (out.has_done()) {
-            const v1::AssignmentDone& done = out.done();
-            if (done.needs_setup()) {
-              Log(absl::StrCat("assignment ", done.assignment_id(), " of job ",
-                               message.assignment().job_id(),
-                               ": its setup or parameters are no longer cached here "
-                               "(--max_cached_jobs); asked the coordinator to send them again"));
-            } else if (!done.error().empty()) {
-              Log(absl::StrCat("assignment ", done.assignment_id(), " failed: ", done.error()));
-            } else if (options_.log_assignments) {
-              const v1::Assignment& a = message.assignment();
-              Log(absl::StrFormat("assignment %d job %s version %d tasks %d compute %.6f",
-                                  a.assignment_id(), a.job_id(), a.version(), a.task_indices_size(),
-                                  done.compute_seconds()));
-            }
-          }
-          write(out);
-        });
+        runner_->HandleAssignment(
+            message.assignment(),
+            [&](v1::WorkerMessage out) {
+              if (out.has_done()) {
+                const v1::AssignmentDone& done = out.done();
+                if (done.needs_setup()) {
+                  Log(absl::StrCat(
+                      "assignment ", done.assignment_id(), " of job ",
+                      message.assignment().job_id(),
+                      ": its setup or parameters are no longer cached here "
+                      "(--max_cached_jobs); asked the coordinator to send them again"));
+                } else if (!done.error().empty()) {
+                  Log(absl::StrCat("assignment ", done.assignment_id(), " failed: ", done.error()));
+                } else if (options_.log_assignments) {
+                  const v1::Assignment& a = message.assignment();
+                  Log(absl::StrFormat("assignment %d job %s version %d tasks %d compute %.6f",
+                                      a.assignment_id(), a.job_id(), a.version(),
+                                      a.task_indices_size(), done.compute_seconds()));
+                }
+              }
+              write(out);
+            },
+            [&inbox, id = message.assignment().assignment_id()] {
+              return inbox.CancelRequested(id);
+            });
         break;
       case v1::CoordinatorMessage::kShutdown:
         Log(absl::StrCat("coordinator asked to shut down: ", message.shutdown().reason()));

@@ -7,6 +7,7 @@ namespace metatrain::worker {
 bool SessionInbox::Push(v1::CoordinatorMessage message) {
   absl::MutexLock lock(&mu_);
   if (message.has_cancel()) {
+    if (message.cancel().assignment_id() == popped_assignment_) popped_cancelled_ = true;
     for (Item& item : queue_) {
       if (item.message.has_assignment() &&
           item.message.assignment().assignment_id() == message.cancel().assignment_id()) {
@@ -37,6 +38,10 @@ std::optional<SessionInbox::Item> SessionInbox::Pop() {
     bytes_ -= sizes_.front();
     sizes_.pop_front();
     if (closed_ && item.message.has_assignment()) continue;
+    if (item.message.has_assignment()) {
+      popped_assignment_ = item.message.assignment().assignment_id();
+      popped_cancelled_ = false;
+    }
     return item;
   }
   return std::nullopt;
@@ -45,6 +50,11 @@ std::optional<SessionInbox::Item> SessionInbox::Pop() {
 void SessionInbox::Close() {
   absl::MutexLock lock(&mu_);
   closed_ = true;
+}
+
+bool SessionInbox::CancelRequested(int64_t assignment_id) const {
+  absl::MutexLock lock(&mu_);
+  return popped_cancelled_ && popped_assignment_ == assignment_id;
 }
 
 int64_t SessionInbox::queued_bytes() const {

@@ -7,8 +7,9 @@
 // that a CancelAssignment reaches an assignment still waiting behind the one being
 // computed (NOTE [Cancelled assignments], coordinator/worker_pool_source.h). A cancel is
 // applied here, on arrival: the queued assignment is marked, and the compute thread
-// answers it without computing. A cancel for an assignment not in the queue (being
-// computed, or done) changes nothing: its results go out as usual.
+// answers it without computing. A cancel for the assignment being computed is noted
+// (CancelRequested): the computation stops before its next compute group. A cancel for an
+// assignment already done changes nothing.
 //
 // Bounded by bytes: Push blocks while the queue holds more than `max_bytes` (a single
 // larger message is still taken when the queue is empty), so a worker that computes
@@ -49,6 +50,10 @@ class SessionInbox {
 
   int64_t queued_bytes() const ABSL_LOCKS_EXCLUDED(mu_);
 
+  // A CancelAssignment for `assignment_id` arrived after Pop returned it (it is being
+  // computed). Thread-safe; for the compute thread, between compute groups.
+  bool CancelRequested(int64_t assignment_id) const ABSL_LOCKS_EXCLUDED(mu_);
+
  private:
   const int64_t max_bytes_;
   mutable absl::Mutex mu_;
@@ -56,6 +61,9 @@ class SessionInbox {
   std::deque<int64_t> sizes_ ABSL_GUARDED_BY(mu_);
   int64_t bytes_ ABSL_GUARDED_BY(mu_) = 0;
   bool closed_ ABSL_GUARDED_BY(mu_) = false;
+  // The assignment Pop returned last, and whether a cancel for it arrived since.
+  int64_t popped_assignment_ ABSL_GUARDED_BY(mu_) = -1;
+  bool popped_cancelled_ ABSL_GUARDED_BY(mu_) = false;
 };
 
 }  // namespace metatrain::worker
