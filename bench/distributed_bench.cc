@@ -45,6 +45,17 @@ struct BenchJob {
   std::string json;
 };
 
+// Omniglot-sized 5-way 1-shot MAML on synthetic images (no dataset needed) with `model`.
+std::string ImageJobJson(const std::string& name, const std::string& model, int64_t steps) {
+  return absl::StrCat(R"({"name": ")", name, R"(", "algorithm": "maml", "model": {"kind": ")",
+                      model, R"("},
+        "tasks": {"family": "synthetic_images", "ways": 5, "shots": 1, "query_size": 15,
+                  "image_size": 28},
+        "meta_batch_size": 32, "inner": {"steps": 1, "lr": 0.4, "test_steps": 1},
+        "steps": )",
+                      steps, R"(, "test_tasks": 10, "seed": 1})");
+}
+
 std::vector<BenchJob> Jobs(int64_t sinusoid_steps, int64_t conv_steps, int64_t fc_steps) {
   return {
       {"sinusoid", absl::StrCat(R"({"name": "bench-sinusoid", "algorithm": "maml",
@@ -53,20 +64,8 @@ std::vector<BenchJob> Jobs(int64_t sinusoid_steps, int64_t conv_steps, int64_t f
         "meta_batch_size": 25, "inner": {"steps": 1, "lr": 0.01},
         "steps": )",
                                 sinusoid_steps, R"(, "test_tasks": 10, "seed": 1})")},
-      {"omniglot_conv", absl::StrCat(R"({"name": "bench-conv", "algorithm": "maml",
-        "model": {"kind": "conv"},
-        "tasks": {"family": "synthetic_images", "ways": 5, "shots": 1, "query_size": 15,
-                  "image_size": 28},
-        "meta_batch_size": 32, "inner": {"steps": 1, "lr": 0.4, "test_steps": 1},
-        "steps": )",
-                                     conv_steps, R"(, "test_tasks": 10, "seed": 1})")},
-      {"omniglot_fc", absl::StrCat(R"({"name": "bench-fc", "algorithm": "maml",
-        "model": {"kind": "mlp"},
-        "tasks": {"family": "synthetic_images", "ways": 5, "shots": 1, "query_size": 15,
-                  "image_size": 28},
-        "meta_batch_size": 32, "inner": {"steps": 1, "lr": 0.4, "test_steps": 1},
-        "steps": )",
-                                   fc_steps, R"(, "test_tasks": 10, "seed": 1})")},
+      {"omniglot_conv", ImageJobJson("bench-conv", "conv", conv_steps)},
+      {"omniglot_fc", ImageJobJson("bench-fc", "mlp", fc_steps)},
   };
 }
 
