@@ -394,8 +394,11 @@ absl::Status InnerLoopRunner::Compute(const v1::Assignment& assignment, const Em
     groups.back().end = t + 1;
   }
   for (Group& group : groups) {
+    // A group of one task (the default) is encoded from the task's own gradient, uncopied.
     ASSIGN_OR_RETURN(meta::TensorList sum, CatchTorch("summing a gradient group", [&] {
-                       return meta::SumInOrder(per_task, group.begin, group.end);
+                       return group.end - group.begin == 1
+                                  ? per_task[group.begin]
+                                  : meta::SumInOrder(per_task, group.begin, group.end);
                      }));
     ASSIGN_OR_RETURN(group.chunks, rpc::EncodeTensors(sum, specs, options_.max_chunk_bytes));
   }
