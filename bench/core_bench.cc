@@ -3,16 +3,19 @@
 //
 //   metatrain-core-bench --workload sinusoid|omniglot_fc|omniglot_conv --algorithm maml|fomaml
 //                        [--threads 1] [--steps 20] [--repeats 5] [--task_group_size 0]
+//                        [--profile trace.json]   (Chrome trace of the measured rounds' ops)
 //
 // One JSON line per run, like bench/reference/per_task.py, so bench/run_all.sh can tabulate them.
 
 #include <ATen/Parallel.h>
 #include <sys/resource.h>
+#include <torch/csrc/autograd/profiler_legacy.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -35,6 +38,8 @@ struct Options {
   int repeats = 5;
   // common/meta/task_groups.h: 0 computes the meta-batch at once.
   int task_group_size = 0;
+  // Where to write a Chrome trace of the measured rounds' ATen ops (empty: none).
+  std::string profile;
 };
 
 absl::StatusOr<v1::JobSpec> SpecFor(const Options& options) {
@@ -110,7 +115,11 @@ int Run(const Options& options) {
   int64_t step = 0;
   std::vector<double> rates;
   double sample_seconds = 0, measured_seconds = 0;
+  std::unique_ptr<torch::autograd::profiler::RecordProfile> profiler;
   for (int repeat = 0; repeat <= options.repeats; ++repeat) {
+    if (repeat == 1 && !options.profile.empty()) {
+      profiler = std::make_unique<torch::autograd::profiler::RecordProfile>(options.profile);
+    }
     const auto start = std::chrono::steady_clock::now();
     double round_sample_seconds = 0;
     for (int i = 0; i < options.steps; ++i) {
@@ -130,6 +139,7 @@ int Run(const Options& options) {
       measured_seconds += seconds;
     }
   }
+  profiler.reset();
   std::vector<double> sorted = rates;
   std::sort(sorted.begin(), sorted.end());
   rusage usage{};
@@ -168,6 +178,8 @@ int main(int argc, char** argv) {
       options.steps = std::atoi(value().c_str());
     else if (arg == "--repeats")
       options.repeats = std::atoi(value().c_str());
+    else if (arg == "--profile")
+      options.profile = value();
     else if (arg == "--task_group_size")
       options.task_group_size = std::atoi(value().c_str());
     else {
