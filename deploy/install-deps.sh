@@ -24,7 +24,9 @@ packages=(
   libclang-rt-14-dev
   # LibTorch calls whatever libblas.so.3 the alternatives system selects; the reference
   # BLAS is ~30x slower than OpenBLAS on the matrix products meta-learning is made of.
-  libopenblas0-pthread
+  # The core calls the same BLAS directly (common/meta/batched_matmul.h): libblas-dev has
+  # the link-time libblas.so, whose soname, libblas.so.3, is that alternative at run time.
+  libopenblas0-pthread libblas-dev
   # Deployment (README "Deploy"; tests/deploy): the Docker daemon and docker-compose v1 for
   # the compose cluster, debootstrap to make the debian:bookworm base image where no registry
   # is reachable, Prometheus's promtool (installing the package on a systemd machine also

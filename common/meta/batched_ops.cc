@@ -2,25 +2,30 @@
 
 #include <cmath>
 
+#include "common/meta/batched_matmul.h"
+
 namespace metatrain::meta::internal {
 at::Tensor BatchedLinear(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias) {
   const int64_t t = x.size(0), b = x.size(1);
-  // [x, 1] @ [W^T; b]: the bias rides in the GEMM, so its gradient is a GEMM too.
-  at::Tensor x1 = at::cat({x, at::ones({t, b, 1}, x.options())}, 2);
+  const at::Tensor ones_col = at::ones({t, b, 1}, x.options());
+  if (weight.size(1) * weight.size(2) >= kSeparateBiasMinWeights) {
+    return BatchedMatmul(x, weight.transpose(1, 2)) + BatchedMatmul(ones_col, bias.unsqueeze(1));
+  }
+  at::Tensor x1 = at::cat({x, ones_col}, 2);
   at::Tensor w1 = at::cat({weight.transpose(1, 2), bias.unsqueeze(1)}, 1);
-  return at::bmm(x1, w1);
+  return BatchedMatmul(x1, w1);
 }
 
 at::Tensor BatchNormOverBatch(const at::Tensor& x, const at::Tensor& weight,
                               const at::Tensor& bias) {
   const int64_t t = x.size(0), b = x.size(1);
-  const at::Tensor ones_row = at::ones({t, 1, b}, x.options());     // reduces over B
-  const at::Tensor ones_col = at::ones({t, b, 1}, x.options());     // broadcasts over B
-  at::Tensor mean = at::bmm(ones_row, x) / static_cast<double>(b);  // [T, 1, F]
-  at::Tensor centered = x - at::bmm(ones_col, mean);
-  at::Tensor var = at::bmm(ones_row, centered * centered) / static_cast<double>(b);
+  const at::Tensor ones_row = at::ones({t, 1, b}, x.options());           // reduces over B
+  const at::Tensor ones_col = at::ones({t, b, 1}, x.options());           // broadcasts over B
+  at::Tensor mean = BatchedMatmul(ones_row, x) / static_cast<double>(b);  // [T, 1, F]
+  at::Tensor centered = x - BatchedMatmul(ones_col, mean);
+  at::Tensor var = BatchedMatmul(ones_row, centered * centered) / static_cast<double>(b);
   at::Tensor scale = at::rsqrt(var + kBatchNormEps) * weight.unsqueeze(1);  // [T, 1, F]
-  return centered * at::bmm(ones_col, scale) + at::bmm(ones_col, bias.unsqueeze(1));
+  return centered * BatchedMatmul(ones_col, scale) + BatchedMatmul(ones_col, bias.unsqueeze(1));
 }
 
 at::Tensor UniformTensor(Rng& rng, const std::vector<int64_t>& shape, double bound,

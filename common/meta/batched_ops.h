@@ -19,8 +19,8 @@
 //    at::batch_norm itself on [1, T*C, L] inputs with small L.
 // What keeps it:
 //  - Per-task matrix products: at::bmm runs one GEMM per task on shapes that do not
-//    depend on T. Linear layers are one bmm with the bias folded in (the input gets a
-//    column of ones), so the bias gradient is a GEMM too. The MLP's batch norm computes
+//    depend on T. Linear layers add their bias by a product too (NOTE [Two ways to add
+//    the bias]), so the bias gradient is a GEMM. The MLP's batch norm computes
 //    its mean and variance as products with a ones vector and broadcasts them back by a
 //    product with ones, so its backward and double backward reduce with GEMMs as well.
 //  - The conv net's body runs task by task: convolution and at::batch_norm on one
@@ -58,11 +58,22 @@
 
 namespace metatrain::meta::internal {
 
-// x [T, B, in], weight [T, out, in] (PyTorch's nn.Linear layout), bias [T, out].
-// Returns [T, B, out].
 // PyTorch's batch-norm epsilon.
 inline constexpr double kBatchNormEps = 1e-5;
 
+// NOTE [Two ways to add the bias]
+// Both keep the bias gradient a GEMM (bitwise task-independent). A small layer folds the
+// bias into its product ([x, 1] @ [W^T; b]): one GEMM per task, at the price of copying
+// W^T and b into one tensor per task and, in the backward, slicing the gradient back
+// apart. From kSeparateBiasMinWeights weights up that copy and its backward cost more
+// than a second, rank-one product (ones [B, 1] @ b [1, out]) added to x @ W^T with W^T a
+// strided view: 1.2-1.5x the FC net's MAML step (784-256-128-64-64-5; docs/benchmarks.md),
+// while sinusoid's 40x40 layers lose ~40% with the separate product. The two give
+// different bits; which one a layer takes depends on its shape alone.
+inline constexpr int64_t kSeparateBiasMinWeights = 4096;
+
+// x [T, B, in], weight [T, out, in] (PyTorch's nn.Linear layout), bias [T, out].
+// Returns [T, B, out].
 at::Tensor BatchedLinear(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias);
 
 // Batch norm with the current batch's statistics (biased variance, eps 1e-5, no running

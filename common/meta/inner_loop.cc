@@ -139,8 +139,11 @@ TensorList Replicate(const TensorList& params, int64_t num_tasks, bool requires_
 
 at::Tensor InnerUpdate(const InnerRule& rule, size_t i, const at::Tensor& phi,
                        const at::Tensor& g) {
-  at::Tensor step = rule.alphas.empty() ? g * rule.lr : rule.alphas[i] * g;
-  return phi - step;
+  if (!rule.alphas.empty()) return phi - rule.alphas[i] * g;
+  // phi + g * (-lr) has the bits of phi - g * lr (negation is exact and rounding is
+  // symmetric), and its backward hands the gradient to both addends without the extra
+  // pass over the tensor that subtraction's negation costs.
+  return phi + g * (-rule.lr);
 }
 
 TensorList AdaptWithoutGraph(const Model& model, LossKind loss, const InnerRule& rule,

@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "common/meta/batched_ops.h"
 #include "common/meta/learner.h"
 #include "common/meta/model.h"
 #include "common/meta/task_groups.h"
@@ -46,9 +47,13 @@ Fixture MakeFixture(Net net) {
       return {build(MlpSpec({40, 40}, false), {1}, 1), LossKind::kMse,
               RegressionBatch(21, 4, 10, 10, {1}, 1, dtype)};
     case Net::kBatchNormMlp:
-      // Odd widths so vectorised kernels have scalar tails.
-      return {build(MlpSpec({37, 13}, true), {1, 6, 6}, 5), LossKind::kCrossEntropy,
-              ClassificationBatch(22, 4, 5, 15, {1, 6, 6}, 5, dtype)};
+      // Odd widths so vectorised kernels have scalar tails; the first layer (81 x 67) is
+      // wide enough to add its bias separately, the others fold it in (NOTE [Two ways to
+      // add the bias], batched_ops.h), so both ways are checked.
+      static_assert(81 * 67 >= internal::kSeparateBiasMinWeights &&
+                    67 * 13 < internal::kSeparateBiasMinWeights);
+      return {build(MlpSpec({67, 13}, true), {1, 9, 9}, 5), LossKind::kCrossEntropy,
+              ClassificationBatch(22, 4, 5, 15, {1, 9, 9}, 5, dtype)};
     case Net::kConvNet:
       return {build(ConvSpec(6), {1, 28, 28}, 5), LossKind::kCrossEntropy,
               ClassificationBatch(23, 4, 5, 10, {1, 28, 28}, 5, dtype)};

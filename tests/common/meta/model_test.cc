@@ -3,12 +3,15 @@
 #include <ATen/ATen.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <torch/csrc/autograd/autograd.h>
 
 #include <cmath>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
+#include "common/meta/batched_ops.h"
 #include "common/meta/conv_net.h"
 #include "common/meta/rng.h"
 #include "tests/common/meta/meta_test_util.h"
@@ -186,6 +189,41 @@ TEST(ForwardTest, MlpMatchesUnbatchedPyTorchLayers) {
     h = at::linear(h, p(8), p(9));
     EXPECT_TRUE(at::allclose(out[k], h, 1e-12, 1e-12)) << "task " << k;
   }
+}
+
+// Both ways of adding the bias (NOTE [Two ways to add the bias], batched_ops.h) compute
+// at::linear task by task, with the same first- and second-order gradients.
+TEST(BatchedLinearTest, BothBiasWaysMatchLinearUpToSecondOrder) {
+  for (const auto& [in, out] : {std::pair<int64_t, int64_t>{3, 4}, {70, 65}}) {
+    SCOPED_TRACE(::testing::Message() << in << " -> " << out);
+    Rng rng(3);
+    const int64_t t = 3, n = 5;
+    at::Tensor x = RandomNormal(rng, {t, n, in}, at::kDouble).requires_grad_(true);
+    at::Tensor w = RandomNormal(rng, {t, out, in}, at::kDouble).requires_grad_(true);
+    at::Tensor b = RandomNormal(rng, {t, out}, at::kDouble).requires_grad_(true);
+    at::Tensor weights = RandomNormal(rng, {t, n, out}, at::kDouble);
+    // A loss, its gradient's squared norm, and that one's gradient: what MAML differentiates.
+    auto second_order = [&](const at::Tensor& y) {
+      at::Tensor loss = (y * y * weights).sum();
+      auto first = torch::autograd::grad({loss}, {x, w, b}, {}, true, true);
+      at::Tensor norm = first[0].pow(2).sum() + first[1].pow(2).sum() + first[2].pow(2).sum();
+      auto second = torch::autograd::grad({norm}, {x, w, b});
+      TensorList all(first.begin(), first.end());
+      all.insert(all.end(), second.begin(), second.end());
+      all.insert(all.begin(), y.detach());
+      return all;
+    };
+    TensorList batched = second_order(internal::BatchedLinear(x, w, b));
+    std::vector<at::Tensor> per_task;
+    for (int64_t k = 0; k < t; ++k) per_task.push_back(at::linear(x[k], w[k], b[k]));
+    TensorList reference = second_order(at::stack(per_task));
+    ASSERT_EQ(batched.size(), reference.size());
+    for (size_t i = 0; i < batched.size(); ++i) {
+      EXPECT_TRUE(at::allclose(batched[i], reference[i], 1e-10, 1e-10)) << "tensor " << i;
+    }
+  }
+  static_assert(3 * 4 < internal::kSeparateBiasMinWeights &&
+                70 * 65 >= internal::kSeparateBiasMinWeights);
 }
 
 TEST(ForwardTest, ConvNetMatchesUnbatchedPyTorchLayers) {
