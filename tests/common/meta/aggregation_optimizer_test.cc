@@ -117,6 +117,32 @@ TEST(AggregationTest, SplitPerTaskGivesViews) {
   EXPECT_EQ(split[1][1].item<double>(), 1.0);
 }
 
+// SumInOrder adds contiguous float tensors in a loop of its own: the bits must be those of
+// one at::add_ per addend, left to right, which it still uses for other layouts.
+TEST(AggregationTest, SumInOrderHasTheBitsOfAddingLeftToRight) {
+  for (at::ScalarType dtype : {at::kFloat, at::kDouble}) {
+    // Magnitudes 1e-6 to 1e6, so every addition rounds and any reordering shows; 5001
+    // elements leave vector tails.
+    at::manual_seed(11);
+    const at::Tensor stacked =
+        (at::randn({7, 5001}, at::kDouble) * at::pow(10.0, at::randint(-6, 7, {7, 5001})))
+            .to(dtype);
+    std::vector<TensorList> contiguous, strided;
+    for (int64_t t = 0; t < 7; ++t) {
+      contiguous.push_back({stacked[t]});
+      strided.push_back({stacked.t().contiguous().t()[t]});  // a column: stride 7
+    }
+    at::Tensor expected = stacked[2].clone();
+    for (int64_t t = 3; t < 6; ++t) expected.add_(stacked[t]);
+    SCOPED_TRACE(c10::toString(dtype));
+    EXPECT_TRUE(at::equal(SumInOrder(contiguous, 2, 6)[0], expected));
+    EXPECT_TRUE(at::equal(SumInOrder(strided, 2, 6)[0], expected));
+    EXPECT_TRUE(at::equal(SumInOrder(contiguous, 4, 5)[0], stacked[4]));
+    EXPECT_FALSE(at::equal(SumInOrder(contiguous, 0, 7)[0],
+                           SumInOrder({contiguous.rbegin(), contiguous.rend()}, 0, 7)[0]));
+  }
+}
+
 // Runs `steps` updates with the given optimizer on fixed numbers, in C++ and in Python's
 // torch.optim, and compares.
 void CompareWithTorch(const std::string& cpp_kind, const std::string& python_ctor,
