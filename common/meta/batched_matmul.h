@@ -24,6 +24,12 @@ namespace metatrain::meta::internal {
 // a [T, M, K], b [T, K, N] -> [T, M, N], like at::bmm.
 at::Tensor BatchedMatmul(const at::Tensor& a, const at::Tensor& b);
 
+// x [T, B, in] @ weight[t]^T + bias[t] (weight [T, out, in], bias [T, out]) -> [T, B, out]:
+// one autograd node, one GEMM per task with the bias added onto its result; the backward
+// is three BatchedMatmul products, the bias gradient a product with ones.
+at::Tensor BatchedLinearAffine(const at::Tensor& x, const at::Tensor& weight,
+                               const at::Tensor& bias);
+
 }  // namespace metatrain::meta::internal
 
 #endif  // METATRAIN_COMMON_META_BATCHED_MATMUL_H_

@@ -6,14 +6,7 @@
 
 namespace metatrain::meta::internal {
 at::Tensor BatchedLinear(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias) {
-  const int64_t t = x.size(0), b = x.size(1);
-  const at::Tensor ones_col = at::ones({t, b, 1}, x.options());
-  if (weight.size(1) * weight.size(2) >= kSeparateBiasMinWeights) {
-    return BatchedMatmul(x, weight.transpose(1, 2)) + BatchedMatmul(ones_col, bias.unsqueeze(1));
-  }
-  at::Tensor x1 = at::cat({x, ones_col}, 2);
-  at::Tensor w1 = at::cat({weight.transpose(1, 2), bias.unsqueeze(1)}, 1);
-  return BatchedMatmul(x1, w1);
+  return BatchedLinearAffine(x, weight, bias);
 }
 
 at::Tensor BatchNormOverBatch(const at::Tensor& x, const at::Tensor& weight,

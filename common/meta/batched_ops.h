@@ -18,9 +18,11 @@
 //  - at::batch_norm's double backward on [B, T*F] (tasks folded into channels), and
 //    at::batch_norm itself on [1, T*C, L] inputs with small L.
 // What keeps it:
-//  - Per-task matrix products: at::bmm runs one GEMM per task on shapes that do not
-//    depend on T. Linear layers add their bias by a product too (NOTE [Two ways to add
-//    the bias]), so the bias gradient is a GEMM. The MLP's batch norm computes
+//  - Per-task matrix products: one GEMM per task on shapes that do not depend on T
+//    (BatchedMatmul, batched_matmul.h, which calls BLAS as at::bmm does, minus ATen's
+//    per-task dispatch). A linear layer adds its bias onto its product's result and
+//    takes the bias gradient as a product with ones (BatchedLinearAffine), so that is a
+//    GEMM too. The MLP's batch norm computes
 //    its mean and variance as products with a ones vector and broadcasts them back by a
 //    product with ones, so its backward and double backward reduce with GEMMs as well.
 //  - The conv net's body runs task by task: convolution and at::batch_norm on one
@@ -60,17 +62,6 @@ namespace metatrain::meta::internal {
 
 // PyTorch's batch-norm epsilon.
 inline constexpr double kBatchNormEps = 1e-5;
-
-// NOTE [Two ways to add the bias]
-// Both keep the bias gradient a GEMM (bitwise task-independent). A small layer folds the
-// bias into its product ([x, 1] @ [W^T; b]): one GEMM per task, at the price of copying
-// W^T and b into one tensor per task and, in the backward, slicing the gradient back
-// apart. From kSeparateBiasMinWeights weights up that copy and its backward cost more
-// than a second, rank-one product (ones [B, 1] @ b [1, out]) added to x @ W^T with W^T a
-// strided view: 1.2-1.5x the FC net's MAML step (784-256-128-64-64-5; docs/benchmarks.md),
-// while sinusoid's 40x40 layers lose ~40% with the separate product. The two give
-// different bits; which one a layer takes depends on its shape alone.
-inline constexpr int64_t kSeparateBiasMinWeights = 4096;
 
 // x [T, B, in], weight [T, out, in] (PyTorch's nn.Linear layout), bias [T, out].
 // Returns [T, B, out].

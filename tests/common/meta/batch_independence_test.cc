@@ -11,7 +11,6 @@
 #include <string>
 #include <vector>
 
-#include "common/meta/batched_ops.h"
 #include "common/meta/learner.h"
 #include "common/meta/model.h"
 #include "common/meta/task_groups.h"
@@ -47,11 +46,8 @@ Fixture MakeFixture(Net net) {
       return {build(MlpSpec({40, 40}, false), {1}, 1), LossKind::kMse,
               RegressionBatch(21, 4, 10, 10, {1}, 1, dtype)};
     case Net::kBatchNormMlp:
-      // Odd widths so vectorised kernels have scalar tails; the first layer (81 x 67) is
-      // wide enough to add its bias separately, the others fold it in (NOTE [Two ways to
-      // add the bias], batched_ops.h), so both ways are checked.
-      static_assert(81 * 67 >= internal::kSeparateBiasMinWeights &&
-                    67 * 13 < internal::kSeparateBiasMinWeights);
+      // Odd widths so vectorised kernels have scalar tails, one layer wider than a
+      // GEMM kernel's blocks.
       return {build(MlpSpec({67, 13}, true), {1, 9, 9}, 5), LossKind::kCrossEntropy,
               ClassificationBatch(22, 4, 5, 15, {1, 9, 9}, 5, dtype)};
     case Net::kConvNet:
