@@ -87,6 +87,10 @@ InnerLoopRunner::InnerLoopRunner(RunnerOptions options)
 absl::Status InnerLoopRunner::HandleJobSetup(const v1::JobSetup& setup) {
   const std::string& job_id = setup.job_id();
   if (job_id.empty()) return absl::InvalidArgumentError("JobSetup.job_id is empty");
+  // A setup may bring another spec under the same id: episodes sampled for the old one
+  // must not be used.
+  if (prefetched_ && prefetched_->first.job_id == job_id) prefetched_.reset();
+  if (next_guess_ && next_guess_->job_id == job_id) next_guess_.reset();
   std::string spec_bytes;
   setup.spec().SerializeToString(&spec_bytes);
   Job& job = jobs_[job_id];
@@ -294,18 +298,16 @@ absl::Status InnerLoopRunner::Compute(const v1::Assignment& assignment, const Em
   const int64_t n = assignment.task_indices_size();
   if (n == 0) return absl::OkStatus();
 
-  std::vector<meta::TaskKey> keys;
-  keys.reserve(n);
-  for (int64_t index : assignment.task_indices()) {
-    meta::TaskKey key;
-    key.split = static_cast<meta::Split>(assignment.split());
-    key.step = assignment.round();
-    key.index = index;
-    keys.push_back(key);
+  const EpisodeKeys episode_keys = KeysOf(assignment);
+  std::optional<meta::TaskBatch> prefetched = TakePrefetched(episode_keys);
+  meta::TaskBatch cpu_tasks;
+  if (prefetched) {
+    cpu_tasks = *std::move(prefetched);
+  } else {
+    ASSIGN_OR_RETURN(cpu_tasks, Flatten(CatchTorch("sampling tasks", [&] {
+                       return context.family->Sample(TaskKeys(episode_keys), context.dtype);
+                     })));
   }
-  ASSIGN_OR_RETURN(meta::TaskBatch cpu_tasks, Flatten(CatchTorch("sampling tasks", [&] {
-                     return context.family->Sample(keys, context.dtype);
-                   })));
   ASSIGN_OR_RETURN(meta::TaskBatch tasks, CatchTorch("moving tasks to " + options_.device,
                                                      [&] { return ToDevice(cpu_tasks, device_); }));
   ASSIGN_OR_RETURN(meta::TensorList params,
@@ -422,7 +424,59 @@ absl::Status InnerLoopRunner::Compute(const v1::Assignment& assignment, const Em
       emit(std::move(message));
     }
   }
+  EpisodeKeys next = episode_keys;
+  ++next.round;
+  next_guess_ = std::move(next);
   return absl::OkStatus();
+}
+
+InnerLoopRunner::EpisodeKeys InnerLoopRunner::KeysOf(const v1::Assignment& assignment) {
+  EpisodeKeys keys;
+  keys.job_id = assignment.job_id();
+  keys.split = assignment.split();
+  keys.round = assignment.round();
+  keys.task_indices.assign(assignment.task_indices().begin(), assignment.task_indices().end());
+  return keys;
+}
+
+std::vector<meta::TaskKey> InnerLoopRunner::TaskKeys(const EpisodeKeys& keys) {
+  std::vector<meta::TaskKey> out;
+  out.reserve(keys.task_indices.size());
+  for (int64_t index : keys.task_indices) {
+    meta::TaskKey key;
+    key.split = static_cast<meta::Split>(keys.split);
+    key.step = keys.round;
+    key.index = index;
+    out.push_back(key);
+  }
+  return out;
+}
+
+std::optional<meta::TaskBatch> InnerLoopRunner::TakePrefetched(const EpisodeKeys& keys) {
+  if (!prefetched_) return std::nullopt;
+  std::optional<meta::TaskBatch> batch;
+  if (prefetched_->first == keys) batch = std::move(prefetched_->second);
+  if (options_.metrics) {
+    batch ? options_.metrics->PrefetchUsed() : options_.metrics->PrefetchDiscarded();
+  }
+  prefetched_.reset();
+  return batch;
+}
+
+bool InnerLoopRunner::PrefetchNextEpisodes() {
+  if (!next_guess_) return false;
+  EpisodeKeys guess = *std::move(next_guess_);
+  next_guess_.reset();
+  auto it = jobs_.find(guess.job_id);
+  // Only into a context that is built: building one (a dataset load) is not worth a guess.
+  if (it == jobs_.end() || !it->second.context) return false;
+  const meta::JobContext& context = *it->second.context;
+  auto batch = Flatten(CatchTorch(
+      "prefetching tasks", [&] { return context.family->Sample(TaskKeys(guess), context.dtype); }));
+  if (!batch.ok()) return false;  // the assignment, if it comes, samples and reports it
+  if (prefetched_ && options_.metrics) options_.metrics->PrefetchDiscarded();
+  prefetched_.emplace(std::move(guess), *std::move(batch));
+  return true;
 }
 
 }  // namespace metatrain::worker

@@ -26,7 +26,10 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -104,6 +107,18 @@ class InnerLoopRunner {
   void HandleAssignment(const v1::Assignment& assignment, const Emit& emit,
                         const std::function<bool()>& cancelled = {});
 
+  // NOTE [Episode prefetch]
+  // Samples, ahead of time, the episodes the next training assignment most likely holds:
+  // the last training assignment's task indices at the next round (the coordinator shards
+  // a round over the workers free at its start, so a worker keeps its share while the
+  // workers stay). The session calls this while no message waits, i.e. in the gap between
+  // sending a step's gradients and receiving the next step's parameters. Sampling is a pure
+  // function of the task keys (common/meta/task_family.h), so a prefetched batch is exactly
+  // what sampling on arrival gives, and the bits cannot change; an assignment with other
+  // keys samples its own and the guess is dropped. One batch at most is held.
+  // Returns true when it sampled (false: nothing to guess, or already done).
+  bool PrefetchNextEpisodes();
+
   // Forgets parameter versions (kept: job contexts). Called when a new session starts,
   // since a restarted coordinator numbers versions afresh.
   void ResetSession();
@@ -140,8 +155,25 @@ class InnerLoopRunner {
   // Contexts beyond max_cached_jobs, then jobs beyond max_known_jobs.
   void EvictIfNeeded();
 
+  struct EpisodeKeys {
+    std::string job_id;
+    v1::TaskSplit split = v1::TASK_SPLIT_TRAIN;
+    int64_t round = 0;
+    std::vector<int64_t> task_indices;
+    bool operator==(const EpisodeKeys& other) const {
+      return job_id == other.job_id && split == other.split && round == other.round &&
+             task_indices == other.task_indices;
+    }
+  };
+  static EpisodeKeys KeysOf(const v1::Assignment& assignment);
+  static std::vector<meta::TaskKey> TaskKeys(const EpisodeKeys& keys);
+  // The prefetched batch when it is the one `keys` names (then forgotten), else nothing.
+  std::optional<meta::TaskBatch> TakePrefetched(const EpisodeKeys& keys);
+
   RunnerOptions options_;
   at::Device device_;
+  std::optional<EpisodeKeys> next_guess_;  // set by a training assignment, consumed by prefetch
+  std::optional<std::pair<EpisodeKeys, meta::TaskBatch>> prefetched_;
   std::map<std::string, Job> jobs_;
   int64_t clock_ = 0;
 };

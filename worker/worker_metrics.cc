@@ -51,6 +51,17 @@ WorkerMetrics::WorkerMetrics(const std::string& device)
                         .Help("Job setups that had to load the dataset.")
                         .Register(*registry_)
                         .Add({})),
+      prefetch_used_(BuildCounter()
+                         .Name("metatrain_worker_prefetched_batches_total")
+                         .Help("Episode batches sampled ahead of their assignment, by outcome.")
+                         .Register(*registry_)
+                         .Add({{"outcome", "used"}})),
+      prefetch_discarded_(
+          BuildCounter()
+              .Name("metatrain_worker_prefetched_batches_total")
+              .Help("Episode batches sampled ahead of their assignment, by outcome.")
+              .Register(*registry_)
+              .Add({{"outcome", "discarded"}})),
       sent_bytes_(BuildCounter()
                       .Name("metatrain_worker_sent_bytes_total")
                       .Help("Protobuf bytes sent to the coordinator.")
@@ -72,6 +83,10 @@ WorkerMetrics::WorkerMetrics(const std::string& device)
       .Add({{"device", device}})
       .Set(1);
 }
+
+void WorkerMetrics::PrefetchUsed() { prefetch_used_.Increment(); }
+
+void WorkerMetrics::PrefetchDiscarded() { prefetch_discarded_.Increment(); }
 
 void WorkerMetrics::SessionStarted() {
   if (welcomed_once_) reconnects_.Increment();

@@ -32,6 +32,10 @@ class WorkerMetrics {
   void AssignmentComputed(const std::string& job_id, int64_t tasks, absl::Duration compute)
       ABSL_LOCKS_EXCLUDED(mu_);
   void DatasetLoaded(absl::Duration took);
+  // A batch of episodes sampled ahead of its assignment (NOTE [Episode prefetch],
+  // inner_loop_runner.h): used by the next assignment, or discarded.
+  void PrefetchUsed();
+  void PrefetchDiscarded();
   void DatasetReused();
   void BytesSent(int64_t bytes);
   void BytesReceived(int64_t bytes);
@@ -48,6 +52,8 @@ class WorkerMetrics {
   prometheus::Histogram& dataset_load_seconds_;
   prometheus::Counter& cache_hits_;
   prometheus::Counter& cache_misses_;
+  prometheus::Counter& prefetch_used_;
+  prometheus::Counter& prefetch_discarded_;
   prometheus::Counter& sent_bytes_;
   prometheus::Counter& received_bytes_;
   prometheus::Family<prometheus::Gauge>& current_job_family_;

@@ -242,6 +242,63 @@ TEST_F(RunnerTest, ShardingDoesNotChangeATasksGradientBits) {
   for (size_t p = 0; p < a.size(); ++p) EXPECT_TRUE(at::equal(a[p], b[p])) << "param " << p;
 }
 
+// NOTE [Episode prefetch] (inner_loop_runner.h): prefetched episodes are the ones the
+// assignment would sample, so the bits are those of a runner that samples on arrival; a
+// guess that misses is dropped, and so is one made before a new setup of the same job id.
+TEST_F(RunnerTest, PrefetchedEpisodesGiveTheBitsOfSamplingOnArrival) {
+  WorkerMetrics metrics("cpu");
+  RunnerOptions options;
+  options.metrics = &metrics;
+  InnerLoopRunner runner(options), fresh(RunnerOptions{});
+  for (InnerLoopRunner* r : {&runner, &fresh}) Setup(*r, "job-1", 0);
+  // Each round's parameters arrive after the previous round, as from a coordinator (a
+  // runner keeps only the latest two versions).
+  auto send = [&](int64_t version) {
+    for (InnerLoopRunner* r : {&runner, &fresh}) SendParameters(*r, "job-1", version, params_);
+  };
+  auto expect_same_bits = [&](const Reply& a, const Reply& b, int64_t task) {
+    ASSERT_EQ(a.done.size(), 1u);
+    ASSERT_THAT(a.done[0].error(), IsEmpty());
+    meta::TensorList x = Decode(a.gradients.at(task)), y = Decode(b.gradients.at(task));
+    ASSERT_EQ(x.size(), y.size());
+    for (size_t p = 0; p < x.size(); ++p) EXPECT_TRUE(at::equal(x[p], y[p])) << "param " << p;
+  };
+  EXPECT_FALSE(runner.PrefetchNextEpisodes());  // nothing computed yet: nothing to guess
+  ASSERT_THAT(Run(runner, Training("job-1", 0, {1, 2})).done[0].error(), IsEmpty());
+  EXPECT_TRUE(runner.PrefetchNextEpisodes());   // round 1, tasks 1 and 2
+  EXPECT_FALSE(runner.PrefetchNextEpisodes());  // one guess per assignment
+  send(1);
+  Reply hit = Run(runner, Training("job-1", 1, {1, 2}));
+  Reply sampled = Run(fresh, Training("job-1", 1, {1, 2}));
+  expect_same_bits(hit, sampled, 1);
+  expect_same_bits(hit, sampled, 2);
+
+  // The guess is round 2, tasks 1 and 2; the assignment has others.
+  EXPECT_TRUE(runner.PrefetchNextEpisodes());
+  send(2);
+  expect_same_bits(Run(runner, Training("job-1", 2, {0, 3})),
+                   Run(fresh, Training("job-1", 2, {0, 3})), 3);
+
+  // A new spec under the same id (another seed: other episodes) after the guess of round 3.
+  ASSERT_THAT(Run(runner, Training("job-1", 2, {1, 2})).done[0].error(), IsEmpty());
+  EXPECT_TRUE(runner.PrefetchNextEpisodes());
+  spec_.set_seed(spec_.seed() + 1);
+  InnerLoopRunner reseeded(RunnerOptions{});
+  for (InnerLoopRunner* r : {&runner, &reseeded}) {
+    Setup(*r, "job-1", 3);
+  }
+  expect_same_bits(Run(runner, Training("job-1", 3, {1, 2})),
+                   Run(reseeded, Training("job-1", 3, {1, 2})), 1);
+
+  const auto families = metrics.registry()->Collect();
+  using metatrain::testing::MetricValue;
+  EXPECT_EQ(
+      MetricValue(families, "metatrain_worker_prefetched_batches_total", {{"outcome", "used"}}), 1);
+  EXPECT_EQ(MetricValue(families, "metatrain_worker_prefetched_batches_total",
+                        {{"outcome", "discarded"}}),
+            1);
+}
+
 TEST_F(RunnerTest, EvaluationAssignmentReportsMetricsBeforeAndAfterAdaptation) {
   InnerLoopRunner runner(RunnerOptions{});
   Setup(runner, "job-1", 5);

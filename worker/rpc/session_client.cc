@@ -168,6 +168,9 @@ SessionClient::SessionEnd SessionClient::RunSession(bool& welcomed, absl::Status
     inbox.Close();
   });
   while (!write_failed) {
+    // The gap between a step's gradients and the next parameters: sample the next
+    // assignment's likely episodes (NOTE [Episode prefetch], inner_loop_runner.h).
+    if (inbox.empty()) runner_->PrefetchNextEpisodes();
     std::optional<SessionInbox::Item> item = inbox.Pop();
     if (!item) break;
     const v1::CoordinatorMessage& message = item->message;

@@ -57,6 +57,11 @@ bool SessionInbox::CancelRequested(int64_t assignment_id) const {
   return popped_cancelled_ && popped_assignment_ == assignment_id;
 }
 
+bool SessionInbox::empty() const {
+  absl::MutexLock lock(&mu_);
+  return queue_.empty();
+}
+
 int64_t SessionInbox::queued_bytes() const {
   absl::MutexLock lock(&mu_);
   return bytes_;

@@ -49,6 +49,8 @@ class SessionInbox {
   void Close() ABSL_LOCKS_EXCLUDED(mu_);
 
   int64_t queued_bytes() const ABSL_LOCKS_EXCLUDED(mu_);
+  // Nothing to Pop without waiting (closed or not).
+  bool empty() const ABSL_LOCKS_EXCLUDED(mu_);
 
   // A CancelAssignment for `assignment_id` arrived after Pop returned it (it is being
   // computed). Thread-safe; for the compute thread, between compute groups.
