@@ -49,6 +49,10 @@ class Adam : public OuterOptimizer {
     at::NoGradGuard no_grad;
     for (size_t i = 0; i < params.size(); ++i) {
       const at::Tensor& g = grads[i];
+      if (StepRaw<float>(i, g, params[i], step_size, bias2_sqrt) ||
+          StepRaw<double>(i, g, params[i], step_size, bias2_sqrt)) {
+        continue;
+      }
       exp_avg_[i].mul_(beta1_).add_(g, 1 - beta1_);
       exp_avg_sq_[i].mul_(beta2_).addcmul_(g, g.conj(), 1 - beta2_);
       at::Tensor denom = (exp_avg_sq_[i].sqrt() / bias2_sqrt).add_(eps_);
@@ -57,6 +61,41 @@ class Adam : public OuterOptimizer {
   }
   double lr() const override { return lr_; }
   void set_lr(double lr) override { lr_ = lr; }
+
+  // The same update in one pass over contiguous CPU tensors of one floating type, each
+  // operation rounded on its own (-std=c++17 contracts nothing into FMAs): some nine ATen
+  // calls per parameter less, which is a sixth of a sinusoid meta-step on the
+  // coordinator. ATen's kernels fuse some of these into FMAs, so the last bits differ
+  // from torch.optim.Adam's (by ~1e-16 relative in float64; OptimizerTest compares).
+  template <typename Scalar>
+  bool StepRaw(size_t i, const at::Tensor& g, at::Tensor& p, double step_size, double bias2_sqrt) {
+    const at::ScalarType type = c10::CppTypeToScalarType<Scalar>::value;
+    at::Tensor& m = exp_avg_[i];
+    at::Tensor& v = exp_avg_sq_[i];
+    for (const at::Tensor* t :
+         {&g, static_cast<const at::Tensor*>(&p), static_cast<const at::Tensor*>(&m),
+          static_cast<const at::Tensor*>(&v)}) {
+      if (t->scalar_type() != type || !t->is_contiguous() || !t->device().is_cpu()) return false;
+    }
+    if (g.numel() != p.numel()) return false;
+    const auto b1 = static_cast<Scalar>(beta1_), b2 = static_cast<Scalar>(beta2_);
+    const auto one_minus_b1 = static_cast<Scalar>(1 - beta1_);
+    const auto one_minus_b2 = static_cast<Scalar>(1 - beta2_);
+    const auto eps = static_cast<Scalar>(eps_), size = static_cast<Scalar>(step_size);
+    const auto correction = static_cast<Scalar>(bias2_sqrt);
+    const Scalar* grad = g.data_ptr<Scalar>();
+    Scalar* param = p.data_ptr<Scalar>();
+    Scalar* mean = m.data_ptr<Scalar>();
+    Scalar* square = v.data_ptr<Scalar>();
+    for (int64_t e = 0, n = p.numel(); e < n; ++e) {
+      mean[e] = b1 * mean[e] + one_minus_b1 * grad[e];
+      square[e] = b2 * square[e] + one_minus_b2 * (grad[e] * grad[e]);
+      const Scalar denom = std::sqrt(square[e]) / correction + eps;
+      param[e] = param[e] - size * (mean[e] / denom);
+    }
+    p.unsafeGetTensorImpl()->bump_version();
+    return true;
+  }
 
   std::map<std::string, at::Tensor> State() const override {
     std::map<std::string, at::Tensor> state;

@@ -192,6 +192,29 @@ TEST(OptimizerTest, AdamMatchesTorchOptim) {
   CompareWithTorch("adam", "torch.optim.Adam([w, b], lr=0.05, betas=(0.9, 0.999), eps=1e-8)", 0);
 }
 
+// Contiguous float tensors take Adam's one-pass loop; anything else (here gradients that
+// are transposed views) ATen's operators. Both are the same update, to float rounding.
+TEST(OptimizerTest, AdamsLoopAndItsOperatorPathAgree) {
+  v1::OptimizerSpec spec;
+  spec.set_kind("adam");
+  spec.set_lr(0.05);
+  spec.set_beta1(0.9);
+  spec.set_beta2(0.999);
+  spec.set_epsilon(1e-8);
+  const std::vector<ParamSpec> specs = {{"w", {5, 3}, false}};
+  auto loop = MakeOuterOptimizer(spec, specs), ops = MakeOuterOptimizer(spec, specs);
+  ASSERT_TRUE(loop.ok() && ops.ok());
+  TensorList a = {at::linspace(-1, 1, 15, at::kFloat).reshape({5, 3})};
+  TensorList b = {a[0].clone()};
+  for (int step = 0; step < 5; ++step) {
+    const at::Tensor g = at::arange(15, at::kFloat).reshape({3, 5}).mul(0.3 + step).sin();
+    (*loop)->Step(a, {g.t().contiguous()});
+    (*ops)->Step(b, {g.t()});  // not contiguous
+  }
+  EXPECT_FALSE(at::equal(a[0], at::linspace(-1, 1, 15, at::kFloat).reshape({5, 3})));
+  EXPECT_TRUE(at::allclose(a[0], b[0], 1e-6, 1e-6));
+}
+
 TEST(OptimizerTest, SgdMomentumMatchesTorchOptim) {
   CompareWithTorch("sgd", "torch.optim.SGD([w, b], lr=0.05, momentum=0.9)", 0.9);
 }
