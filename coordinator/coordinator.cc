@@ -920,6 +920,17 @@ void Coordinator::OnWorkerMessage(const std::string& worker_id, v1::WorkerMessag
   int64_t assignment_id = 0;
   if (message.has_gradient()) {
     assignment_id = message.gradient().assignment_id();
+  } else if (message.has_gradients()) {
+    const auto& batch = message.gradients().gradients();
+    const bool one_assignment =
+        !batch.empty() && std::all_of(batch.begin(), batch.end(), [&](const v1::TaskGradient& g) {
+          return g.assignment_id() == batch[0].assignment_id();
+        });
+    if (!one_assignment) {
+      metrics_->ResultRejected(RejectReason::kMalformed);
+      return;
+    }
+    assignment_id = batch[0].assignment_id();
   } else if (message.has_done()) {
     assignment_id = message.done().assignment_id();
   } else {

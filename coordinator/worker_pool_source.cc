@@ -363,9 +363,12 @@ bool WorkerPoolSource::SendAssignment(Participant& participant, Round& round, in
 }
 
 void WorkerPoolSource::HandleEvent(Round& round, Event& event) {
-  const int64_t assignment_id = event.message.has_gradient()
-                                    ? event.message.gradient().assignment_id()
-                                    : event.message.done().assignment_id();
+  // Coordinator::OnWorkerMessage routes only gradients, non-empty single-assignment
+  // batches and completions here.
+  const int64_t assignment_id =
+      event.message.has_gradient()    ? event.message.gradient().assignment_id()
+      : event.message.has_gradients() ? event.message.gradients().gradients(0).assignment_id()
+                                      : event.message.done().assignment_id();
   if (auto it = cancelled_assignments_.find(assignment_id); it != cancelled_assignments_.end()) {
     // NOTE [Cancelled assignments]: its result is no longer needed; its answer frees the
     // worker.
@@ -382,6 +385,11 @@ void WorkerPoolSource::HandleEvent(Round& round, Event& event) {
   switch (event.message.kind_case()) {
     case v1::WorkerMessage::kGradient:
       HandleGradient(round, event.worker_id, event.message.gradient());
+      break;
+    case v1::WorkerMessage::kGradients:
+      for (const v1::TaskGradient& gradient : event.message.gradients().gradients()) {
+        HandleGradient(round, event.worker_id, gradient);
+      }
       break;
     case v1::WorkerMessage::kDone:
       HandleDone(round, event.worker_id, event.message.done());

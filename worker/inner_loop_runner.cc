@@ -406,10 +406,26 @@ absl::Status InnerLoopRunner::Compute(const v1::Assignment& assignment, const Em
   }
   const auto loss = ToDoubles(gradients.query_loss, n, 0);
   const auto accuracy = ToDoubles(gradients.query_accuracy, n, -1);
+  // Consecutive messages travel together while they fit in one chunk's size (GradientBatch
+  // in worker_service.proto); one that does not fit goes alone, as a plain TaskGradient.
+  v1::WorkerMessage pending;
+  int64_t pending_bytes = 0;
+  auto flush = [&] {
+    if (pending_bytes == 0) return;
+    v1::WorkerMessage out;
+    if (pending.gradients().gradients_size() == 1) {
+      *out.mutable_gradient() = std::move(*pending.mutable_gradients()->mutable_gradients(0));
+    } else {
+      out = std::move(pending);
+    }
+    pending.Clear();
+    pending_bytes = 0;
+    emit(std::move(out));
+  };
   for (Group& group : groups) {
     for (size_t c = 0; c < group.chunks.size(); ++c) {
-      v1::WorkerMessage message;
-      v1::TaskGradient* g = message.mutable_gradient();
+      v1::TaskGradient message;
+      v1::TaskGradient* g = &message;
       g->set_assignment_id(assignment.assignment_id());
       g->set_task_index(assignment.task_indices(group.begin));
       g->set_task_count(group.end - group.begin);
@@ -421,9 +437,13 @@ absl::Status InnerLoopRunner::Compute(const v1::Assignment& assignment, const Em
           g->add_query_accuracy(accuracy[t]);
         }
       }
-      emit(std::move(message));
+      const auto bytes = static_cast<int64_t>(message.ByteSizeLong());
+      if (pending_bytes > 0 && pending_bytes + bytes > options_.max_chunk_bytes) flush();
+      *pending.mutable_gradients()->add_gradients() = std::move(message);
+      pending_bytes += bytes;
     }
   }
+  flush();
   EpisodeKeys next = episode_keys;
   ++next.round;
   next_guess_ = std::move(next);

@@ -96,14 +96,14 @@ class InnerLoopRunner {
   // for the setup and the parameters again.
   absl::Status HandleParameters(const v1::Parameters& parameters);
 
-  // Computes the assignment and emits, in order, one set of TaskGradient chunks per task
-  // (training) and then exactly one AssignmentDone (with metrics for evaluation, or an
-  // error). When the job's setup or the parameter version is missing, emits only an
-  // AssignmentDone with needs_setup. Never fails otherwise.
-  // `cancelled` (optional, thread-safe): the coordinator cancelled the assignment while it
-  // runs (NOTE [Cancelled assignments], coordinator/worker_pool_source.h). It is asked
-  // before each compute group (--task_group_size); once true, no further group starts and
-  // only an AssignmentDone with `cancelled` is emitted.
+  // Computes the assignment and emits, in order, one set of TaskGradient chunks per
+  // gradient group (training; consecutive chunks batched into one GradientBatch message
+  // while they fit in max_chunk_bytes) and then exactly one AssignmentDone (with metrics for
+  // evaluation, or an error). When the job's setup or the parameter version is missing, emits only
+  // an AssignmentDone with needs_setup. Never fails otherwise. `cancelled` (optional, thread-safe):
+  // the coordinator cancelled the assignment while it runs (NOTE [Cancelled assignments],
+  // coordinator/worker_pool_source.h). It is asked before each compute group (--task_group_size);
+  // once true, no further group starts and only an AssignmentDone with `cancelled` is emitted.
   void HandleAssignment(const v1::Assignment& assignment, const Emit& emit,
                         const std::function<bool()>& cancelled = {});
 

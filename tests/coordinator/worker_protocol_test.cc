@@ -94,6 +94,7 @@ enum class Fault {
   kDoneWithoutGradients,
   kWorkerError,
   kNonFiniteLoss,
+  kBadBatch,
 };
 
 class BadResultTest : public ::testing::TestWithParam<Fault> {};
@@ -159,6 +160,27 @@ TEST_P(BadResultTest, IsRejectedAndNeverApplied) {
     case Fault::kNonFiniteLoss:
       ASSERT_TRUE((*w)->SendGradient(id_a, 0, bad, std::nan("")));
       break;
+    case Fault::kBadBatch: {
+      // A GradientBatch naming two assignments is refused whole, before routing; one whose
+      // first gradient is not finite gets its assignment refused, and the good gradient
+      // after it in the batch arrives stale.
+      bad[0].view(-1)[3] = std::numeric_limits<float>::quiet_NaN();
+      v1::WorkerMessage mixed, batch;
+      for (int64_t assignment : {id_a, id_a + 1}) {
+        for (auto& g : ScriptedWorker::GroupGradientMessages(assignment, 0, bad, {0.5}, {-1})) {
+          *mixed.mutable_gradients()->add_gradients() = std::move(g);
+        }
+      }
+      ASSERT_TRUE((*w)->Write(mixed));
+      for (int64_t task : {0, 1}) {
+        for (auto& g : ScriptedWorker::GroupGradientMessages(
+                 id_a, task, task == 0 ? bad : Filled(context, 1000.0), {0.5}, {-1})) {
+          *batch.mutable_gradients()->add_gradients() = std::move(g);
+        }
+      }
+      ASSERT_TRUE((*w)->Write(batch));
+      break;
+    }
   }
   v1::Assignment step0 = *a;
   if (fault != Fault::kNone) {
@@ -212,7 +234,7 @@ INSTANTIATE_TEST_SUITE_P(Faults, BadResultTest,
                                            Fault::kWrongDtype, Fault::kMalformedChunk,
                                            Fault::kTaskOutsideAssignment,
                                            Fault::kDoneWithoutGradients, Fault::kWorkerError,
-                                           Fault::kNonFiniteLoss),
+                                           Fault::kNonFiniteLoss, Fault::kBadBatch),
                          [](const ::testing::TestParamInfo<Fault>& info) -> std::string {
                            switch (info.param) {
                              case Fault::kNone:
@@ -233,6 +255,8 @@ INSTANTIATE_TEST_SUITE_P(Faults, BadResultTest,
                                return "WorkerError";
                              case Fault::kNonFiniteLoss:
                                return "NonFiniteLoss";
+                             case Fault::kBadBatch:
+                               return "BadBatch";
                            }
                            return "Unknown";
                          });

@@ -115,25 +115,39 @@ bool ScriptedWorker::SendGradient(int64_t assignment_id, int64_t task_index,
                            max_chunk_bytes);
 }
 
+std::vector<v1::TaskGradient> ScriptedWorker::GroupGradientMessages(
+    int64_t assignment_id, int64_t first_task, const meta::TensorList& gradient_sum,
+    const std::vector<double>& query_loss, const std::vector<double>& query_accuracy,
+    int64_t max_chunk_bytes) {
+  std::vector<v1::TaskGradient> messages;
+  auto chunks = rpc::EncodeTensors(gradient_sum, std::vector<std::string>{}, max_chunk_bytes);
+  if (!chunks.ok()) return messages;
+  for (size_t i = 0; i < chunks->size(); ++i) {
+    v1::TaskGradient& g = messages.emplace_back();
+    g.set_assignment_id(assignment_id);
+    g.set_task_index(first_task);
+    g.set_task_count(static_cast<int64_t>(query_loss.size()));
+    *g.mutable_chunk() = (*chunks)[i];
+    g.set_last(i + 1 == chunks->size());
+    if (g.last()) {
+      for (double loss : query_loss) g.add_query_loss(loss);
+      for (double accuracy : query_accuracy) g.add_query_accuracy(accuracy);
+    }
+  }
+  return messages;
+}
+
 bool ScriptedWorker::SendGroupGradient(int64_t assignment_id, int64_t first_task,
                                        const meta::TensorList& gradient_sum,
                                        const std::vector<double>& query_loss,
                                        const std::vector<double>& query_accuracy,
                                        int64_t max_chunk_bytes) {
-  auto chunks = rpc::EncodeTensors(gradient_sum, std::vector<std::string>{}, max_chunk_bytes);
-  if (!chunks.ok()) return false;
-  for (size_t i = 0; i < chunks->size(); ++i) {
+  const std::vector<v1::TaskGradient> messages = GroupGradientMessages(
+      assignment_id, first_task, gradient_sum, query_loss, query_accuracy, max_chunk_bytes);
+  if (messages.empty()) return false;
+  for (const v1::TaskGradient& gradient : messages) {
     v1::WorkerMessage message;
-    v1::TaskGradient* g = message.mutable_gradient();
-    g->set_assignment_id(assignment_id);
-    g->set_task_index(first_task);
-    g->set_task_count(static_cast<int64_t>(query_loss.size()));
-    *g->mutable_chunk() = (*chunks)[i];
-    g->set_last(i + 1 == chunks->size());
-    if (g->last()) {
-      for (double loss : query_loss) g->add_query_loss(loss);
-      for (double accuracy : query_accuracy) g->add_query_accuracy(accuracy);
-    }
+    *message.mutable_gradient() = gradient;
     if (!Write(message)) return false;
   }
   return true;

@@ -62,6 +62,12 @@ class ScriptedWorker {
                          const std::vector<double>& query_loss,
                          const std::vector<double>& query_accuracy,
                          int64_t max_chunk_bytes = 1 << 20);
+  // The TaskGradient messages SendGroupGradient writes, for a test to send otherwise (in a
+  // GradientBatch, say). Empty if the tensors cannot be encoded.
+  static std::vector<v1::TaskGradient> GroupGradientMessages(
+      int64_t assignment_id, int64_t first_task, const meta::TensorList& gradient_sum,
+      const std::vector<double>& query_loss, const std::vector<double>& query_accuracy,
+      int64_t max_chunk_bytes = 1 << 20);
   bool SendDone(int64_t assignment_id, const std::vector<v1::TaskMetrics>& metrics = {},
                 const std::string& error = "");
   // Half-closes and waits for the end of the stream.

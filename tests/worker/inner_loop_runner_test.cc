@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 #include <torch/cuda.h>
 
+#include <algorithm>
 #include <map>
 #include <vector>
 
@@ -36,6 +37,7 @@ struct Reply {
   std::map<int64_t, std::vector<v1::TaskGradient>> gradients;
   std::vector<v1::AssignmentDone> done;
   std::vector<int64_t> order;  // task index of each gradient message
+  int messages = 0;            // WorkerMessages emitted
 };
 
 class RunnerTest : public ::testing::Test {
@@ -75,9 +77,16 @@ class RunnerTest : public ::testing::Test {
   Reply Run(InnerLoopRunner& runner, const v1::Assignment& assignment) {
     Reply reply;
     runner.HandleAssignment(assignment, [&](v1::WorkerMessage m) {
+      ++reply.messages;
+      auto add = [&](const v1::TaskGradient& g) {
+        reply.order.push_back(g.task_index());
+        reply.gradients[g.task_index()].push_back(g);
+      };
       if (m.has_gradient()) {
-        reply.order.push_back(m.gradient().task_index());
-        reply.gradients[m.gradient().task_index()].push_back(m.gradient());
+        add(m.gradient());
+      } else if (m.has_gradients()) {
+        EXPECT_GE(m.gradients().gradients_size(), 2) << "a batch of one is sent unbatched";
+        for (const v1::TaskGradient& g : m.gradients().gradients()) add(g);
       } else if (m.has_done()) {
         reply.done.push_back(m.done());
       }
@@ -160,6 +169,28 @@ TEST_F(RunnerTest, TrainingAssignmentReturnsTheCoresPerTaskGradients) {
 
 // JobSpec.gradient_group_size: the worker sends one gradient per group, the in-order sum
 // of its tasks' (aggregation.h), with every task's query loss.
+// GradientBatch (worker_service.proto): small gradients travel together, in task order,
+// up to the chunk size; with a tiny chunk size every message goes alone.
+TEST_F(RunnerTest, SmallGradientsTravelInOneMessageLargeOnesAlone) {
+  InnerLoopRunner batched(RunnerOptions{});
+  Setup(batched, "job-1", 0);
+  Reply together = Run(batched, Training("job-1", 0, {0, 1, 2, 3}));
+  EXPECT_EQ(together.messages, 2);  // one batch of all 4 tasks' chunks, one AssignmentDone
+
+  RunnerOptions small;
+  small.max_chunk_bytes = 64;
+  InnerLoopRunner alone(small);
+  Setup(alone, "job-1", 0);
+  Reply apart = Run(alone, Training("job-1", 0, {0, 1, 2, 3}));
+  EXPECT_EQ(apart.messages, static_cast<int>(apart.order.size()) + 1);
+  EXPECT_TRUE(std::is_sorted(together.order.begin(), together.order.end()));  // task order
+  for (int64_t t = 0; t < 4; ++t) {
+    meta::TensorList a = Decode(together.gradients[t]), b = Decode(apart.gradients[t]);
+    ASSERT_EQ(a.size(), b.size());
+    for (size_t p = 0; p < a.size(); ++p) EXPECT_TRUE(at::equal(a[p], b[p])) << t << " " << p;
+  }
+}
+
 TEST_F(RunnerTest, SendsOneSumPerGradientGroup) {
   spec_.set_gradient_group_size(3);
   InnerLoopRunner runner(RunnerOptions{});

@@ -150,7 +150,7 @@ SessionClient::SessionEnd SessionClient::RunSession(bool& welcomed, absl::Status
     // message (25 per sinusoid step, each a round trip through gRPC's completion queue on
     // this, the computing, thread).
     grpc::WriteOptions write_options;
-    if (out.has_gradient()) write_options.set_buffer_hint();
+    if (out.has_gradient() || out.has_gradients()) write_options.set_buffer_hint();
     if (!stream->Write(out, write_options)) write_failed = true;
   };
   // The reader thread only reads and queues (applying cancels on arrival); this thread
