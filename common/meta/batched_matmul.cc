@@ -30,15 +30,19 @@ struct Operand {
 };
 
 Operand Describe(int64_t rows, int64_t cols, int64_t row_stride, int64_t col_stride) {
-  Operand op;
   const int64_t min_row_ld = std::max<int64_t>(cols, 1), min_col_ld = std::max<int64_t>(rows, 1);
+  char trans = 0;
+  int64_t ld = 0;
   if ((col_stride == 1 || cols == 1) && (rows == 1 || row_stride >= min_row_ld)) {
-    op = {true, 'N', static_cast<int>(rows == 1 ? min_row_ld : row_stride)};
+    trans = 'N';
+    ld = rows == 1 ? min_row_ld : row_stride;
   } else if ((row_stride == 1 || rows == 1) && (cols == 1 || col_stride >= min_col_ld)) {
-    op = {true, 'T', static_cast<int>(cols == 1 ? min_col_ld : col_stride)};
+    trans = 'T';
+    ld = cols == 1 ? min_col_ld : col_stride;
   }
-  if (op.usable && op.ld > INT_MAX / 2) op.usable = false;
-  return op;
+  // BLAS takes int leading dimensions.
+  if (trans == 0 || ld > INT_MAX) return Operand{};
+  return Operand{true, trans, static_cast<int>(ld)};
 }
 
 Operand DescribeMatrices(const at::Tensor& x) {
