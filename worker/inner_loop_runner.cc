@@ -408,15 +408,15 @@ absl::Status InnerLoopRunner::Compute(const v1::Assignment& assignment, const Em
   const auto accuracy = ToDoubles(gradients.query_accuracy, n, -1);
   // Consecutive messages travel together while they fit in one chunk's size (GradientBatch
   // in worker_service.proto); one that does not fit goes alone, as a plain TaskGradient.
-  v1::WorkerMessage pending;
+  v1::GradientBatch pending;
   int64_t pending_bytes = 0;
   auto flush = [&] {
-    if (pending_bytes == 0) return;
+    if (pending.gradients().empty()) return;
     v1::WorkerMessage out;
-    if (pending.gradients().gradients_size() == 1) {
-      *out.mutable_gradient() = std::move(*pending.mutable_gradients()->mutable_gradients(0));
+    if (pending.gradients_size() == 1) {
+      *out.mutable_gradient() = std::move(*pending.mutable_gradients(0));
     } else {
-      out = std::move(pending);
+      *out.mutable_gradients() = std::move(pending);
     }
     pending.Clear();
     pending_bytes = 0;
@@ -424,22 +424,21 @@ absl::Status InnerLoopRunner::Compute(const v1::Assignment& assignment, const Em
   };
   for (Group& group : groups) {
     for (size_t c = 0; c < group.chunks.size(); ++c) {
-      v1::TaskGradient message;
-      v1::TaskGradient* g = &message;
-      g->set_assignment_id(assignment.assignment_id());
-      g->set_task_index(assignment.task_indices(group.begin));
-      g->set_task_count(group.end - group.begin);
-      *g->mutable_chunk() = std::move(group.chunks[c]);
-      g->set_last(c + 1 == group.chunks.size());
-      if (g->last()) {
+      v1::TaskGradient g;
+      g.set_assignment_id(assignment.assignment_id());
+      g.set_task_index(assignment.task_indices(group.begin));
+      g.set_task_count(group.end - group.begin);
+      *g.mutable_chunk() = std::move(group.chunks[c]);
+      g.set_last(c + 1 == group.chunks.size());
+      if (g.last()) {
         for (int64_t t = group.begin; t < group.end; ++t) {
-          g->add_query_loss(loss[t]);
-          g->add_query_accuracy(accuracy[t]);
+          g.add_query_loss(loss[t]);
+          g.add_query_accuracy(accuracy[t]);
         }
       }
-      const auto bytes = static_cast<int64_t>(message.ByteSizeLong());
-      if (pending_bytes > 0 && pending_bytes + bytes > options_.max_chunk_bytes) flush();
-      *pending.mutable_gradients()->add_gradients() = std::move(message);
+      const auto bytes = static_cast<int64_t>(g.ByteSizeLong());
+      if (pending_bytes + bytes > options_.max_chunk_bytes) flush();
+      *pending.add_gradients() = std::move(g);
       pending_bytes += bytes;
     }
   }

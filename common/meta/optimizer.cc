@@ -72,12 +72,11 @@ class Adam : public OuterOptimizer {
     const at::ScalarType type = c10::CppTypeToScalarType<Scalar>::value;
     at::Tensor& m = exp_avg_[i];
     at::Tensor& v = exp_avg_sq_[i];
-    for (const at::Tensor* t :
-         {&g, static_cast<const at::Tensor*>(&p), static_cast<const at::Tensor*>(&m),
-          static_cast<const at::Tensor*>(&v)}) {
-      if (t->scalar_type() != type || !t->is_contiguous() || !t->device().is_cpu()) return false;
-    }
-    if (g.numel() != p.numel()) return false;
+    auto usable = [&](const at::Tensor& t) {
+      return t.scalar_type() == type && t.is_contiguous() && t.device().is_cpu() &&
+             t.numel() == p.numel();
+    };
+    if (!usable(g) || !usable(p) || !usable(m) || !usable(v)) return false;
     const auto b1 = static_cast<Scalar>(beta1_), b2 = static_cast<Scalar>(beta2_);
     const auto one_minus_b1 = static_cast<Scalar>(1 - beta1_);
     const auto one_minus_b2 = static_cast<Scalar>(1 - beta2_);

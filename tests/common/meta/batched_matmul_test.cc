@@ -72,7 +72,7 @@ TEST(BatchedMatmulTest, EmptyAndZeroInnerDimension) {
   EXPECT_TRUE(at::equal(zero_k, at::zeros({2, 3, 4})));
 }
 
-TEST(BatchedMatmulTest, ShapeErrorsAndOtherDtypesAreATensProblem) {
+TEST(BatchedMatmulTest, ShapeErrorsAndOtherDtypesGoToATen) {
   EXPECT_THROW(BatchedMatmul(at::ones({2, 3, 4}), at::ones({2, 5, 4})), c10::Error);
   const at::Tensor a = at::ones({2, 3, 4}, at::kLong), b = at::ones({2, 4, 5}, at::kLong);
   EXPECT_TRUE(at::equal(BatchedMatmul(a, b), at::bmm(a, b)));
