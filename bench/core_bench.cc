@@ -4,6 +4,7 @@
 //   metatrain-core-bench --workload sinusoid|omniglot_fc|omniglot_conv --algorithm maml|fomaml
 //                        [--threads 1] [--steps 20] [--repeats 5] [--task_group_size 0]
 //                        [--profile trace.json]   (Chrome trace of the measured rounds' ops)
+//                        [--inner_steps N] [--recompute]   (inner.steps, inner.recompute)
 //
 // One JSON line per run, like bench/reference/per_task.py, so bench/run_all.sh can tabulate them.
 
@@ -40,6 +41,9 @@ struct Options {
   int task_group_size = 0;
   // Where to write a Chrome trace of the measured rounds' ATen ops (empty: none).
   std::string profile;
+  // inner.steps (0: the job's default) and inner.recompute: the second-order memory knob.
+  int inner_steps = 0;
+  bool recompute = false;
 };
 
 absl::StatusOr<v1::JobSpec> SpecFor(const Options& options) {
@@ -47,6 +51,8 @@ absl::StatusOr<v1::JobSpec> SpecFor(const Options& options) {
   spec.set_algorithm(options.algorithm);
   spec.set_seed(1);
   spec.set_steps(options.steps * (options.repeats + 1));
+  spec.mutable_inner()->set_steps(options.inner_steps);
+  spec.mutable_inner()->set_recompute(options.recompute);
   if (options.workload == "sinusoid") {
     spec.mutable_tasks()->set_family("sinusoid");
   } else if (options.workload == "omniglot_fc" || options.workload == "omniglot_conv") {
@@ -146,10 +152,12 @@ int Run(const Options& options) {
   getrusage(RUSAGE_SELF, &usage);
   std::printf(
       "{\"impl\": \"metatrain-cpp-batched\", \"workload\": \"%s\", \"order\": %d, \"threads\": %d, "
-      "\"meta_batch\": %d, \"task_group_size\": %d, \"tasks_per_second\": [%s], \"median\": %.1f, "
+      "\"meta_batch\": %d, \"task_group_size\": %d, \"inner_steps\": %d, \"recompute\": %s, "
+      "\"tasks_per_second\": [%s], \"median\": %.1f, "
       "\"sampling_share\": %.3f, \"peak_rss_mib\": %.1f}\n",
       options.workload.c_str(), options.algorithm == "maml" ? 2 : 1, options.threads,
-      spec->meta_batch_size(), static_cast<int>(group_size), absl::StrJoin(rates, ", ").c_str(),
+      spec->meta_batch_size(), static_cast<int>(group_size), spec->inner().steps(),
+      spec->inner().recompute() ? "true" : "false", absl::StrJoin(rates, ", ").c_str(),
       sorted[sorted.size() / 2], sample_seconds / measured_seconds, usage.ru_maxrss / 1024.0);
   return 0;
 }
@@ -182,6 +190,10 @@ int main(int argc, char** argv) {
       options.profile = value();
     else if (arg == "--task_group_size")
       options.task_group_size = std::atoi(value().c_str());
+    else if (arg == "--inner_steps")
+      options.inner_steps = std::atoi(value().c_str());
+    else if (arg == "--recompute")
+      options.recompute = true;
     else {
       std::fprintf(stderr, "metatrain-core-bench: unknown flag %s\n", arg.c_str());
       return 2;
@@ -189,6 +201,10 @@ int main(int argc, char** argv) {
   }
   if (options.threads < 1 || options.steps < 1 || options.repeats < 1) {
     std::fprintf(stderr, "metatrain-core-bench: --threads, --steps and --repeats must be >= 1\n");
+    return 2;
+  }
+  if (options.inner_steps < 0) {
+    std::fprintf(stderr, "metatrain-core-bench: --inner_steps must be >= 0\n");
     return 2;
   }
   return metatrain::meta::Run(options);

@@ -21,6 +21,16 @@ std::vector<AlgorithmOption> InnerOptions(const std::string& lr_description) {
   };
 }
 
+// Second order only: what the meta-gradient keeps of the inner loop (maml_learner.h).
+std::vector<AlgorithmOption> SecondOrderInnerOptions(const std::string& lr_description) {
+  std::vector<AlgorithmOption> options = InnerOptions(lr_description);
+  options.push_back({"inner.recompute", "false",
+                     "rebuild each inner step's graph during the outer backward instead of "
+                     "keeping every step's: memory of one step whatever inner.steps, for about "
+                     "one more forward and backward per step (same gradient, same bits)"});
+  return options;
+}
+
 std::vector<AlgorithmInfo> BuildCatalog() {
   const std::string kAdam = "adam, lr 0.001, schedule none";
   std::vector<AlgorithmInfo> catalog;
@@ -34,7 +44,7 @@ std::vector<AlgorithmInfo> BuildCatalog() {
         "Finn, Abbeel, Levine: Model-Agnostic Meta-Learning for Fast Adaptation of Deep "
         "Networks, ICML 2017";
     a.outer_defaults = kAdam;
-    a.options = InnerOptions("inner learning rate");
+    a.options = SecondOrderInnerOptions("inner learning rate");
     catalog.push_back(std::move(a));
   }
   {
@@ -71,7 +81,7 @@ std::vector<AlgorithmInfo> BuildCatalog() {
         "Li, Zhou, Chen, Li: Meta-SGD: Learning to Learn Quickly for Few-Shot Learning, "
         "arXiv:1707.09835, 2017";
     a.outer_defaults = kAdam;
-    a.options = InnerOptions("initial value of the learned rates");
+    a.options = SecondOrderInnerOptions("initial value of the learned rates");
     catalog.push_back(std::move(a));
   }
   {
@@ -82,7 +92,7 @@ std::vector<AlgorithmInfo> BuildCatalog() {
         "Raghu, Raghu, Bengio, Vinyals: Rapid Learning or Feature Reuse? Towards Understanding "
         "the Effectiveness of MAML, ICLR 2020";
     a.outer_defaults = kAdam;
-    a.options = InnerOptions("inner learning rate (head)");
+    a.options = SecondOrderInnerOptions("inner learning rate (head)");
     catalog.push_back(std::move(a));
   }
   {

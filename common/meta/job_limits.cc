@@ -145,11 +145,14 @@ JobMemoryEstimate EstimateJobMemory(const v1::JobSpec& spec,
   // the query without a graph. Conv nets add the im2col buffer of their widest layer.
   // docs/security.md ("Limits") gives the measured ratio of this estimate to peak RSS.
   const double episode = (support + query) * (in + 1);
-  const double live = second_order ? std::max(1, spec.inner().steps()) : 1;
+  // inner.recompute keeps one step's graph alive, plus every step's parameters.
+  const bool recompute = second_order && spec.inner().recompute();
+  const double live = second_order && !recompute ? std::max(1, spec.inner().steps()) : 1;
+  const double saved_steps = recompute ? p * spec.inner().steps() : 0;
   const double widest = model.widest;
   const double columns = model.columns * std::max(inner_examples, query);
-  const double train = episode + p + live * (3 * p + 2 * a * inner_examples) + a * query +
-                       2 * widest * query + (2 * p + a * inner_examples) + columns;
+  const double train = episode + p + saved_steps + live * (3 * p + 2 * a * inner_examples) +
+                       a * query + 2 * widest * query + (2 * p + a * inner_examples) + columns;
   const double evaluation = episode + 4 * p + 2 * a * support + 3 * widest * query + columns;
   JobMemoryEstimate estimate;
   estimate.parameters = Clamp(algorithm == "meta_sgd" ? 2 * p : p);

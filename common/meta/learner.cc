@@ -68,8 +68,14 @@ absl::StatusOr<std::unique_ptr<MetaLearner>> MakeMetaLearner(const v1::JobSpec& 
   MamlLearner::Options options;
   options.inner_steps = steps;
   options.inner_lr = lr;
+  options.recompute = spec.inner().recompute();
   if (algorithm == "maml") {
   } else if (algorithm == "fomaml") {
+    if (options.recompute) {
+      return absl::InvalidArgumentError(
+          "inner.recompute does not apply to algorithm 'fomaml' (first order keeps no inner "
+          "step's graph)");
+    }
     options.second_order = false;
   } else if (algorithm == "meta_sgd") {
     options.learn_inner_lr = true;

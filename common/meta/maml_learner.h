@@ -35,6 +35,9 @@ class MamlLearner : public MetaLearner {
     bool second_order = true;
     bool learn_inner_lr = false;  // Meta-SGD
     bool head_only = false;       // ANIL
+    // Second order only: rebuild each inner step's graph during the outer backward
+    // instead of keeping every step's (NOTE [Recomputed inner steps], maml_learner.cc).
+    bool recompute = false;
   };
 
   MamlLearner(std::shared_ptr<const Model> model, LossKind loss, Options options);
@@ -55,6 +58,7 @@ class MamlLearner : public MetaLearner {
  private:
   internal::InnerRule MakeInnerRule(const TensorList& meta_params) const;
   MetaGradients Compute(const TensorList& meta_params, const TaskBatch& tasks) const;
+  MetaGradients ComputeRecomputed(const TensorList& meta_params, const TaskBatch& tasks) const;
   Adaptation Adapt(const TensorList& meta_params, const TaskBatch& tasks, int steps) const;
 
   std::shared_ptr<const Model> model_;

@@ -57,8 +57,15 @@ Fixture MakeFixture(Net net) {
   return {};
 }
 
-v1::JobSpec Spec(const std::string& algorithm) {
+// "maml+recompute": the algorithm with inner.recompute.
+v1::JobSpec Spec(const std::string& name) {
+  const std::string kRecompute = "+recompute";
+  const bool recompute =
+      name.size() > kRecompute.size() &&
+      name.compare(name.size() - kRecompute.size(), kRecompute.size(), kRecompute) == 0;
+  const std::string algorithm = recompute ? name.substr(0, name.size() - kRecompute.size()) : name;
   v1::JobSpec spec = LearnerSpec(algorithm, 2, 0.1);
+  spec.mutable_inner()->set_recompute(recompute);
   if (algorithm == "meta_lstm") {
     // An odd hidden size, so the meta-learner's tensors have scalar tails too; a larger
     // input gate than the default, so the updates move the parameters.
@@ -106,7 +113,8 @@ void ExpectBitIdentical(Net net, const std::string& algorithm) {
 class BatchIndependenceTest : public ::testing::TestWithParam<Net> {};
 
 TEST_P(BatchIndependenceTest, PerTaskResultsAreBitIdenticalToTasksAlone) {
-  for (const char* algorithm : {"maml", "fomaml", "meta_sgd", "anil", "reptile", "meta_lstm"}) {
+  for (const char* algorithm : {"maml", "fomaml", "meta_sgd", "anil", "reptile", "meta_lstm",
+                                "maml+recompute", "meta_sgd+recompute", "anil+recompute"}) {
     ExpectBitIdentical(GetParam(), algorithm);
   }
 }

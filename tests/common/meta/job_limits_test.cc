@@ -8,6 +8,7 @@
 #include <chrono>
 #include <functional>
 
+#include "absl/strings/str_cat.h"
 #include "common/meta/job_spec.h"
 #include "common/meta/model.h"
 #include "common/meta/trainer.h"
@@ -172,6 +173,17 @@ TEST(JobLimitsTest, EstimateCountsTheRealModelsParameters) {
       estimate(R"({"algorithm": "fomaml", "inner": {"steps": 5}, )" + base + "}");
   EXPECT_GT(maml5, maml1);
   EXPECT_GT(maml5, fomaml5);
+  // inner.recompute holds one step's graph, and every step's parameters: what a step adds
+  // is a small part of what it adds with every graph stored. (At 1-shot the query's
+  // activations dominate the total either way.)
+  auto conv = [&](int steps, bool recompute) {
+    return estimate(absl::StrCat(R"({"algorithm": "maml", "model": {"kind": "conv"}, )",
+                                 R"("inner": {"steps": )", steps, R"(, "recompute": )",
+                                 recompute ? "true" : "false", "}, ", base, "}"));
+  };
+  EXPECT_LT(conv(5, true), conv(5, false));
+  EXPECT_LT(4 * (conv(5, true) - conv(1, true)), conv(5, false) - conv(1, false));
+  EXPECT_GT(conv(5, true), conv(1, true));
   EXPECT_GT(estimate(R"({"algorithm": "maml", "tasks": {"family": "omniglot", "data_dir": "x",
                        "shots": 5}})"),
             maml1);
