@@ -5,6 +5,7 @@
 //                        [--threads 1] [--steps 20] [--repeats 5] [--task_group_size 0]
 //                        [--profile trace.json]   (Chrome trace of the measured rounds' ops)
 //                        [--inner_steps N] [--recompute]   (inner.steps, inner.recompute)
+//                        [--shots K]   (Omniglot-sized workloads: K-shot; default 1)
 //
 // One JSON line per run, like bench/reference/per_task.py, so bench/run_all.sh can tabulate them.
 
@@ -23,6 +24,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/meta/aggregation.h"
+#include "common/meta/job_limits.h"
 #include "common/meta/job_spec.h"
 #include "common/meta/runtime.h"
 #include "common/meta/task_groups.h"
@@ -44,6 +46,7 @@ struct Options {
   // inner.steps (0: the job's default) and inner.recompute: the second-order memory knob.
   int inner_steps = 0;
   bool recompute = false;
+  int shots = 1;
 };
 
 absl::StatusOr<v1::JobSpec> SpecFor(const Options& options) {
@@ -59,7 +62,7 @@ absl::StatusOr<v1::JobSpec> SpecFor(const Options& options) {
     // Omniglot-sized tasks (28x28x1, 5-way 1-shot, 15 queries per class) without the data.
     spec.mutable_tasks()->set_family("synthetic_images");
     spec.mutable_tasks()->set_ways(5);
-    spec.mutable_tasks()->set_shots(1);
+    spec.mutable_tasks()->set_shots(options.shots);
     spec.mutable_tasks()->set_image_size(28);
     if (options.workload == "omniglot_fc") {
       spec.mutable_model()->set_kind("mlp");
@@ -70,7 +73,8 @@ absl::StatusOr<v1::JobSpec> SpecFor(const Options& options) {
   } else {
     return absl::InvalidArgumentError(absl::StrCat("--workload: unknown '", options.workload, "'"));
   }
-  return NormalizeJobSpec(spec);
+  // A benchmark measures what a job costs; admission limits are the service's business.
+  return NormalizeJobSpec(spec, JobLimits::Unlimited());
 }
 
 // One meta-step exactly as the trainer does it: sample, per-task meta-gradients,
@@ -152,13 +156,15 @@ int Run(const Options& options) {
   getrusage(RUSAGE_SELF, &usage);
   std::printf(
       "{\"impl\": \"metatrain-cpp-batched\", \"workload\": \"%s\", \"order\": %d, \"threads\": %d, "
-      "\"meta_batch\": %d, \"task_group_size\": %d, \"inner_steps\": %d, \"recompute\": %s, "
+      "\"meta_batch\": %d, \"shots\": %d, \"task_group_size\": %d, \"inner_steps\": %d, "
+      "\"recompute\": %s, "
       "\"tasks_per_second\": [%s], \"median\": %.1f, "
       "\"sampling_share\": %.3f, \"peak_rss_mib\": %.1f}\n",
       options.workload.c_str(), options.algorithm == "maml" ? 2 : 1, options.threads,
-      spec->meta_batch_size(), static_cast<int>(group_size), spec->inner().steps(),
-      spec->inner().recompute() ? "true" : "false", absl::StrJoin(rates, ", ").c_str(),
-      sorted[sorted.size() / 2], sample_seconds / measured_seconds, usage.ru_maxrss / 1024.0);
+      spec->meta_batch_size(), spec->tasks().shots(), static_cast<int>(group_size),
+      spec->inner().steps(), spec->inner().recompute() ? "true" : "false",
+      absl::StrJoin(rates, ", ").c_str(), sorted[sorted.size() / 2],
+      sample_seconds / measured_seconds, usage.ru_maxrss / 1024.0);
   return 0;
 }
 
@@ -194,6 +200,8 @@ int main(int argc, char** argv) {
       options.inner_steps = std::atoi(value().c_str());
     else if (arg == "--recompute")
       options.recompute = true;
+    else if (arg == "--shots")
+      options.shots = std::atoi(value().c_str());
     else {
       std::fprintf(stderr, "metatrain-core-bench: unknown flag %s\n", arg.c_str());
       return 2;
@@ -203,8 +211,8 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "metatrain-core-bench: --threads, --steps and --repeats must be >= 1\n");
     return 2;
   }
-  if (options.inner_steps < 0) {
-    std::fprintf(stderr, "metatrain-core-bench: --inner_steps must be >= 0\n");
+  if (options.inner_steps < 0 || options.shots < 1) {
+    std::fprintf(stderr, "metatrain-core-bench: --inner_steps must be >= 0 and --shots >= 1\n");
     return 2;
   }
   return metatrain::meta::Run(options);
