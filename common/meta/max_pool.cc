@@ -54,18 +54,25 @@ class MaxPool2x2Function : public torch::autograd::Function<MaxPool2x2Function> 
       PoolPlanes<scalar_t>(x.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(),
                            indices.data_ptr<int64_t>(), n * c, h, w);
     });
-    ctx->save_for_backward({input, indices});
+    // The backward needs the input's shape, not its values: keeping only the shape lets
+    // the input (a batch-norm output, nothing else holds it) be freed after the forward.
+    ctx->save_for_backward({indices});
+    ctx->saved_data["sizes"] = x.sizes();
     ctx->mark_non_differentiable({indices});
     return out;
   }
 
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
                                                  torch::autograd::variable_list grads) {
-    const auto saved = ctx->get_saved_variables();
-    return {at::max_pool2d_with_indices_backward(grads[0], saved[0], /*kernel_size=*/{2, 2},
+    const at::Tensor indices = ctx->get_saved_variables()[0];
+    // A stand-in with the input's shape and no storage of its own. It needs no gradient,
+    // so the double backward also skips the zeros ATen's formula gives the input.
+    const at::Tensor shape =
+        at::zeros({1}, grads[0].options()).expand(ctx->saved_data["sizes"].toIntVector());
+    return {at::max_pool2d_with_indices_backward(grads[0], shape, /*kernel_size=*/{2, 2},
                                                  /*stride=*/{2, 2}, /*padding=*/{0, 0},
                                                  /*dilation=*/{1, 1}, /*ceil_mode=*/false,
-                                                 saved[1])};
+                                                 indices)};
   }
 };
 
