@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <optional>
 #include <utility>
 
 #include "absl/strings/ascii.h"
@@ -18,6 +19,7 @@
 #include "common/meta/job_spec.h"
 #include "common/status/status_macros.h"
 #include "common/status/torch_status.h"
+#include "coordinator/result_intake.h"
 #include "google/protobuf/util/message_differencer.h"
 
 namespace metatrain::coordinator {
@@ -917,26 +919,12 @@ void Coordinator::RemoveWorker(const std::string& worker_id) {
 }
 
 void Coordinator::OnWorkerMessage(const std::string& worker_id, v1::WorkerMessage message) {
-  int64_t assignment_id = 0;
-  if (message.has_gradient()) {
-    assignment_id = message.gradient().assignment_id();
-  } else if (message.has_gradients()) {
-    const auto& batch = message.gradients().gradients();
-    const bool one_assignment =
-        !batch.empty() && std::all_of(batch.begin(), batch.end(), [&](const v1::TaskGradient& g) {
-          return g.assignment_id() == batch[0].assignment_id();
-        });
-    if (!one_assignment) {
-      metrics_->ResultRejected(RejectReason::kMalformed);
-      return;
-    }
-    assignment_id = batch[0].assignment_id();
-  } else if (message.has_done()) {
-    assignment_id = message.done().assignment_id();
-  } else {
+  const std::optional<int64_t> routed = RoutingAssignmentId(message);
+  if (!routed) {
     metrics_->ResultRejected(RejectReason::kMalformed);
     return;
   }
+  const int64_t assignment_id = *routed;
   std::shared_ptr<JobRunner> runner;
   {
     absl::MutexLock lock(&mu_);

@@ -131,4 +131,17 @@ MetricsOutcome CheckEvaluationMetrics(const v1::AssignmentDone& done, int64_t be
   return out;
 }
 
+std::optional<int64_t> RoutingAssignmentId(const v1::WorkerMessage& message) {
+  if (message.has_gradient()) return message.gradient().assignment_id();
+  if (message.has_done()) return message.done().assignment_id();
+  if (!message.has_gradients()) return std::nullopt;
+  const auto& batch = message.gradients().gradients();
+  if (batch.empty()) return std::nullopt;
+  const int64_t id = batch[0].assignment_id();
+  for (const v1::TaskGradient& gradient : batch) {
+    if (gradient.assignment_id() != id) return std::nullopt;
+  }
+  return id;
+}
+
 }  // namespace metatrain::coordinator

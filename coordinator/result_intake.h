@@ -77,6 +77,12 @@ struct MetricsOutcome {
 MetricsOutcome CheckEvaluationMetrics(const v1::AssignmentDone& done, int64_t begin, int64_t end,
                                       bool classification);
 
+// The assignment a worker's result message belongs to, read before it is routed to its
+// job: a gradient's, a batch's (every TaskGradient of a GradientBatch must name the same
+// one, and a batch is never empty) or an AssignmentDone's. nullopt: malformed (an empty
+// or mixed batch, or no result at all); the coordinator counts and drops it.
+std::optional<int64_t> RoutingAssignmentId(const v1::WorkerMessage& message);
+
 }  // namespace metatrain::coordinator
 
 #endif  // METATRAIN_COORDINATOR_RESULT_INTAKE_H_

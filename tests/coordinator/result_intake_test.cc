@@ -6,6 +6,7 @@
 
 #include <cmath>
 #include <limits>
+#include <optional>
 #include <tuple>
 #include <vector>
 
@@ -241,6 +242,28 @@ TEST(CheckEvaluationMetricsTest, RefusesMissingDuplicateForeignAndNonFiniteMetri
     EXPECT_EQ(outcome.refusal->message, c.message);
     EXPECT_TRUE(outcome.metrics.empty());
   }
+}
+
+TEST(RoutingAssignmentIdTest, OneAssignmentPerMessageOrNothing) {
+  v1::WorkerMessage gradient;
+  gradient.mutable_gradient()->set_assignment_id(11);
+  EXPECT_EQ(RoutingAssignmentId(gradient), 11);
+  v1::WorkerMessage done;
+  done.mutable_done()->set_assignment_id(12);
+  EXPECT_EQ(RoutingAssignmentId(done), 12);
+  v1::WorkerMessage batch;
+  for (int i = 0; i < 3; ++i) batch.mutable_gradients()->add_gradients()->set_assignment_id(13);
+  EXPECT_EQ(RoutingAssignmentId(batch), 13);
+  // A batch naming two assignments is malformed, wherever the stray one sits.
+  for (int stray = 0; stray < 3; ++stray) {
+    v1::WorkerMessage mixed = batch;
+    mixed.mutable_gradients()->mutable_gradients(stray)->set_assignment_id(14);
+    EXPECT_EQ(RoutingAssignmentId(mixed), std::nullopt) << "stray at " << stray;
+  }
+  v1::WorkerMessage empty;
+  empty.mutable_gradients();
+  EXPECT_EQ(RoutingAssignmentId(empty), std::nullopt);
+  EXPECT_EQ(RoutingAssignmentId(v1::WorkerMessage()), std::nullopt);
 }
 
 }  // namespace
