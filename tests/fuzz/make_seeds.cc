@@ -148,13 +148,18 @@ void ResultIntakeSeeds(const fs::path& dir) {
   const auto specs = IntakeSpecs();
   const int64_t begin = 1, end = 4;
   const char flags = static_cast<char>(begin << 1);
-  auto gradient_stream = [&](bool classification, double loss, int64_t chunk_bytes) {
+  // `batched`: the assignment's gradient messages travel in one GradientBatch, as a worker
+  // sends small ones; `stray_id`, when set, is the last one's assignment (a mixed batch).
+  auto gradient_stream = [&](bool classification, double loss, int64_t chunk_bytes,
+                             bool batched = false, int64_t stray_id = 0) {
     std::string bytes(1, static_cast<char>(flags | (classification ? 1 : 0)));
+    v1::WorkerMessage batch;
     for (int64_t t = begin; t < end; ++t) {
       auto chunks = Check(rpc::EncodeTensors(Tensors(specs, at::kFloat), specs, chunk_bytes));
       for (size_t i = 0; i < chunks.size(); ++i) {
         v1::WorkerMessage message;
-        v1::TaskGradient* g = message.mutable_gradient();
+        v1::TaskGradient* g =
+            batched ? batch.mutable_gradients()->add_gradients() : message.mutable_gradient();
         g->set_assignment_id(7);
         g->set_task_index(t);
         g->set_task_count(1);
@@ -164,8 +169,15 @@ void ResultIntakeSeeds(const fs::path& dir) {
           g->add_query_loss(loss);
           g->add_query_accuracy(classification ? 0.6 : -1);
         }
-        AppendDelimited(bytes, message);
+        if (!batched) AppendDelimited(bytes, message);
       }
+    }
+    if (batched) {
+      if (stray_id != 0) {
+        auto* gradients = batch.mutable_gradients()->mutable_gradients();
+        gradients->Mutable(gradients->size() - 1)->set_assignment_id(stray_id);
+      }
+      AppendDelimited(bytes, batch);
     }
     v1::WorkerMessage done;
     done.mutable_done()->set_assignment_id(7);
@@ -175,6 +187,8 @@ void ResultIntakeSeeds(const fs::path& dir) {
   Write(dir / "training_regression", gradient_stream(false, 0.5, 8));
   Write(dir / "training_classification", gradient_stream(true, 0.5, 1 << 20));
   Write(dir / "refused_nan_loss", gradient_stream(false, std::nan(""), 1 << 20));
+  Write(dir / "training_batched", gradient_stream(true, 0.5, 1 << 20, /*batched=*/true));
+  Write(dir / "refused_mixed_batch", gradient_stream(false, 0.5, 8, /*batched=*/true, 9));
   auto metrics_stream = [&](bool classification, int64_t skip) {
     std::string bytes(1, static_cast<char>(flags | (classification ? 1 : 0)));
     v1::WorkerMessage message;

@@ -1,10 +1,12 @@
 // Fuzz target: the coordinator's intake of a worker's results (coordinator/result_intake.h),
 // the checks every WorkerMessage of a session passes before its gradients or metrics reach
 // the meta-update. The input is a flags byte and then a stream of v1::WorkerMessage
-// (fuzz_util.h ParseDelimited), as a worker would send them for one assignment. Properties
-// checked beyond "no crash": an accepted task is one of the assignment's open tasks, with a
-// gradient of the specs' shapes and dtype, finite values and finite metrics; accepted
-// evaluation metrics are one finite set per task, in task order; every refusal says why.
+// (fuzz_util.h ParseDelimited), as a worker would send them for one assignment, gradients
+// alone or in GradientBatches. Properties checked beyond "no crash": a message is routed to
+// an assignment only when it names exactly one; an accepted task is one of the assignment's
+// open tasks, with a gradient of the specs' shapes and dtype, finite values and finite
+// metrics; accepted evaluation metrics are one finite set per task, in task order; every
+// refusal says why.
 
 #include <ATen/ATen.h>
 
@@ -12,6 +14,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -60,36 +63,56 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (begin > 0) completed[0] = 1;
   auto intake = std::make_unique<coordinator::GradientIntake>(begin, end, group_size, num_tasks,
                                                               Specs(), at::kFloat, classification);
+  // One TaskGradient, as the source hands it over; false when refused (the assignment is
+  // void then, and its open tasks go to a fresh one).
+  auto take = [&](const v1::TaskGradient& gradient) {
+    auto outcome = intake->Add(gradient, completed);
+    FUZZ_CHECK(!(outcome.group && outcome.refusal), "a group both accepted and refused");
+    if (outcome.refusal) {
+      CheckRefusal(*outcome.refusal);
+      intake = std::make_unique<coordinator::GradientIntake>(begin, end, group_size, num_tasks,
+                                                             Specs(), at::kFloat, classification);
+      return false;
+    }
+    if (!outcome.group) return true;
+    const auto& task = *outcome.group;
+    FUZZ_CHECK(task.index >= begin && task.index < end, "group outside the assignment");
+    FUZZ_CHECK(!completed[task.index], "a group accepted twice");
+    completed[task.index] = 1;
+    const auto tasks = static_cast<size_t>(meta::GroupTasks(task.index, group_size, num_tasks));
+    FUZZ_CHECK(task.query_loss.size() == tasks && task.query_accuracy.size() == tasks,
+               "wrong number of query metrics");
+    for (size_t k = 0; k < tasks; ++k) {
+      FUZZ_CHECK(std::isfinite(task.query_loss[k]), "non-finite loss accepted");
+      FUZZ_CHECK(!classification || std::isfinite(task.query_accuracy[k]),
+                 "non-finite accuracy accepted");
+    }
+    FUZZ_CHECK(task.gradient.size() == Specs().size(), "wrong number of tensors");
+    for (size_t i = 0; i < Specs().size(); ++i) {
+      const at::Tensor& t = task.gradient[i];
+      FUZZ_CHECK(t.scalar_type() == at::kFloat && t.sizes() == at::IntArrayRef(Specs()[i].shape),
+                 Specs()[i].name + ": wrong dtype or shape");
+      FUZZ_CHECK(meta::AllFinite(t), Specs()[i].name + ": non-finite gradient accepted");
+    }
+    return true;
+  };
   for (const auto& message : messages) {
+    // Routing first, as the coordinator does before a message reaches its job.
+    const std::optional<int64_t> routed = coordinator::RoutingAssignmentId(message);
     if (message.has_gradient()) {
-      auto outcome = intake->Add(message.gradient(), completed);
-      FUZZ_CHECK(!(outcome.group && outcome.refusal), "a group both accepted and refused");
-      if (outcome.refusal) {
-        CheckRefusal(*outcome.refusal);
-        // The source drops the assignment; its open tasks go to a fresh one.
-        intake = std::make_unique<coordinator::GradientIntake>(begin, end, group_size, num_tasks,
-                                                               Specs(), at::kFloat, classification);
-        continue;
+      FUZZ_CHECK(routed && *routed == message.gradient().assignment_id(), "gradient misrouted");
+      take(message.gradient());
+    } else if (message.has_gradients()) {
+      const auto& batch = message.gradients().gradients();
+      bool one_assignment = !batch.empty();
+      for (const v1::TaskGradient& g : batch) {
+        one_assignment = one_assignment && g.assignment_id() == batch[0].assignment_id();
       }
-      if (!outcome.group) continue;
-      const auto& task = *outcome.group;
-      FUZZ_CHECK(task.index >= begin && task.index < end, "group outside the assignment");
-      FUZZ_CHECK(!completed[task.index], "a group accepted twice");
-      completed[task.index] = 1;
-      const auto tasks = static_cast<size_t>(meta::GroupTasks(task.index, group_size, num_tasks));
-      FUZZ_CHECK(task.query_loss.size() == tasks && task.query_accuracy.size() == tasks,
-                 "wrong number of query metrics");
-      for (size_t k = 0; k < tasks; ++k) {
-        FUZZ_CHECK(std::isfinite(task.query_loss[k]), "non-finite loss accepted");
-        FUZZ_CHECK(!classification || std::isfinite(task.query_accuracy[k]),
-                   "non-finite accuracy accepted");
-      }
-      FUZZ_CHECK(task.gradient.size() == Specs().size(), "wrong number of tensors");
-      for (size_t i = 0; i < Specs().size(); ++i) {
-        const at::Tensor& t = task.gradient[i];
-        FUZZ_CHECK(t.scalar_type() == at::kFloat && t.sizes() == at::IntArrayRef(Specs()[i].shape),
-                   Specs()[i].name + ": wrong dtype or shape");
-        FUZZ_CHECK(meta::AllFinite(t), Specs()[i].name + ": non-finite gradient accepted");
+      FUZZ_CHECK(routed.has_value() == one_assignment, "an empty or mixed batch routed");
+      if (!routed) continue;
+      FUZZ_CHECK(*routed == batch[0].assignment_id(), "batch misrouted");
+      for (const v1::TaskGradient& gradient : batch) {
+        if (!take(gradient)) break;
       }
     } else if (message.has_done()) {
       auto outcome =
