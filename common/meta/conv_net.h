@@ -3,7 +3,8 @@
 
 // The 4-block convolutional network of the MAML paper (Finn et al. 2017, after Vinyals
 // et al. 2016): each block is a 3x3 convolution with `filters` channels (padding 1),
-// batch norm, ReLU and 2x2 max-pooling; a linear head maps the flattened features to
+// batch norm, ReLU and 2x2 max-pooling (computed as pooling, then ReLU: the same bits,
+// NOTE [Pool before ReLU] in conv_net.cc); a linear head maps the flattened features to
 // the outputs. 28x28x1 Omniglot images end as filters x 1 x 1, 84x84x3 miniImageNet
 // images as filters x 5 x 5 (pooling floors odd sizes, as nn.MaxPool2d does).
 //
