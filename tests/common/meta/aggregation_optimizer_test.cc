@@ -117,6 +117,38 @@ TEST(AggregationTest, SplitPerTaskGivesViews) {
   EXPECT_EQ(split[1][1].item<double>(), 1.0);
 }
 
+// SplitPerTask builds its rows without the dispatcher: each must be select(0, t) exactly
+// (sizes, strides, offset into the same storage, contiguity), for any layout, and tensors
+// in autograd still go through select.
+TEST(AggregationTest, SplitPerTaskRowsAreWhatSelectGives) {
+  const at::Tensor base = at::arange(2 * 3 * 5, at::kFloat).reshape({2, 3, 5});
+  const TensorList per_task = {base, base.transpose(1, 2), base.narrow(2, 1, 3),
+                               base.permute({1, 0, 2}), at::arange(4, at::kDouble)};
+  for (const at::Tensor& p : per_task) {
+    auto split = SplitPerTask({p});
+    ASSERT_EQ(static_cast<int64_t>(split.size()), p.size(0));
+    for (int64_t t = 0; t < p.size(0); ++t) {
+      const at::Tensor row = split[t][0], want = p.select(0, t);
+      EXPECT_EQ(row.sizes(), want.sizes());
+      EXPECT_EQ(row.strides(), want.strides());
+      EXPECT_EQ(row.data_ptr(), want.data_ptr());
+      EXPECT_EQ(row.is_contiguous(), want.is_contiguous());
+      EXPECT_EQ(row.scalar_type(), want.scalar_type());
+      EXPECT_TRUE(at::equal(row, want));
+      EXPECT_TRUE(at::equal(row.contiguous(), want.contiguous()));
+    }
+  }
+  // A row shares its tensor's storage, which it keeps alive.
+  at::Tensor row;
+  {
+    const at::Tensor p = at::arange(6.).reshape({2, 3});
+    row = SplitPerTask({p})[1][0];
+  }
+  EXPECT_TRUE(at::equal(row, at::arange(3., 6.)));
+  const at::Tensor leaf = at::ones({2, 2}).requires_grad_(true);
+  EXPECT_TRUE(SplitPerTask({leaf})[0][0].requires_grad());
+}
+
 // SumInOrder adds contiguous float tensors in a loop of its own: the bits must be those of
 // one at::add_ per addend, left to right, which it still uses for other layouts.
 TEST(AggregationTest, SumInOrderHasTheBitsOfAddingLeftToRight) {
