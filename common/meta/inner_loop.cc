@@ -130,9 +130,14 @@ TensorList Replicate(const TensorList& params, int64_t num_tasks, bool requires_
   TensorList out;
   out.reserve(params.size());
   for (const at::Tensor& p : params) {
-    std::vector<int64_t> repeats(p.dim() + 1, 1);
-    repeats[0] = num_tasks;
-    out.push_back(p.detach().unsqueeze(0).repeat(repeats).requires_grad_(requires_grad));
+    std::vector<int64_t> shape = {num_tasks};
+    shape.insert(shape.end(), p.sizes().begin(), p.sizes().end());
+    // One copy from a broadcast view: the bits of at::repeat, which gets there through an
+    // unfold per dimension and a few more operator calls (small, but sinusoid's steps are
+    // made of such calls).
+    at::Tensor copies = at::empty(shape, p.options());
+    copies.copy_(p.detach().unsqueeze(0).expand(shape));
+    out.push_back(copies.requires_grad_(requires_grad));
   }
   return out;
 }
