@@ -30,14 +30,8 @@ using ::testing::HasSubstr;
 using testing::LearnerSpec;
 using testing::MlpSpec;
 using testing::RegressionBatch;
+using testing::SharedModel;
 using testing::Slice;
-
-std::shared_ptr<const Model> Make(const v1::ModelSpec& spec, std::vector<int64_t> input,
-                                  int64_t out) {
-  auto model = MakeModel(spec, input, out);
-  EXPECT_TRUE(model.ok()) << model.status();
-  return std::shared_ptr<const Model>(std::move(model).value());
-}
 
 std::unique_ptr<MetaLearner> Learner(const std::string& algorithm,
                                      std::shared_ptr<const Model> model, LossKind loss, int steps,
@@ -166,42 +160,42 @@ TaskBatch TinyRegression(int64_t tasks) {
 }
 
 TEST(MamlGradientTest, SecondOrderMatchesFiniteDifferencesOneStep) {
-  CheckAgainstFiniteDifferences("maml", Make(MlpSpec({4, 4}, false), {1}, 1), LossKind::kMse,
+  CheckAgainstFiniteDifferences("maml", SharedModel(MlpSpec({4, 4}, false), {1}, 1), LossKind::kMse,
                                 TinyRegression(2), /*steps=*/1, /*lr=*/0.3);
 }
 
 TEST(MamlGradientTest, SecondOrderMatchesFiniteDifferencesThreeSteps) {
-  CheckAgainstFiniteDifferences("maml", Make(MlpSpec({4, 4}, false), {1}, 1), LossKind::kMse,
+  CheckAgainstFiniteDifferences("maml", SharedModel(MlpSpec({4, 4}, false), {1}, 1), LossKind::kMse,
                                 TinyRegression(2), /*steps=*/3, /*lr=*/0.2);
 }
 
 TEST(MamlGradientTest, ClassificationMlpWithBatchNormMatchesFiniteDifferences) {
   TaskBatch tasks = ClassificationBatch(6, 2, 6, 6, {2}, 3, at::kDouble);
-  CheckAgainstFiniteDifferences("maml", Make(MlpSpec({3, 2}, true), {2}, 3),
+  CheckAgainstFiniteDifferences("maml", SharedModel(MlpSpec({3, 2}, true), {2}, 3),
                                 LossKind::kCrossEntropy, tasks, /*steps=*/2, /*lr=*/0.5);
 }
 
 TEST(MamlGradientTest, ConvNetWithBatchNormMatchesFiniteDifferences) {
   TaskBatch tasks = ClassificationBatch(7, 2, 4, 4, {1, 16, 16}, 3, at::kDouble);
-  CheckAgainstFiniteDifferences("maml", Make(ConvSpec(2), {1, 16, 16}, 3), LossKind::kCrossEntropy,
-                                tasks, /*steps=*/1, /*lr=*/0.5);
+  CheckAgainstFiniteDifferences("maml", SharedModel(ConvSpec(2), {1, 16, 16}, 3),
+                                LossKind::kCrossEntropy, tasks, /*steps=*/1, /*lr=*/0.5);
 }
 
 TEST(MetaSgdGradientTest, ParametersAndRatesMatchFiniteDifferences) {
-  CheckAgainstFiniteDifferences("meta_sgd", Make(MlpSpec({4, 4}, false), {1}, 1), LossKind::kMse,
-                                TinyRegression(2), /*steps=*/1, /*lr=*/0.3);
-  CheckAgainstFiniteDifferences("meta_sgd", Make(MlpSpec({3}, false), {2}, 2), LossKind::kMse,
-                                RegressionBatch(8, 2, 4, 5, {2}, 2, at::kDouble),
+  CheckAgainstFiniteDifferences("meta_sgd", SharedModel(MlpSpec({4, 4}, false), {1}, 1),
+                                LossKind::kMse, TinyRegression(2), /*steps=*/1, /*lr=*/0.3);
+  CheckAgainstFiniteDifferences("meta_sgd", SharedModel(MlpSpec({3}, false), {2}, 2),
+                                LossKind::kMse, RegressionBatch(8, 2, 4, 5, {2}, 2, at::kDouble),
                                 /*steps=*/3, /*lr=*/0.2);
 }
 
 TEST(AnilGradientTest, MatchesFiniteDifferencesOfHeadOnlyAdaptation) {
-  CheckAgainstFiniteDifferences("anil", Make(MlpSpec({4, 4}, false), {1}, 1), LossKind::kMse,
+  CheckAgainstFiniteDifferences("anil", SharedModel(MlpSpec({4, 4}, false), {1}, 1), LossKind::kMse,
                                 TinyRegression(2), /*steps=*/2, /*lr=*/0.3);
 }
 
 TEST(MetaSgdTest, RatesAreMetaParametersStartingAtInnerLr) {
-  auto model = Make(MlpSpec({4}, false), {1}, 1);
+  auto model = SharedModel(MlpSpec({4}, false), {1}, 1);
   auto learner = Learner("meta_sgd", model, LossKind::kMse, 1, 0.25);
   const auto& specs = learner->meta_param_specs();
   ASSERT_EQ(specs.size(), 8u);
@@ -214,7 +208,7 @@ TEST(MetaSgdTest, RatesAreMetaParametersStartingAtInnerLr) {
 }
 
 TEST(FomamlTest, EqualsQueryGradientAtAdaptedParametersAndDiffersFromMaml) {
-  auto model = Make(MlpSpec({4, 4}, false), {1}, 1);
+  auto model = SharedModel(MlpSpec({4, 4}, false), {1}, 1);
   TaskBatch tasks = TinyRegression(2);
   const int steps = 2;
   const double lr = 0.3;
@@ -250,7 +244,7 @@ TEST(FomamlTest, EqualsQueryGradientAtAdaptedParametersAndDiffersFromMaml) {
 }
 
 TEST(ReptileTest, DirectionIsThetaMinusPhiOfSgdOnSupportAndQuery) {
-  auto model = Make(MlpSpec({5}, false), {2}, 1);
+  auto model = SharedModel(MlpSpec({5}, false), {2}, 1);
   TaskBatch tasks = RegressionBatch(9, 3, 4, 6, {2}, 1, at::kDouble);
   const int steps = 4;
   const double lr = 0.1;
@@ -275,7 +269,7 @@ TEST(ReptileTest, DirectionIsThetaMinusPhiOfSgdOnSupportAndQuery) {
 }
 
 TEST(AnilTest, InnerLoopLeavesBodyUnadapted) {
-  auto model = Make(MlpSpec({6, 5}, true), {3}, 2);
+  auto model = SharedModel(MlpSpec({6, 5}, true), {3}, 2);
   TaskBatch tasks = ClassificationBatch(10, 3, 4, 4, {3}, 2, at::kFloat);
   auto learner = MakeMetaLearner(LearnerSpec("anil", 3, 0.5), model, LossKind::kCrossEntropy);
   ASSERT_TRUE(learner.ok()) << learner.status();
@@ -295,7 +289,7 @@ TEST(AnilTest, InnerLoopLeavesBodyUnadapted) {
 }
 
 TEST(EvaluateTest, ReportsQueryMetricsBeforeAndAfterAdaptation) {
-  auto model = Make(MlpSpec({8}, false), {2}, 3);
+  auto model = SharedModel(MlpSpec({8}, false), {2}, 3);
   TaskBatch tasks = ClassificationBatch(12, 3, 9, 9, {2}, 3, at::kDouble);
   tasks.query_x = tasks.support_x;  // so that adaptation must help on the query set
   tasks.query_y = tasks.support_y;
@@ -331,7 +325,7 @@ TEST(EvaluateTest, ReportsQueryMetricsBeforeAndAfterAdaptation) {
 }
 
 TEST(EvaluateTest, RegressionHasNoAccuracyAndZeroStepsChangeNothing) {
-  auto model = Make(MlpSpec({8}, false), {1}, 1);
+  auto model = SharedModel(MlpSpec({8}, false), {1}, 1);
   auto learner = Learner("maml", model, LossKind::kMse, 1, 0.01);
   Rng rng(6);
   TensorList theta = learner->InitialMetaParams(rng, at::kFloat);
@@ -342,7 +336,7 @@ TEST(EvaluateTest, RegressionHasNoAccuracyAndZeroStepsChangeNothing) {
 }
 
 TEST(MetaGradientsTest, AreDetachedAndShapedPerTask) {
-  auto model = Make(ConvSpec(2), {1, 16, 16}, 3);
+  auto model = SharedModel(ConvSpec(2), {1, 16, 16}, 3);
   TaskBatch tasks = ClassificationBatch(13, 3, 3, 3, {1, 16, 16}, 3, at::kFloat);
   for (const std::string algorithm : {"maml", "fomaml", "meta_sgd", "anil", "reptile"}) {
     auto learner = Learner(algorithm, model, LossKind::kCrossEntropy, 2, 0.4);
@@ -371,7 +365,7 @@ TEST(MetaGradientsTest, AreDetachedAndShapedPerTask) {
 class BadInputTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    model_ = Make(MlpSpec({4}, false), {1}, 1);
+    model_ = SharedModel(MlpSpec({4}, false), {1}, 1);
     learner_ = Learner("maml", model_, LossKind::kMse, 1, 0.1);
     Rng rng(1);
     theta_ = learner_->InitialMetaParams(rng, at::kFloat);
@@ -442,7 +436,7 @@ TEST_F(BadInputTest, WrongMetaParamsNameTheParameter) {
 }
 
 TEST(BadClassificationInputTest, LabelsOutOfRangeOrNotIntegers) {
-  auto model = Make(MlpSpec({4}, false), {2}, 3);
+  auto model = SharedModel(MlpSpec({4}, false), {2}, 3);
   auto learner = Learner("fomaml", model, LossKind::kCrossEntropy, 1, 0.1);
   Rng rng(1);
   TensorList theta = learner->InitialMetaParams(rng, at::kFloat);
@@ -458,7 +452,7 @@ TEST(BadClassificationInputTest, LabelsOutOfRangeOrNotIntegers) {
 }
 
 TEST(MakeMetaLearnerTest, RejectsUnknownAlgorithmAndBadInnerLoop) {
-  auto model = Make(MlpSpec({4}, false), {1}, 1);
+  auto model = SharedModel(MlpSpec({4}, false), {1}, 1);
   auto s = MakeMetaLearner(LearnerSpec("mamal", 1, 0.1), model, LossKind::kMse).status();
   EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(s.message(), "algorithm: unknown 'mamal' (expected one of " + AlgorithmNames() + ")");

@@ -5,9 +5,11 @@
 // Rng (so test data is the same on every machine), specs, and a slice of a batch.
 
 #include <ATen/ATen.h>
+#include <gtest/gtest.h>
 
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "common/meta/learner.h"
@@ -17,6 +19,16 @@
 #include "metatrain/v1/job.pb.h"
 
 namespace metatrain::meta::testing {
+
+// The model of `spec`, shared as learners take it; a spec that does not build fails the
+// test (and gives nullptr).
+inline std::shared_ptr<const Model> SharedModel(const v1::ModelSpec& spec,
+                                                std::vector<int64_t> input, int64_t out) {
+  auto model = MakeModel(spec, std::move(input), out);
+  EXPECT_TRUE(model.ok()) << model.status();
+  if (!model.ok()) return nullptr;
+  return std::shared_ptr<const Model>(std::move(model).value());
+}
 
 inline at::Tensor RandomNormal(Rng& rng, std::vector<int64_t> shape, at::ScalarType dtype) {
   int64_t n = 1;

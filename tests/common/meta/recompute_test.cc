@@ -31,13 +31,7 @@ using ::testing::HasSubstr;
 using testing::LearnerSpec;
 using testing::MlpSpec;
 using testing::RegressionBatch;
-
-std::shared_ptr<const Model> Make(const v1::ModelSpec& spec, std::vector<int64_t> input,
-                                  int64_t out) {
-  auto model = MakeModel(spec, input, out);
-  EXPECT_TRUE(model.ok()) << model.status();
-  return std::shared_ptr<const Model>(std::move(model).value());
-}
+using testing::SharedModel;
 
 std::unique_ptr<MetaLearner> Learner(const std::string& algorithm,
                                      std::shared_ptr<const Model> model, LossKind loss, int steps,
@@ -60,11 +54,11 @@ struct Case {
 
 std::vector<Case> Cases(at::ScalarType dtype) {
   return {
-      {"sinusoid mlp", Make(MlpSpec({8, 8}, false), {1}, 1), LossKind::kMse,
+      {"sinusoid mlp", SharedModel(MlpSpec({8, 8}, false), {1}, 1), LossKind::kMse,
        RegressionBatch(31, 3, 5, 6, {1}, 1, dtype), 4, 0.2},
-      {"batch-norm mlp", Make(MlpSpec({9, 5}, true), {1, 6, 6}, 3), LossKind::kCrossEntropy,
+      {"batch-norm mlp", SharedModel(MlpSpec({9, 5}, true), {1, 6, 6}, 3), LossKind::kCrossEntropy,
        ClassificationBatch(32, 3, 3, 4, {1, 6, 6}, 3, dtype), 3, 0.5},
-      {"conv net", Make(ConvSpec(3), {1, 16, 16}, 3), LossKind::kCrossEntropy,
+      {"conv net", SharedModel(ConvSpec(3), {1, 16, 16}, 3), LossKind::kCrossEntropy,
        ClassificationBatch(33, 2, 3, 3, {1, 16, 16}, 3, dtype), 2, 0.5},
   };
 }
@@ -186,7 +180,7 @@ TEST(RecomputeTest, PeakTensorMemoryStaysNearOneStepWhateverTheSteps) {
   // A conv net on 28x28 images: a step's activations outweigh its parameters, which is
   // where recomputation pays (a wide MLP on 5 examples is mostly parameters, and every
   // step's parameters are kept either way).
-  auto model = Make(ConvSpec(8), {1, 28, 28}, 5);
+  auto model = SharedModel(ConvSpec(8), {1, 28, 28}, 5);
   const TaskBatch tasks = ClassificationBatch(34, 2, 5, 10, {1, 28, 28}, 5, at::kFloat);
   CountingAllocator& counter = CountingAllocator::Install();
   std::vector<int64_t> stored, recomputed;
@@ -229,7 +223,7 @@ TEST(RecomputeTest, OnlySecondOrderAlgorithmsTakeIt) {
   // The learner factory refuses it too, for callers that skip normalisation.
   v1::JobSpec spec = LearnerSpec("fomaml", 2, 0.1);
   spec.mutable_inner()->set_recompute(true);
-  auto learner = MakeMetaLearner(spec, Make(MlpSpec({4}, false), {1}, 1), LossKind::kMse);
+  auto learner = MakeMetaLearner(spec, SharedModel(MlpSpec({4}, false), {1}, 1), LossKind::kMse);
   EXPECT_EQ(learner.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(std::string(learner.status().message()), HasSubstr("inner.recompute"));
 }
