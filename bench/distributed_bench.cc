@@ -13,7 +13,6 @@
 // wall time once the busiest worker's compute time for that step (AssignmentDone.
 // compute_seconds, logged by the workers with --log_assignments) is taken out.
 
-#include <ATen/Parallel.h>
 #include <grpcpp/grpcpp.h>
 #include <signal.h>
 
@@ -31,6 +30,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "common/meta/job_spec.h"
+#include "common/meta/runtime.h"
 #include "common/meta/trainer.h"
 #include "metatrain/v1/job_service.grpc.pb.h"
 #include "tests/e2e/process.h"
@@ -234,7 +234,9 @@ int Main(int argc, char** argv) {
       return 2;
     }
   }
-  at::set_num_threads(1);
+  // As metatrain-train does: the single-process baseline runs with the allocator settings
+  // of the binaries it stands for (NOTE [Allocator churn], common/meta/runtime.h).
+  metatrain::meta::ConfigureRuntime();
   std::printf(
       "| job | setup | tasks/s | step time (ms) | busiest worker compute / step (ms) | "
       "coordinator share of step |\n|---|---|---|---|---|---|\n");

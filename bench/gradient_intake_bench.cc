@@ -20,6 +20,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/meta/aggregation.h"
 #include "common/meta/job_spec.h"
+#include "common/meta/runtime.h"
 #include "common/meta/trainer.h"
 #include "common/rpc/tensor_codec.h"
 
@@ -50,7 +51,8 @@ int Run(int argc, char** argv) {
       return 2;
     }
   }
-  at::set_num_threads(1);  // the coordinator's aggregation runs on one thread
+  // As the coordinator's main does: one intra-op thread, its allocator settings.
+  meta::ConfigureRuntime();
   auto spec = meta::ParseJobSpec(SpecJson(workload));
   if (spec.ok()) spec = meta::NormalizeJobSpec(*spec);
   if (!spec.ok()) {

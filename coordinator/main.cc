@@ -11,8 +11,6 @@
 //                         [--metrics_retention 10m] [--max_queued_jobs_per_token N]
 //                         [--data_root DIRS] [--weights_root DIRS] [--max_task_memory_mb N] ...
 
-#include <ATen/Parallel.h>
-
 #include <algorithm>
 #include <cstdio>
 #include <memory>
@@ -24,6 +22,7 @@
 #include "absl/strings/str_join.h"
 #include "common/cli/flags.h"
 #include "common/logging/log.h"
+#include "common/meta/runtime.h"
 #include "common/metrics/metrics_server.h"
 #include "common/process/shutdown_signals.h"
 #include "common/rpc/credentials.h"
@@ -150,7 +149,10 @@ int main(int argc, char** argv) {
     return metatrain::cli::UsageError(
         program, absl::StrCat("unexpected argument \"", command_line.positional[0], "\""));
   }
-  at::set_num_threads(1);
+  // The coordinator decodes, sums and steps the meta-gradients of the core: its tensors
+  // (a gradient per task, 0.8 MiB each on the FC job) churn like a worker's
+  // (NOTE [Allocator churn], common/meta/runtime.h).
+  metatrain::meta::ConfigureRuntime();
   metatrain::SetLogProgram(program.name);
 
   // NOTE [Signals through a pipe] in common/process/shutdown_signals.h.

@@ -2,7 +2,7 @@
 #define METATRAIN_COMMON_META_RUNTIME_H_
 
 // Process-wide settings for programs that run the meta-learning core (worker, trainer,
-// benchmarks). Call once at the start of main, before any tensor is allocated.
+// coordinator, benchmarks). Call once at the start of main, before any tensor is allocated.
 
 namespace metatrain::meta {
 
