@@ -142,6 +142,21 @@ TensorList Replicate(const TensorList& params, int64_t num_tasks, bool requires_
   return out;
 }
 
+std::vector<size_t> AdaptedIndices(const std::vector<bool>& adapt) {
+  std::vector<size_t> index;
+  for (size_t i = 0; i < adapt.size(); ++i) {
+    if (adapt[i]) index.push_back(i);
+  }
+  return index;
+}
+
+std::vector<at::Tensor> Pick(const TensorList& params, const std::vector<size_t>& index) {
+  std::vector<at::Tensor> picked;
+  picked.reserve(index.size());
+  for (size_t i : index) picked.push_back(params[i]);
+  return picked;
+}
+
 at::Tensor InnerUpdate(const InnerRule& rule, size_t i, const at::Tensor& phi,
                        const at::Tensor& g) {
   if (!rule.alphas.empty()) return phi - rule.alphas[i] * g;
@@ -154,19 +169,13 @@ at::Tensor InnerUpdate(const InnerRule& rule, size_t i, const at::Tensor& phi,
 TensorList AdaptWithoutGraph(const Model& model, LossKind loss, const InnerRule& rule,
                              TensorList phi, const at::Tensor& x, const at::Tensor& y, int steps) {
   for (auto& p : phi) p = p.detach();
+  const std::vector<size_t> index = AdaptedIndices(rule.adapt);
   for (int s = 0; s < steps; ++s) {
-    std::vector<at::Tensor> inputs;
-    std::vector<size_t> index;
     {
       at::AutoGradMode grad_mode(true);
-      for (size_t i = 0; i < phi.size(); ++i) {
-        if (!rule.adapt[i]) continue;
-        phi[i].requires_grad_(true);
-        inputs.push_back(phi[i]);
-        index.push_back(i);
-      }
+      for (size_t i : index) phi[i].requires_grad_(true);
       at::Tensor total = PerTaskLoss(loss, model.Forward(phi, x), y).sum();
-      auto grads = torch::autograd::grad({total}, inputs, {}, /*retain_graph=*/false,
+      auto grads = torch::autograd::grad({total}, Pick(phi, index), {}, /*retain_graph=*/false,
                                          /*create_graph=*/false);
       at::NoGradGuard no_grad;
       for (size_t k = 0; k < index.size(); ++k) {

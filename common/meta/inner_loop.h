@@ -55,6 +55,12 @@ struct InnerRule {
   std::vector<bool> adapt;
 };
 
+// The indices i with adapt[i]: the parameters the inner loop updates.
+std::vector<size_t> AdaptedIndices(const std::vector<bool>& adapt);
+
+// params[index[0]], params[index[1]], ...
+std::vector<at::Tensor> Pick(const TensorList& params, const std::vector<size_t>& index);
+
 // phi - step * g, written as two separately rounded ops (see NOTE [Task independence is
 // bitwise] in batched_ops.h).
 at::Tensor InnerUpdate(const InnerRule& rule, size_t i, const at::Tensor& phi, const at::Tensor& g);

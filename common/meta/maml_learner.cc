@@ -53,26 +53,15 @@ MetaGradients MamlLearner::Compute(const TensorList& meta_params, const TaskBatc
   const TensorList model_params(meta_params.begin(), meta_params.begin() + num_model_params_);
   // Leaves: the replicated meta-parameters (and Meta-SGD's rates); row t is task t's.
   TensorList phi0 = internal::Replicate(model_params, t, /*requires_grad=*/true);
-  internal::InnerRule rule;
-  rule.lr = options_.inner_lr;
-  rule.adapt = adapt_;
-  if (options_.learn_inner_lr) {
-    const TensorList rates(meta_params.begin() + num_model_params_, meta_params.end());
-    rule.alphas = internal::Replicate(rates, t, /*requires_grad=*/true);
-  }
+  internal::InnerRule rule = TrainingRule(meta_params, t);
 
   TensorList phi = phi0;
+  const std::vector<size_t> index = internal::AdaptedIndices(adapt_);
   for (int step = 0; step < options_.inner_steps; ++step) {
-    std::vector<at::Tensor> inputs;
-    std::vector<size_t> index;
-    for (size_t i = 0; i < phi.size(); ++i) {
-      if (!adapt_[i]) continue;
-      inputs.push_back(phi[i]);
-      index.push_back(i);
-    }
     at::Tensor total =
         internal::PerTaskLoss(loss_, model_->Forward(phi, tasks.support_x), tasks.support_y).sum();
-    auto grads = torch::autograd::grad({total}, inputs, {}, /*retain_graph=*/second_order,
+    auto grads = torch::autograd::grad({total}, internal::Pick(phi, index), {},
+                                       /*retain_graph=*/second_order,
                                        /*create_graph=*/second_order);
     for (size_t k = 0; k < index.size(); ++k) {
       const size_t i = index[k];
@@ -132,13 +121,7 @@ MetaGradients MamlLearner::ComputeRecomputed(const TensorList& meta_params,
   const int64_t t = tasks.size();
   const size_t num_model = num_model_params_;
   const TensorList model_params(meta_params.begin(), meta_params.begin() + num_model);
-  internal::InnerRule rule;
-  rule.lr = options_.inner_lr;
-  rule.adapt = adapt_;
-  if (options_.learn_inner_lr) {
-    const TensorList rates(meta_params.begin() + num_model, meta_params.end());
-    rule.alphas = internal::Replicate(rates, t, /*requires_grad=*/true);
-  }
+  internal::InnerRule rule = TrainingRule(meta_params, t);
 
   // phi_0 ... phi_S, detached.
   std::vector<TensorList> phis;
@@ -174,20 +157,14 @@ MetaGradients MamlLearner::ComputeRecomputed(const TensorList& meta_params,
   }
 
   TensorList rate_grads(rule.alphas.size());
+  const std::vector<size_t> index = internal::AdaptedIndices(adapt_);
   for (int step = options_.inner_steps - 1; step >= 0; --step) {
     const TensorList phi = leaves(phis[step]);
     phis.pop_back();  // phis[step] itself: only the leaves above use it now
-    std::vector<at::Tensor> adapted;
-    std::vector<size_t> index;
-    for (size_t i = 0; i < num_model; ++i) {
-      if (!adapt_[i]) continue;
-      adapted.push_back(phi[i]);
-      index.push_back(i);
-    }
     at::Tensor total =
         internal::PerTaskLoss(loss_, model_->Forward(phi, tasks.support_x), tasks.support_y).sum();
-    auto grads = torch::autograd::grad({total}, adapted, {}, /*retain_graph=*/true,
-                                       /*create_graph=*/true);
+    auto grads = torch::autograd::grad({total}, internal::Pick(phi, index), {},
+                                       /*retain_graph=*/true, /*create_graph=*/true);
     std::vector<at::Tensor> next, next_adjoint;
     for (size_t k = 0; k < index.size(); ++k) {
       next.push_back(internal::InnerUpdate(rule, index[k], phi[index[k]], grads[k]));
@@ -247,6 +224,19 @@ absl::StatusOr<TensorList> MamlLearner::AdaptedParams(const TensorList& meta_par
         internal::Replicate(model_params, tasks.size(), /*requires_grad=*/false), tasks.support_x,
         tasks.support_y, steps);
   });
+}
+
+internal::InnerRule MamlLearner::TrainingRule(const TensorList& meta_params,
+                                              int64_t num_tasks) const {
+  internal::InnerRule rule;
+  rule.lr = options_.inner_lr;
+  rule.adapt = adapt_;
+  if (options_.learn_inner_lr) {
+    // Leaves, one row per task, so each task's meta-gradient includes its rates'.
+    const TensorList rates(meta_params.begin() + num_model_params_, meta_params.end());
+    rule.alphas = internal::Replicate(rates, num_tasks, /*requires_grad=*/true);
+  }
+  return rule;
 }
 
 internal::InnerRule MamlLearner::MakeInnerRule(const TensorList& meta_params) const {

@@ -56,7 +56,10 @@ class MamlLearner : public MetaLearner {
                                            int steps) const;
 
  private:
+  // For evaluation and adaptation: Meta-SGD's rates detached, broadcast over tasks.
   internal::InnerRule MakeInnerRule(const TensorList& meta_params) const;
+  // For meta-gradients: Meta-SGD's rates as per-task leaves [T, ...] that require grad.
+  internal::InnerRule TrainingRule(const TensorList& meta_params, int64_t num_tasks) const;
   MetaGradients Compute(const TensorList& meta_params, const TaskBatch& tasks) const;
   MetaGradients ComputeRecomputed(const TensorList& meta_params, const TaskBatch& tasks) const;
   Adaptation Adapt(const TensorList& meta_params, const TaskBatch& tasks, int steps) const;

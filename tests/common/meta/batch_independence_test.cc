@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/strip.h"
 #include "common/meta/learner.h"
 #include "common/meta/model.h"
 #include "common/meta/task_groups.h"
@@ -59,11 +60,9 @@ Fixture MakeFixture(Net net) {
 
 // "maml+recompute": the algorithm with inner.recompute.
 v1::JobSpec Spec(const std::string& name) {
-  const std::string kRecompute = "+recompute";
-  const bool recompute =
-      name.size() > kRecompute.size() &&
-      name.compare(name.size() - kRecompute.size(), kRecompute.size(), kRecompute) == 0;
-  const std::string algorithm = recompute ? name.substr(0, name.size() - kRecompute.size()) : name;
+  absl::string_view stripped = name;
+  const bool recompute = absl::ConsumeSuffix(&stripped, "+recompute");
+  const std::string algorithm(stripped);
   v1::JobSpec spec = LearnerSpec(algorithm, 2, 0.1);
   spec.mutable_inner()->set_recompute(recompute);
   if (algorithm == "meta_lstm") {

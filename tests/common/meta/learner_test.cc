@@ -36,9 +36,7 @@ using testing::Slice;
 std::unique_ptr<MetaLearner> Learner(const std::string& algorithm,
                                      std::shared_ptr<const Model> model, LossKind loss, int steps,
                                      double lr) {
-  auto learner = MakeMetaLearner(LearnerSpec(algorithm, steps, lr), std::move(model), loss);
-  EXPECT_TRUE(learner.ok()) << learner.status();
-  return std::move(learner).value();
+  return testing::LearnerFor(LearnerSpec(algorithm, steps, lr), std::move(model), loss);
 }
 
 // --- An independent reference: one task, written out with plain autograd. ---

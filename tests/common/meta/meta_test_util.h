@@ -30,6 +30,15 @@ inline std::shared_ptr<const Model> SharedModel(const v1::ModelSpec& spec,
   return std::shared_ptr<const Model>(std::move(model).value());
 }
 
+// The learner of `spec` on `model`; a spec it refuses fails the test (and gives nullptr).
+inline std::unique_ptr<MetaLearner> LearnerFor(const v1::JobSpec& spec,
+                                               std::shared_ptr<const Model> model, LossKind loss) {
+  auto learner = MakeMetaLearner(spec, std::move(model), loss);
+  EXPECT_TRUE(learner.ok()) << learner.status();
+  if (!learner.ok()) return nullptr;
+  return std::move(learner).value();
+}
+
 inline at::Tensor RandomNormal(Rng& rng, std::vector<int64_t> shape, at::ScalarType dtype) {
   int64_t n = 1;
   for (int64_t d : shape) n *= d;

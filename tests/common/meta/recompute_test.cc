@@ -38,9 +38,7 @@ std::unique_ptr<MetaLearner> Learner(const std::string& algorithm,
                                      double lr, bool recompute) {
   v1::JobSpec spec = LearnerSpec(algorithm, steps, lr);
   spec.mutable_inner()->set_recompute(recompute);
-  auto learner = MakeMetaLearner(spec, std::move(model), loss);
-  EXPECT_TRUE(learner.ok()) << learner.status();
-  return std::move(learner).value();
+  return testing::LearnerFor(spec, std::move(model), loss);
 }
 
 struct Case {
